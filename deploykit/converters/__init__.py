@@ -1,0 +1,76 @@
+"""The conversion paths, registered by (source framework, target).
+
+Each path is one module with one function ``convert(source, out_path, options, workspace)`` that
+writes the artifact at ``out_path`` and returns a :class:`Converted`. Inspection (signature, op
+histogram, hash) is shared and happens after, in ``deploykit.pipeline``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from deploykit.errors import UsageError
+
+TARGETS = ("tflite", "coreml")
+COREML_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
+SUFFIX = {"tflite": ".tflite", "coreml": ".mlpackage"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    coreml_target: str = "iOS16"
+
+
+@dataclass(frozen=True)
+class Converted:
+    path: Path
+    converter: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Workspace:
+    """A scratch directory for one run, and intermediate products shared between paths
+    (onnx2tf's SavedModel feeds both the TFLite and the Core ML artifact of an ONNX model)."""
+
+    root: Path
+    products: dict = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+
+ConvertFn = Callable[..., Converted]
+
+# (framework, target) -> module that defines convert(); imported only when used.
+PATHS: dict[tuple[str, str], str] = {
+    ("keras", "tflite"): "deploykit.converters.keras_tflite",
+    ("keras", "coreml"): "deploykit.converters.keras_coreml",
+    ("torch", "tflite"): "deploykit.converters.torch_tflite",
+    ("torch", "coreml"): "deploykit.converters.torch_coreml",
+    ("onnx", "tflite"): "deploykit.converters.onnx_tflite",
+    ("onnx", "coreml"): "deploykit.converters.onnx_coreml",
+}
+
+
+def parse_targets(value: str | tuple | list) -> tuple[str, ...]:
+    items = [t.strip().lower() for t in (value.split(",") if isinstance(value, str) else value) if t.strip()]
+    if not items:
+        raise UsageError("no target given", hint="use --to tflite, --to coreml or --to tflite,coreml")
+    unknown = [t for t in items if t not in TARGETS]
+    if unknown:
+        raise UsageError(f"unknown target {', '.join(unknown)}", hint=f"targets are: {', '.join(TARGETS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def check_coreml_target(value: str) -> str:
+    for known in COREML_TARGETS:
+        if value.lower() == known.lower():
+            return known
+    raise UsageError(f"unknown Core ML deployment target {value!r}", hint=f"one of {', '.join(COREML_TARGETS)}")
+
+
+def path_for(framework: str, target: str) -> ConvertFn:
+    module = importlib.import_module(PATHS[(framework, target)])
+    return module.convert

@@ -1,0 +1,62 @@
+"""What every Core ML path shares: deployment targets, fp32 precision, meaningful feature names, saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploykit.errors import ConversionError, UnsupportedOperatorError
+
+
+def deployment_target(name: str):
+    import coremltools as ct
+
+    return getattr(ct.target, name)
+
+
+def tensor_types(inputs):
+    import coremltools as ct
+    import numpy as np
+
+    return [ct.TensorType(name=t.name, shape=t.shape, dtype=np.dtype(t.dtype).type) for t in inputs]
+
+
+def run_ct_convert(model, *, label: str, **kwargs):
+    """``coremltools.convert`` for an ML Program at fp32, with its failures turned into deploykit errors."""
+    import coremltools as ct
+
+    try:
+        return ct.convert(model, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, **kwargs)
+    except NotImplementedError as exc:
+        raise UnsupportedOperatorError(
+            f"{label}: coremltools cannot convert an operator: {_first_line(exc)}",
+            hint="replace the operator with a supported equivalent, or convert to tflite only",
+        ) from exc
+    except Exception as exc:
+        text = _first_line(exc)
+        if "not implemented" in text.lower() or "unsupported" in text.lower():
+            raise UnsupportedOperatorError(f"{label}: {text}", hint="convert to tflite only, or replace the operator") from exc
+        raise ConversionError(f"{label}: coremltools failed: {text}", hint="rerun with --verbose to see the converter's log") from exc
+
+
+def rename_and_save(mlmodel, out_path: Path, input_names: list[str], output_names: list[str]) -> None:
+    """Give features the source model's names (converters produce names like ``Identity`` or ``var_412``)."""
+    import coremltools as ct
+
+    spec = mlmodel.get_spec()
+    renames = []
+    for feature, wanted in zip(spec.description.input, input_names):
+        if feature.name != wanted:
+            renames.append((feature.name, wanted, True))
+    for feature, wanted in zip(spec.description.output, output_names):
+        if feature.name != wanted:
+            renames.append((feature.name, wanted, False))
+    if renames:
+        for old, new, is_input in renames:
+            ct.utils.rename_feature(spec, old, new, rename_inputs=is_input, rename_outputs=not is_input)
+        mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+    mlmodel.save(str(out_path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:400]

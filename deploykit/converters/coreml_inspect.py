@@ -1,0 +1,53 @@
+"""Read an .mlpackage's interface and op histogram from its protobuf, without loading the model."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from deploykit.types import TensorSpec
+
+MODEL_FILE = Path("Data/com.apple.CoreML/model.mlmodel")
+_ARRAY_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "int32", 131080: "int8"}
+
+
+def load_spec(package: str | Path):
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString((Path(package) / MODEL_FILE).read_bytes())
+    return spec
+
+
+def main_block(spec):
+    function = spec.mlProgram.functions["main"]
+    return function.block_specializations[function.opset]
+
+
+def op_histogram(spec) -> dict[str, int]:
+    counts: Counter = Counter()
+
+    def walk(block):
+        for op in block.operations:
+            counts[op.type] += 1
+            for inner in op.blocks:
+                walk(inner)
+
+    walk(main_block(spec))
+    counts.pop("const", None)  # weights and scalars; not compute
+    return dict(sorted(counts.items()))
+
+
+def signature(spec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    return (tuple(_feature(f) for f in spec.description.input), tuple(_feature(f) for f in spec.description.output))
+
+
+def _feature(feature) -> TensorSpec:
+    kind = feature.type.WhichOneof("Type")
+    if kind == "multiArrayType":
+        array = feature.type.multiArrayType
+        return TensorSpec(feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)))
+    if kind == "imageType":
+        image = feature.type.imageType
+        return TensorSpec(feature.name, (1, 3, int(image.height), int(image.width)), "image", "NCHW")
+    return TensorSpec(feature.name, (), kind or "unknown")

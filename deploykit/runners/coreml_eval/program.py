@@ -1,0 +1,201 @@
+"""From the ``Model`` protobuf to a runnable ``Program``, and running it on numpy feeds.
+
+Loading walks ``mlProgram.functions["main"]`` and its block for the function's opset once:
+``const`` values are decoded (weight.bin is read here and never again), compressed-weight
+``constexpr_*`` ops are decompressed, and every other op becomes an ``OpNode`` whose arguments are
+either names bound at run time or constants. Op parameters stored as op attributes (the iOS16
+constexpr form) are treated exactly like inputs. Unknown op types are refused at load.
+
+Running feeds the inputs by name, executes the ops in order and rounds each result to the dtype
+the program declares for it (fp16 emulation, see ``values``), checking the computed shape against
+the declared one. Values no later op needs are dropped as soon as possible.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from deploykit.errors import InputError, UnsupportedOperatorError, UsageError
+
+from . import ops
+from .args import Args, Binding, OpNode, TensorDecl
+from .values import decode_value, public, tensor_type, to_runtime
+
+
+@dataclass(frozen=True)
+class Program:
+    """A loaded ML Program function. ``version`` is the iOS version of its opset (CoreML7 -> 17)."""
+
+    opset: str
+    version: int
+    inputs: tuple[TensorDecl, ...]
+    outputs: tuple[TensorDecl, ...]  # MIL values returned by the block
+    output_names: tuple[str, ...]  # the model's names for them (usually identical)
+    constants: Mapping[str, Any]
+    steps: tuple[OpNode, ...]
+    frees: tuple[tuple[str, ...], ...]  # names no longer needed after each step
+    op_types: Mapping[str, str] = field(default_factory=dict)  # MIL value name -> producing op type
+
+
+def compile_model(model, blobs, function: str = "main") -> Program:
+    if model.WhichOneof("Type") != "mlProgram":
+        raise InputError(f"the model is a {model.WhichOneof('Type')}, not an ML Program",
+                         hint="the numpy evaluator handles ML Programs (convert_to='mlprogram') only")
+    if function not in model.mlProgram.functions:
+        raise InputError(f"the ML Program has no function {function!r}")
+    fn = model.mlProgram.functions[function]
+    if fn.opset not in fn.block_specializations:
+        raise InputError(f"function {function!r} has no block for its opset {fn.opset!r}")
+    version = _ios_version(fn.opset)
+    block = fn.block_specializations[fn.opset]
+
+    inputs = tuple(_decl(v, f"input '{v.name}'") for v in fn.inputs)
+    decls: dict[str, TensorDecl] = {d.name: d for d in inputs}
+    constants: dict[str, Any] = {}
+    steps: list[OpNode] = []
+    op_types: dict[str, str] = {}
+    for op_proto in block.operations:
+        node = _node(op_proto, blobs, decls)
+        decls.update((o.name, o) for o in node.outputs)
+        op_types.update((o.name, node.type) for o in node.outputs)
+        if node.type == "const":
+            constants[node.outputs[0].name] = _const_value(op_proto, node.outputs[0], blobs)
+            continue
+        impl = ops.lookup(node.type, node.outputs[0].name if node.outputs else "?")
+        if impl.constexpr:
+            constants.update(_execute(node, impl.fn, constants, version))
+        else:
+            steps.append(node)
+    outputs = []
+    for name in block.outputs:
+        if name not in decls:
+            raise InputError(f"the program returns '{name}', which nothing produces")
+        outputs.append(decls[name])
+    model_outputs = [o.name for o in model.description.output]
+    names = tuple(model_outputs) if len(model_outputs) == len(outputs) else tuple(o.name for o in outputs)
+    return Program(
+        opset=fn.opset, version=version, inputs=inputs, outputs=tuple(outputs), output_names=names,
+        constants=MappingProxyType(constants), steps=tuple(steps),
+        frees=_liveness(steps, {o.name for o in outputs}), op_types=MappingProxyType(op_types),
+    )
+
+
+def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool = False):
+    """Outputs by model output name, and (if asked) every op result by MIL name, public dtypes."""
+    env: dict[str, Any] = dict(program.constants)
+    for decl in program.inputs:
+        if decl.name not in feeds:
+            raise UsageError(f"missing input '{decl.name}'; the model takes {[d.name for d in program.inputs]}")
+        env[decl.name] = to_runtime(feeds[decl.name], decl.dtype)
+    intermediates: dict[str, np.ndarray] = {}
+    for index, node in enumerate(program.steps):
+        impl = ops.lookup(node.type, node.outputs[0].name)
+        for name, value in _execute(node, impl.fn, env, program.version).items():
+            env[name] = value
+            if keep_intermediates:
+                intermediates[name] = value
+        if not keep_intermediates:
+            for name in program.frees[index]:
+                env.pop(name, None)
+    outputs = {name: public(env[decl.name], decl.dtype) for name, decl in zip(program.output_names, program.outputs)}
+    if not keep_intermediates:
+        return outputs, None
+    decls = {o.name: o for node in program.steps for o in node.outputs}
+    return outputs, {name: public(v, decls[name].dtype) for name, v in intermediates.items()}
+
+
+def _execute(node: OpNode, fn, env: Mapping[str, Any], version: int) -> dict[str, Any]:
+    args = Args(node, env, version)
+    result = fn(args)
+    args.finish()
+    results = result if isinstance(result, tuple) else (result,)
+    if len(results) != len(node.outputs):
+        raise UnsupportedOperatorError(f"Core ML evaluator: {args.where} declares {len(node.outputs)} outputs, "
+                                       f"the implementation gave {len(results)}")
+    return {decl.name: _conform(value, decl, args) for decl, value in zip(node.outputs, results)}
+
+
+def _conform(value, decl: TensorDecl, args: Args):
+    """Check the computed shape against the declared one, and round to the declared dtype."""
+    arr = np.asarray(value)
+    if decl.shape is not None:
+        same = arr.ndim == len(decl.shape) and all(d is None or d == s for d, s in zip(decl.shape, arr.shape))
+        if not same:
+            raise UnsupportedOperatorError(
+                f"Core ML evaluator: {args.where} computed shape {arr.shape}, the program declares "
+                f"{tuple('?' if d is None else d for d in decl.shape)}; the implementation does not match this case")
+    return to_runtime(arr, decl.dtype)
+
+
+def _node(op_proto, blobs, known: Mapping[str, TensorDecl]) -> OpNode:
+    outputs = tuple(_decl(o, f"op '{op_proto.type}' output '{o.name}'") for o in op_proto.outputs)
+    first = outputs[0].name if outputs else "?"
+    where = f"op '{op_proto.type}' (output '{first}')"
+    if op_proto.blocks:
+        raise UnsupportedOperatorError(f"Core ML evaluator: {where} has nested blocks (control flow), which it does not handle")
+    inputs: dict[str, tuple[Binding, ...]] = {}
+    for key, argument in op_proto.inputs.items():
+        bindings = []
+        for binding in argument.arguments:
+            if binding.WhichOneof("binding") == "name":
+                if binding.name not in known:
+                    raise InputError(f"Core ML program: {where} reads '{binding.name}' before it is produced")
+                bindings.append(Binding(name=binding.name))
+            else:
+                bindings.append(Binding(value=decode_value(binding.value, blobs, f"{where} argument '{key}'")))
+        inputs[key] = tuple(bindings)
+    for key, value in op_proto.attributes.items():
+        if key == "name" or (op_proto.type == "const" and key == "val"):
+            continue
+        if key in inputs:
+            raise InputError(f"Core ML program: {where} gives '{key}' both as input and as attribute")
+        inputs[key] = (Binding(value=decode_value(value, blobs, f"{where} attribute '{key}'")),)
+    if op_proto.type == "const" and (inputs or len(outputs) != 1):
+        raise UnsupportedOperatorError(f"Core ML evaluator: {where} has unexpected arguments {sorted(inputs)}")
+    name = first
+    if "name" in op_proto.attributes:
+        name = str(decode_value(op_proto.attributes["name"], blobs, f"{where} attribute 'name'"))
+    return OpNode(type=op_proto.type, name=name, inputs=MappingProxyType(inputs), outputs=outputs)
+
+
+def _const_value(op_proto, decl: TensorDecl, blobs):
+    where = f"op 'const' (output '{decl.name}')"
+    if "val" not in op_proto.attributes:
+        raise InputError(f"Core ML program: {where} has no value")
+    value = decode_value(op_proto.attributes["val"], blobs, where)
+    if isinstance(value, str):
+        return value
+    if decl.shape is not None and value.shape != decl.shape:
+        raise InputError(f"Core ML program: {where} holds shape {value.shape}, declares {decl.shape}")
+    return to_runtime(value, decl.dtype)
+
+
+def _decl(named_value_type, where: str) -> TensorDecl:
+    dtype, shape = tensor_type(named_value_type.type, where)
+    return TensorDecl(named_value_type.name, dtype, shape)
+
+
+def _ios_version(opset: str) -> int:
+    match = re.fullmatch(r"CoreML(\d+)", opset)
+    if not match:
+        raise InputError(f"unknown ML Program opset {opset!r}")
+    return int(match.group(1)) + 10  # CoreML5 is the iOS15 opset, CoreML8 the iOS18 one
+
+
+def _liveness(steps: list[OpNode], keep: set[str]) -> tuple[tuple[str, ...], ...]:
+    last: dict[str, int] = {}
+    for index, node in enumerate(steps):
+        for bindings in node.inputs.values():
+            for b in bindings:
+                if b.name is not None:
+                    last[b.name] = index
+    frees: list[list[str]] = [[] for _ in steps]
+    for name, index in last.items():
+        if name not in keep:
+            frees[index].append(name)
+    return tuple(tuple(f) for f in frees)

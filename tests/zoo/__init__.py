@@ -1,0 +1,1 @@
+"""Small real models built in code (nothing can be downloaded): the same architectures in PyTorch and Keras."""
