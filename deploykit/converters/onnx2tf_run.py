@@ -17,6 +17,21 @@ from deploykit.errors import ConversionError, UnsupportedOperatorError
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
+def private_copy(source, workspace) -> Path:
+    """The source ONNX model written into the workspace: onnx2tf runs onnxsim, which rewrites the file
+    it is given in place, and a user's model must never be modified."""
+    import onnx
+
+    key = ("onnx-copy", source.path)
+    if key not in workspace.products:
+        path = workspace.root / "source" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        large = source.handle.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit
+        onnx.save_model(source.handle, str(path), save_as_external_data=large, location="model.onnx.data")
+        workspace.products[key] = path
+    return workspace.products[key]
+
+
 def onnx2tf_output(onnx_path: str, inputs, workspace) -> Path:
     """The onnx2tf output folder (SavedModel + ``<stem>_float32.tflite``) for ``onnx_path``, made once."""
     key = ("onnx2tf", str(onnx_path))

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.onnx2tf_run import named_tflite, onnx2tf_output
+from deploykit.converters.onnx2tf_run import named_tflite, onnx2tf_output, private_copy
 
 LABEL = "onnx->tflite (onnx2tf)"
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
-    folder = onnx2tf_output(source.path, source.inputs, workspace)
+    folder = onnx2tf_output(str(private_copy(source, workspace)), source.inputs, workspace)
     out_path.write_bytes(named_tflite(folder, source))
     return Converted(out_path, LABEL)

@@ -98,7 +98,7 @@ def squeezenet(num_classes=10, size=32):
         e3 = L.Conv2D(16, 3, padding="same", activation="relu", name=f"fire{i}_e3")(s)
         x = L.Concatenate(name=f"fire{i}_cat")([e1, e3])
     x = L.Conv2D(num_classes, 1, activation="relu", name="classifier")(x)
-    out = L.GlobalAveragePooling2D(name="pool")(x)
+    out = L.GlobalAveragePooling2D(name="logits")(x)
     return keras.Model(inp, out, name="squeezenet")
 
 
