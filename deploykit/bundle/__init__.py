@@ -1,0 +1,34 @@
+"""Signed, versioned, reproducible model bundles and a self-hosted over-the-air channel.
+
+One module per responsibility, read top to bottom in the order data flows:
+
+    signing.py      Ed25519 keys, key ids, DSSE envelopes (sign / verify before parsing)
+    manifest.py     the manifest's JSON Schema, canonical JSON, the typed view
+    tflite_meta.py  metadata embedded into .tflite (TFLITE_METADATA + "deploykit" entries)
+    tflite_read.py  reading it back; the LiteRT "still runs identically" check
+    coreml_meta.py  metadata embedded into .mlpackage specifications
+    templates.py    Swift / Kotlin / README integration files rendered from the manifest
+    archive.py      deterministic zip writing; defensive zip reading with limits
+    builder.py      artifacts + report -> bundles                       (deploykit bundle)
+    verify.py       full verification and safe unpacking               (deploykit verify-bundle)
+    repository.py   static repository, signed channel index, rollouts  (deploykit publish)
+    fetch.py        capped HTTP / directory reads
+    client.py       the reference client                               (deploykit pull)
+
+Heavy imports (cryptography, jsonschema, ai_edge_litert, coremltools protobufs) happen inside the
+functions that need them, so importing this package costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from deploykit.bundle.archive import Limits
+from deploykit.bundle.builder import BundleOptions, BuiltBundle, bundle
+from deploykit.bundle.client import PullResult, pull
+from deploykit.bundle.repository import PublishResult, publish
+from deploykit.bundle.signing import generate_keypair, load_public_key, load_signing_key
+from deploykit.bundle.verify import VerifiedBundle, verify_bundle
+
+__all__ = [
+    "BundleOptions", "BuiltBundle", "Limits", "PublishResult", "PullResult", "VerifiedBundle", "bundle",
+    "generate_keypair", "load_public_key", "load_signing_key", "publish", "pull", "verify_bundle",
+]

@@ -128,9 +128,10 @@ def _count_entries(handle: BinaryIO) -> int:
     if at < 0 or len(tail) - at < 22:
         raise IntegrityError("not a zip archive (no end of central directory record)")
     total = struct.unpack("<H", tail[at + 10:at + 12])[0]
-    locator = tail.rfind(b"PK\x06\x07", 0, at)
-    if total == 0xFFFF or locator >= 0:  # zip64: the real count is in the zip64 end record
-        if locator < 0:
+    locator = at - 20  # a zip64 locator, when present, sits right before the end record
+    has_locator = locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07"
+    if total == 0xFFFF or has_locator:  # zip64: the real count is in the zip64 end record
+        if not has_locator:
             raise IntegrityError("zip64 archive without a zip64 locator")
         (eocd64,) = struct.unpack("<Q", tail[locator + 8:locator + 16])
         handle.seek(eocd64)

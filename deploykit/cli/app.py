@@ -7,7 +7,8 @@ import sys
 import typer
 
 from deploykit import __version__
-from deploykit.cli import convert_cmd
+from deploykit.cli import bundle_cmds, convert_cmd
+from deploykit.cli import verify_cmd
 from deploykit.cli.errors import report
 
 EXIT_CODES_HELP = (
@@ -41,6 +42,8 @@ def _root(
 
 
 convert_cmd.register(app)
+bundle_cmds.register(app)
+verify_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,244 @@
+"""``deploykit bundle``: converted artifacts -> one signed, reproducible zip per (platform, variant).
+
+Per artifact, top to bottom: find its entry in the sibling deploykit-report.json (inputs, outputs,
+provenance come from there, never from hand-typed flags: a shape typed by hand drifts from the real
+model, the report was measured on it), check the file still has the hash the report recorded, embed
+metadata into a private copy (tflite_meta / coreml_meta), render the app integration files, list
+every file with role, length and sha256, validate the manifest against its schema, sign it, and write
+the zip (temporary name, then rename). Signed bundles are verified once more after writing.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from deploykit.bundle import coreml_meta, tflite_meta
+from deploykit.bundle.archive import write_zip
+from deploykit.bundle.manifest import (MANIFEST_NAME, MANIFEST_SCHEMA, canonical_json, check_name, check_version,
+                                       default_sequence, validate)
+from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, SigningKey, sign_envelope
+from deploykit.bundle.templates import integration_files, integration_paths, template_root
+from deploykit.errors import ConversionError, InputError, UsageError
+from deploykit.hashing import sha256_file, sha256_path, tree_files
+from deploykit.types import REPORT_FILENAME, Artifact, ConversionReport
+
+PLATFORM = {"tflite": ("android", "litert", "tflite"), "coreml": ("ios", "coreml", "mlpackage")}
+MODEL_PATH = {"tflite": "model/model.tflite", "coreml": "model/model.mlpackage"}
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    name: str
+    version: str
+    out: Path
+    sequence: int | None = None
+    labels: Path | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    sign_keys: tuple[SigningKey, ...] = ()
+    author: str = ""
+    license: str = ""
+    description: str = ""
+    min_android_api: int = 21
+    templates: Path | None = None
+    report: Path | None = None
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    path: Path
+    sha256: str
+    length: int
+    manifest: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"bundle": str(self.path), "sha256": self.sha256, "length": self.length, "name": m["name"],
+                "version": m["version"], "sequence": m["sequence"], "platform": m["platform"], "variant": m["variant"],
+                "files": len(m["files"])}
+
+
+def bundle(artifacts: Sequence[str | Path], options: BundleOptions) -> list[BuiltBundle]:
+    check_name(options.name)
+    check_version(options.version)
+    sequence = options.sequence if options.sequence is not None else default_sequence(options.version)
+    if sequence < 1:
+        raise UsageError("--sequence must be a positive integer")
+    if (options.mean is None) != (options.std is None):
+        raise UsageError("--mean and --std go together")
+    labels = _read_labels(options.labels) if options.labels else None
+    found = [_find_artifact(Path(a), options.report) for a in artifacts]
+    keys = [(PLATFORM[art.target][0], art.variant) for _, art, _ in found]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"two artifacts for the same (platform, variant): {keys}")
+    root = template_root(options.templates)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [_bundle_one(path, art, report, sequence, labels, root, options) for path, art, report in found]
+
+
+def _read_labels(path: Path) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read labels {path}: {exc}") from None
+    labels = tuple(line.rstrip() for line in text.splitlines())
+    if not labels or any(not label for label in labels):
+        raise InputError(f"{path}: labels must be one non-empty line each")
+    return labels
+
+
+def _find_artifact(path: Path, report_path: Path | None) -> tuple[Path, Artifact, ConversionReport]:
+    if not path.exists():
+        raise InputError(f"artifact {path} not found")
+    report_file = Path(report_path) if report_path else path.parent / REPORT_FILENAME
+    if not report_file.is_file():
+        raise InputError(f"no {REPORT_FILENAME} next to {path}",
+                         hint="bundle the artifacts `deploykit convert --out DIR` wrote (its report carries the "
+                              "inputs, outputs and provenance of each artifact), or pass --report")
+    try:
+        report = ConversionReport.from_json(json.loads(report_file.read_text("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{report_file} is not a deploykit report: {exc}") from None
+    for artifact in report.artifacts:
+        if (report_file.parent / artifact.path).resolve() == path.resolve():
+            break
+    else:
+        raise InputError(f"{path} is not listed in {report_file}", hint="run `deploykit convert` again")
+    if artifact.target not in PLATFORM:
+        raise InputError(f"{path}: unknown target {artifact.target!r}")
+    if path.is_symlink() or sha256_path(path) != artifact.sha256:
+        raise InputError(f"{path} changed since `deploykit convert` recorded it in {report_file.name}",
+                         hint="convert again; a bundle must describe exactly the artifact that was checked")
+    return path, artifact, report
+
+
+def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptions) -> dict[str, Any]:
+    inputs = [dict(t.to_json(), normalization=None, labels=None) for t in artifact.inputs]
+    outputs = [dict(t.to_json(), normalization=None, labels=None) for t in artifact.outputs]
+    if options.mean is not None:
+        targets = [t for t in inputs if t["layout"] in ("NHWC", "NCHW")] or inputs[:1]
+        for tensor in targets:
+            channels = tensor["shape"][3 if tensor["layout"] == "NHWC" else 1] if tensor["layout"] else None
+            for flag, values in (("--mean", options.mean), ("--std", options.std)):
+                if len(values) != 1 and len(values) != channels:
+                    raise UsageError(f"{flag} has {len(values)} values; input {tensor['name']!r} has {channels} channels")
+            if any(s <= 0 for s in options.std):
+                raise UsageError("--std values must be positive")
+            tensor["normalization"] = {"mean": [float(v) for v in options.mean], "std": [float(v) for v in options.std]}
+    if labels:
+        target = next((t for t in outputs if t["shape"] and t["shape"][-1] == len(labels)), None)
+        if target is None:
+            shapes = ", ".join(f"{t['name']} {t['shape']}" for t in outputs)
+            raise InputError(f"labels file has {len(labels)} lines but no output has {len(labels)} classes ({shapes})")
+        target["labels"] = {"path": "assets/labels.txt", "count": len(labels)}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequence: int,
+                labels: tuple[str, ...] | None, root: Path, options: BundleOptions) -> BuiltBundle:
+    platform, runtime, fmt = PLATFORM[artifact.target]
+    io = _io(artifact, labels, options)
+    with tempfile.TemporaryDirectory(prefix="deploykit-bundle-") as scratch:
+        model_files, compat, embedded = _prepare_model(path, artifact, Path(scratch), io, labels, sequence, options)
+        files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in model_files.items()}
+        if labels:
+            files["assets/labels.txt"] = ("labels", ("\n".join(labels) + "\n").encode("utf-8"))
+        manifest = {
+            "schema": MANIFEST_SCHEMA, "name": options.name, "version": options.version, "sequence": sequence,
+            "platform": platform, "runtime": runtime, "format": fmt, "variant": artifact.variant,
+            "model": MODEL_PATH[artifact.target], "io": io, "compatibility": compat,
+            "metadata": {"author": options.author, "license": options.license, "description": options.description},
+            "provenance": {
+                "source": {k: report.source.get(k, "") for k in ("sha256", "framework", "format", "name")},
+                "deploykit_version": report.deploykit_version, "tool_versions": dict(report.tool_versions),
+                "converter": artifact.converter, "artifact_sha256": artifact.sha256,
+                "quantization": artifact.quantization, "passes": [dict(p) for p in artifact.passes],
+                "parity": _parity_summary(artifact.parity), "embedded_metadata": embedded,
+            },
+        }
+        bundle_file = f"{options.name}-{options.version}-{platform}-{artifact.variant}.zip"
+        key = options.sign_keys[0].public if options.sign_keys else None
+        listed = sorted([{"path": p, "role": r} for p, (r, _) in files.items()]
+                        + [{"path": p, "role": "integration"} for p in integration_paths(platform)], key=lambda f: f["path"])
+        rendered = integration_files(manifest, bundle_file, key.raw if key else None, key.keyid if key else None, root, listed)
+        files.update({p: ("integration", data) for p, data in rendered.items()})
+        manifest["files"] = [_entry(p, role, src) for p, (role, src) in sorted(files.items())]
+        validate(manifest, "manifest", f"manifest of {bundle_file}", error=InputError)
+        envelope = sign_envelope(canonical_json(manifest), MANIFEST_PAYLOAD_TYPE, options.sign_keys)
+        target = Path(options.out) / bundle_file
+        write_zip(target, [(MANIFEST_NAME, envelope)] + [(p, src) for p, (_, src) in sorted(files.items())])
+    if options.sign_keys:
+        from deploykit.bundle.verify import verify_bundle
+
+        try:
+            verify_bundle(target, [k.public for k in options.sign_keys])  # the writer's own self-check
+        except BaseException:
+            target.unlink(missing_ok=True)  # never leave a bundle that fails its own verification
+            raise
+    return BuiltBundle(path=target, sha256=sha256_file(target), length=target.stat().st_size, manifest=manifest)
+
+
+def _entry(path: str, role: str, src: bytes | Path) -> dict[str, Any]:
+    if isinstance(src, (bytes, bytearray)):
+        import hashlib
+
+        return {"path": path, "role": role, "length": len(src), "sha256": hashlib.sha256(src).hexdigest()}
+    return {"path": path, "role": role, "length": Path(src).stat().st_size, "sha256": sha256_file(src)}
+
+
+def _prepare_model(path: Path, artifact: Artifact, scratch: Path, io: dict[str, Any], labels, sequence: int,
+                   options: BundleOptions) -> tuple[dict[str, bytes | Path], dict[str, Any], list[str]]:
+    common = dict(name=options.name, version=options.version, description=options.description or options.name,
+                  author=options.author, license=options.license, inputs=tuple(io["inputs"]),
+                  outputs=tuple(io["outputs"]), labels=labels)
+    if artifact.target == "tflite":
+        from deploykit.bundle.tflite_read import runs_identically
+
+        data = path.read_bytes()
+        compat = {"min_ios": None, "min_android_api": options.min_android_api,
+                  "min_runtime": tflite_meta.min_runtime_version(data), "deployment_target": artifact.deployment_target}
+        meta = tflite_meta.TfliteMetadata(**common, extra={"sequence": sequence, "variant": artifact.variant})
+        try:
+            embedded_data = tflite_meta.embed(data, meta)
+        except tflite_meta.NotEmbeddable as exc:
+            return {MODEL_PATH["tflite"]: data}, compat, [f"skipped: {exc}"]
+        from deploykit.noise import capture_output
+
+        with capture_output():  # LiteRT prints delegate banners straight to fd 2
+            same = runs_identically(data, embedded_data)
+        if same is False:
+            raise ConversionError("embedding TFLite metadata changed the model's outputs; refusing to bundle it")
+        notes = ["tflite:TFLITE_METADATA", "tflite:deploykit"] + (["tflite:labels.txt"] if labels else [])
+        notes.append("runtime check: identical outputs" if same else "runtime check: skipped (model does not load here)")
+        return {MODEL_PATH["tflite"]: embedded_data}, compat, notes
+    package = scratch / "model.mlpackage"
+    coreml_meta.copy_package(path, package)
+    meta = coreml_meta.CoremlMetadata(**common, sequence=sequence, variant=artifact.variant)
+    coreml_meta.embed(package, meta)
+    spec_version = coreml_meta.read_spec(package).specificationVersion
+    target = artifact.deployment_target or "iOS15"
+    digits = "".join(c for c in target if c.isdigit())
+    compat = {"min_ios": f"{digits}.0" if target.startswith("iOS") and digits else None, "min_android_api": None,
+              "min_runtime": f"coreml-spec-{spec_version}", "deployment_target": target}
+    files = {f"{MODEL_PATH['coreml']}/{p.relative_to(package).as_posix()}": p for p in tree_files(package)}
+    return files, compat, ["coreml:description.metadata", "coreml:feature descriptions", "coreml:com.deploykit.*"]
+
+
+def _parity_summary(parity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The scalar top-level facts of the parity report (passed, metrics, tolerance profile): small and stable."""
+    if parity is None:
+        return None
+    import math
+
+    summary = {}
+    for key, value in parity.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            summary[key] = str(value)  # canonical JSON has no NaN/Infinity
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            summary[key] = value
+    return summary

@@ -1,0 +1,178 @@
+"""Render the app integration files (Swift, Kotlin, README) into a bundle with the model's real signature.
+
+Templates live in ``templates/`` at the repository root (the place app developers look), and are
+shipped in wheels as the ``deploykit.templates`` package through a setuptools package-dir mapping.
+``template_root`` finds them in this order: an explicit directory (``--templates``, for teams with their
+own app code), the installed ``deploykit.templates`` package, the source checkout's ``templates/``.
+
+Placeholders are ``{{name}}``; not ``$name`` (Kotlin and Swift both use ``$``) and not a template
+engine (no dependency, nothing executable in a template). Every placeholder must be known and every
+value is pre-formatted as a literal of the target language, so rendering can't produce code that
+the manifest doesn't describe. An unknown placeholder is an error, not an empty string.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+from deploykit import __version__
+from deploykit.errors import InputError
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_FILES = {
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitModel.swift.tmpl"},
+    "android": {"integration/kotlin/DeployKitModel.kt": "kotlin/DeployKitModel.kt.tmpl"},
+}
+_USAGE = {"ios": "swift/USAGE.md.tmpl", "android": "kotlin/USAGE.md.tmpl"}
+
+
+def template_root(override: str | Path | None = None) -> Path:
+    candidates = []
+    if override:
+        candidates.append(Path(override))
+    spec = importlib.util.find_spec("deploykit.templates")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.extend(Path(p) for p in spec.submodule_search_locations)
+    candidates.append(Path(__file__).resolve().parents[2] / "templates")
+    for candidate in candidates:
+        if (candidate / "README.md.tmpl").is_file():
+            return candidate
+    raise InputError(f"app integration templates not found (looked in {', '.join(map(str, candidates))})")
+
+
+def integration_paths(platform: str) -> list[str]:
+    return ["integration/README.md", *_FILES[platform]]
+
+
+def render(text: str, context: dict[str, str], source: str = "template") -> str:
+    def substitute(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in context:
+            raise InputError(f"{source}: unknown placeholder {{{{{key}}}}}")
+        return context[key]
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+def integration_files(manifest: dict[str, Any], bundle_file: str, trusted_key_raw: bytes | None,
+                      trusted_keyid: str | None, root: Path, listed_files: list[dict[str, Any]]) -> dict[str, bytes]:
+    """{archive path: bytes} of the integration files for ``manifest["platform"]``."""
+    context = build_context(manifest, bundle_file, trusted_key_raw, trusted_keyid, listed_files)
+    platform = manifest["platform"]
+    context["usage"] = render(_read(root, _USAGE[platform]), context, _USAGE[platform]).strip()
+    files = {"integration/README.md": render(_read(root, "README.md.tmpl"), context, "README.md.tmpl")}
+    for target, template in _FILES[platform].items():
+        files[target] = render(_read(root, template), context, template)
+    return {path: text.encode("utf-8") for path, text in files.items()}
+
+
+def _read(root: Path, relative: str) -> str:
+    path = root / relative
+    if not path.is_file():
+        raise InputError(f"template {path} is missing")
+    return path.read_text("utf-8")
+
+
+def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | None, keyid: str | None,
+                  listed_files: list[dict[str, Any]]) -> dict[str, str]:
+    import base64
+
+    inputs, outputs = manifest["io"]["inputs"], manifest["io"]["outputs"]
+    first_in, first_out = inputs[0], outputs[0]
+    norm = first_in.get("normalization") or {"mean": [], "std": []}
+    labels = next((t["labels"] for t in outputs if t.get("labels")), None)
+    compat = manifest["compatibility"]
+    key_b64 = base64.b64encode(key_raw).decode() if key_raw else "REPLACE_WITH_PUBLISHER_PUBLIC_KEY_BASE64"
+    out_size = 1
+    for d in first_out["shape"]:
+        out_size *= d if isinstance(d, int) and d > 0 else 1
+    ctx = {
+        "deploykit_version": __version__, "name": manifest["name"], "version": manifest["version"],
+        "sequence": str(manifest["sequence"]), "platform": manifest["platform"], "variant": manifest["variant"],
+        "bundle_file": bundle_file, "input_layout": first_in.get("layout") or "none",
+        "input_shape_text": "x".join(_dim(d) for d in first_in["shape"]), "output_size": str(out_size),
+        "min_ios": compat.get("min_ios") or "16.0", "min_android_api": str(compat.get("min_android_api") or 21),
+        "trusted_key_base64": key_b64, "trusted_keyid": keyid or "(bundle not signed)",
+        "file_table": "\n".join(f"| `{f['path']}` | {f['role']} |" for f in listed_files),
+        "input_table": "\n".join(_input_row(t) for t in inputs),
+        "output_table": "\n".join(_output_row(t) for t in outputs),
+        "normalization_note": _normalization_note(first_in),
+        "requirements": _requirements(manifest),
+    }
+    for lang, null in (("swift", "nil"), ("kotlin", "null")):
+        ctx.update({
+            f"{lang}_name": _lit(manifest["name"], lang), f"{lang}_version": _lit(manifest["version"], lang),
+            f"{lang}_variant": _lit(manifest["variant"], lang), f"{lang}_input_name": _lit(first_in["name"], lang),
+            f"{lang}_input_layout": _lit(first_in.get("layout") or "none", lang),
+            f"{lang}_output_name": _lit(first_out["name"], lang), f"{lang}_model_path": _lit(manifest["model"], lang),
+            f"{lang}_labels_path": _lit(labels["path"], lang) if labels else null,
+            f"{lang}_trusted_key": _lit(key_b64, lang),
+            f"{lang}_input_shape": _ints(first_in["shape"], lang), f"{lang}_output_shape": _ints(first_out["shape"], lang),
+            f"{lang}_mean": _floats(norm["mean"], lang), f"{lang}_std": _floats(norm["std"], lang),
+        })
+    return ctx
+
+
+def _lit(value: str, lang: str) -> str:
+    """A double-quoted string literal for Swift or Kotlin; nothing in it can start an interpolation."""
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "$" and lang == "kotlin":
+            out.append("\\$")
+        elif 32 <= code < 127:
+            out.append(ch)
+        elif lang == "swift":
+            out.append(f"\\u{{{code:x}}}")
+        else:  # Kotlin: UTF-16 code units
+            units = ch.encode("utf-16-be")
+            out.extend(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+    return '"' + "".join(out) + '"'
+
+
+def _dim(d) -> str:
+    return str(d) if isinstance(d, int) and d > 0 else "1"
+
+
+def _ints(shape, lang: str) -> str:
+    items = ", ".join(_dim(d) for d in shape)
+    return f"[{items}]" if lang == "swift" else f"intArrayOf({items})"
+
+
+def _floats(values, lang: str) -> str:
+    if lang == "swift":
+        return "[" + ", ".join(repr(float(v)) for v in values) + "]"
+    return "floatArrayOf(" + ", ".join(f"{float(v)!r}f" for v in values) + ")"
+
+
+def _input_row(t: dict[str, Any]) -> str:
+    norm = t.get("normalization")
+    text = f"(x - {norm['mean']}) / {norm['std']}" if norm else "none"
+    return f"| `{t['name']}` | {t['dtype']} | {'x'.join(map(str, t['shape']))} | {t.get('layout') or '-'} | {text} |"
+
+
+def _output_row(t: dict[str, Any]) -> str:
+    labels = f"`{t['labels']['path']}` ({t['labels']['count']})" if t.get("labels") else "-"
+    return f"| `{t['name']}` | {t['dtype']} | {'x'.join(map(str, t['shape']))} | {labels} |"
+
+
+def _normalization_note(t: dict[str, Any]) -> str:
+    norm = t.get("normalization")
+    if not norm:
+        return "The model takes its input as is: no normalization was declared at bundle time."
+    return (f"Normalize every input value per channel as `(x - mean) / std` with mean {norm['mean']} and "
+            f"std {norm['std']} before calling the model (the generated helpers do it).")
+
+
+def _requirements(manifest: dict[str, Any]) -> str:
+    c = manifest["compatibility"]
+    if manifest["platform"] == "ios":
+        return f"iOS {c.get('min_ios')}+ (Core ML, deployment target {c.get('deployment_target')})."
+    return f"Android API {c.get('min_android_api')}+, LiteRT runtime {c.get('min_runtime') or 'any'}+."
