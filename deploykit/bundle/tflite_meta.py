@@ -30,6 +30,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
+from deploykit.tflite_flatbuffer import read_model, write_model
+
 METADATA_NAME = b"TFLITE_METADATA"
 DEPLOYKIT_NAME = b"deploykit"
 LABELS_FILE = "labels.txt"
@@ -77,7 +79,7 @@ def min_runtime_version(data: bytes) -> str | None:
 def embed(data: bytes, meta: TfliteMetadata) -> bytes:
     """``data`` with both metadata entries set (replacing earlier ones) and labels appended as a zip."""
     schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    model = read_model(data)
     if any((b.offset or 0) > 1 for b in model.buffers or []):
         raise NotEmbeddable("buffers are stored outside the flatbuffer (large-model layout)")
     payloads = {
@@ -93,12 +95,7 @@ def embed(data: bytes, meta: TfliteMetadata) -> bytes:
             model.buffers.append(schema.BufferT())
             model.metadata.append(entry)
         model.buffers[entry.buffer].data = payload
-    model.buffers = [_aligned(b) for b in model.buffers]
-    import flatbuffers
-
-    builder = flatbuffers.Builder(max(1024, len(data) + 4096))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    out = bytes(builder.Output())
+    out = write_model(model, len(data) + 4096)
     if meta.labels:
         out += _associated_zip({LABELS_FILE: ("\n".join(meta.labels) + "\n").encode("utf-8")})
     return out
@@ -106,31 +103,6 @@ def embed(data: bytes, meta: TfliteMetadata) -> bytes:
 
 def _as_bytes(value) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _aligned(buffer):
-    """Re-type a BufferT so that packing aligns its data to 16 bytes (the generated code aligns to 1)."""
-    schema = _schema()
-
-    class AlignedBufferT(schema.BufferT):
-        def Pack(self, builder):
-            data = None
-            if self.data is not None:
-                raw = self.data if isinstance(self.data, bytes) else bytes(bytearray(self.data))
-                builder.StartVector(1, len(raw), 16)
-                builder.head -= len(raw)
-                builder.Bytes[builder.head:builder.head + len(raw)] = raw
-                data = builder.EndVector()
-            schema.BufferStart(builder)
-            if data is not None:
-                schema.BufferAddData(builder, data)
-            schema.BufferAddOffset(builder, self.offset or 0)
-            schema.BufferAddSize(builder, self.size or 0)
-            return schema.BufferEnd(builder)
-
-    aligned = AlignedBufferT()
-    aligned.data, aligned.offset, aligned.size = buffer.data, buffer.offset, buffer.size
-    return aligned
 
 
 def _associated_zip(files: dict[str, bytes]) -> bytes:

@@ -145,5 +145,9 @@ class Args:
 
 
 def _short(value: Any) -> str:
-    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, tuple):
+        value = list(value)
+    text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

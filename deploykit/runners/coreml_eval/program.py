@@ -85,13 +85,40 @@ def compile_model(model, blobs, function: str = "main") -> Program:
     )
 
 
+def check_feeds(program: Program, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Feeds by input name, checked (names, shapes, dtype kinds) and rounded to the declared types.
+
+    A float feed for an fp16 input is accepted and rounded, as Core ML converts float32
+    MLMultiArrays for fp16 inputs; an integer feed for a float input (or the reverse) is refused.
+    """
+    names = [d.name for d in program.inputs]
+    unknown = sorted(set(feeds) - set(names))
+    if unknown:
+        raise UsageError(f"unknown input(s) {unknown}; the model takes {names}")
+    ready = {}
+    for decl in program.inputs:
+        if decl.name not in feeds:
+            raise UsageError(f"missing input '{decl.name}'; the model takes {names}")
+        arr = np.asarray(feeds[decl.name])
+        if decl.shape is not None and (arr.ndim != len(decl.shape) or any(
+                d is not None and d != s for d, s in zip(decl.shape, arr.shape))):
+            wanted = tuple("?" if d is None else d for d in decl.shape)
+            raise UsageError(f"input '{decl.name}' has shape {arr.shape}, the model expects {wanted}")
+        if _kind(arr.dtype) != _kind(decl.dtype.public):
+            raise UsageError(f"input '{decl.name}' has dtype {arr.dtype}, the model expects {decl.dtype.name}")
+        ready[decl.name] = to_runtime(arr, decl.dtype)
+    return ready
+
+
+def _kind(dtype) -> str:
+    dtype = np.dtype(dtype)
+    return "float" if np.issubdtype(dtype, np.floating) else "bool" if dtype == np.bool_ else "int"
+
+
 def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool = False):
     """Outputs by model output name, and (if asked) every op result by MIL name, public dtypes."""
     env: dict[str, Any] = dict(program.constants)
-    for decl in program.inputs:
-        if decl.name not in feeds:
-            raise UsageError(f"missing input '{decl.name}'; the model takes {[d.name for d in program.inputs]}")
-        env[decl.name] = to_runtime(feeds[decl.name], decl.dtype)
+    env.update(check_feeds(program, feeds))
     intermediates: dict[str, np.ndarray] = {}
     for index, node in enumerate(program.steps):
         impl = ops.lookup(node.type, node.outputs[0].name)
