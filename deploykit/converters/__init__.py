@@ -22,6 +22,8 @@ SUFFIX = {"tflite": ".tflite", "coreml": ".mlpackage"}
 @dataclass(frozen=True)
 class ConvertOptions:
     coreml_target: str = "iOS16"
+    coreml_precision: str = "fp32"  # "fp16" for the base of the fp16 and compressed Core ML variants
+    coreml_pipeline: object = None  # a coremltools PassPipeline with deploykit's MIL passes, or None (default)
 
 
 @dataclass(frozen=True)

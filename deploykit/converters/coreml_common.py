@@ -20,12 +20,16 @@ def tensor_types(inputs):
     return [ct.TensorType(name=t.name, shape=t.shape, dtype=np.dtype(t.dtype).type) for t in inputs]
 
 
-def run_ct_convert(model, *, label: str, **kwargs):
-    """``coremltools.convert`` for an ML Program at fp32, with its failures turned into deploykit errors."""
+def run_ct_convert(model, *, label: str, options=None, **kwargs):
+    """``coremltools.convert`` for an ML Program (fp32 unless ``options.coreml_precision`` is fp16,
+    with ``options.coreml_pipeline`` when deploykit passes run), failures turned into deploykit errors."""
     import coremltools as ct
 
+    precision = ct.precision.FLOAT16 if options is not None and options.coreml_precision == "fp16" else ct.precision.FLOAT32
+    if options is not None and options.coreml_pipeline is not None:
+        kwargs["pass_pipeline"] = options.coreml_pipeline
     try:
-        return ct.convert(model, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, **kwargs)
+        return ct.convert(model, convert_to="mlprogram", compute_precision=precision, **kwargs)
     except NotImplementedError as exc:
         raise UnsupportedOperatorError(
             f"{label}: coremltools cannot convert an operator: {_first_line(exc)}",

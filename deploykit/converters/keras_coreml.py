@@ -16,7 +16,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     model = [source.handle["signature"]] if source.format == "savedmodel" else source.handle
     mlmodel = run_ct_convert(
         model,
-        label=LABEL,
+        label=LABEL, options=options,
         source="tensorflow",
         inputs=tensor_types(source.inputs),
         minimum_deployment_target=deployment_target(options.coreml_target),

@@ -37,7 +37,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
                                   hint="models with data-dependent control flow need torch.jit.script before saving") from exc
     mlmodel = run_ct_convert(
         module,
-        label=LABEL,
+        label=LABEL, options=options,
         source="pytorch",
         inputs=tensor_types(source.inputs),
         outputs=[ct.TensorType(name=t.name) for t in source.outputs],
