@@ -13,6 +13,7 @@ the declared one. Values no later op needs are dropped as soon as possible.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -71,6 +72,9 @@ def compile_model(model, blobs, function: str = "main") -> Program:
             constants.update(_execute(node, impl.fn, constants, version))
         else:
             steps.append(node)
+    for value in constants.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # shared by every run (and cached): never modified in place
     outputs = []
     for name in block.outputs:
         if name not in decls:
@@ -115,8 +119,20 @@ def _kind(dtype) -> str:
     return "float" if np.issubdtype(dtype, np.floating) else "bool" if dtype == np.bool_ else "int"
 
 
-def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool = False):
-    """Outputs by model output name, and (if asked) every op result by MIL name, public dtypes."""
+def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool = False,
+        threads: int | None = 1):
+    """Outputs by model output name, and (if asked) every op result by MIL name, public dtypes.
+
+    ``threads`` caps BLAS threads while running (None: leave BLAS as configured). One is the
+    default because the per-layer matrix products are small: on 2 shared cores a multi-threaded
+    OpenBLAS spent most of its time spinning (MobileNetV2 224: 0.6 s with 2 threads under load,
+    0.05 s with 1).
+    """
+    with blas_threads(threads):
+        return _run(program, feeds, keep_intermediates)
+
+
+def _run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool):
     env: dict[str, Any] = dict(program.constants)
     env.update(check_feeds(program, feeds))
     intermediates: dict[str, np.ndarray] = {}
@@ -134,6 +150,23 @@ def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: b
         return outputs, None
     decls = {o.name: o for node in program.steps for o in node.outputs}
     return outputs, {name: public(v, decls[name].dtype) for name, v in intermediates.items()}
+
+
+_controller = None
+
+
+def blas_threads(threads: int | None):
+    """A context capping BLAS threads (threadpoolctl, which scikit-learn brings), or a no-op."""
+    global _controller
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        import threadpoolctl
+    except ImportError:
+        return contextlib.nullcontext()
+    if _controller is None:
+        _controller = threadpoolctl.ThreadpoolController()
+    return _controller.limit(limits=threads, user_api="blas")
 
 
 def _execute(node: OpNode, fn, env: Mapping[str, Any], version: int) -> dict[str, Any]:

@@ -71,11 +71,41 @@ def dtype_of(code: int, where: str) -> DType:
 def to_runtime(array, dtype: DType) -> np.ndarray:
     """Round to the declared type and store as the runtime type (fp16 -> float16 -> float32)."""
     arr = np.asarray(array)
+    if dtype.runtime is None:  # strings
+        return arr
     if dtype.name == "fp16":
-        return arr.astype(np.float16).astype(np.float32)
+        return round_fp16(arr)
     if dtype.bits is not None:
         return arr.astype(dtype.runtime)
     return arr.astype(dtype.runtime, copy=False)
+
+
+_FP16_SMALLEST_NORMAL = 0x38800000  # 2**-14 as float32 bits
+_FP16_OVERFLOW = 0x477FF000  # 65520: from here on float16 rounds to inf
+
+
+def round_fp16(array) -> np.ndarray:
+    """float32 values rounded to the nearest float16 (ties to even), kept as float32.
+
+    Same result as ``a.astype(float16).astype(float32)`` but about five times faster, which
+    matters because fp16 programs round every op result: in float16's normal range rounding is
+    dropping 13 mantissa bits of the float32 pattern with round-half-to-even; values below that
+    range (float16 subnormals), overflowing values, inf and nan go through numpy's conversion.
+    """
+    shape = np.shape(array)
+    a = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    bits = a.view(np.uint32)
+    rounded = bits + np.uint32(0x0FFF)
+    rounded += (bits >> np.uint32(13)) & np.uint32(1)
+    rounded &= np.uint32(0xFFFFE000)
+    out = rounded.view(np.float32)
+    magnitude = bits & np.uint32(0x7FFFFFFF)
+    # (magnitude - 1) wraps around for zeros, which the bit rounding already maps to themselves.
+    special = ((magnitude - np.uint32(1)) < np.uint32(_FP16_SMALLEST_NORMAL - 1)) | (magnitude >= np.uint32(_FP16_OVERFLOW))
+    if special.any():
+        with np.errstate(over="ignore"):
+            out[special] = a[special].astype(np.float16).astype(np.float32)
+    return out.reshape(shape)
 
 
 def public(array, dtype: DType):

@@ -1,0 +1,77 @@
+"""``CoreMLEvaluatorRunner``: the numpy evaluator behind deploykit's runner contract
+(``deploykit.runners.base.Runner``, Polygraphy-style).
+
+    with CoreMLEvaluatorRunner("model.mlpackage") as runner:
+        outputs = runner.infer({"x": x})
+
+``activate`` loads the program once (through the evaluator's cache, so weight.bin is read once);
+the base class's ``infer`` checks the feeds' names, static dims and dtype kind, then calls
+``infer_impl``. ``trace`` returns every floating intermediate for divergence localization.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from deploykit.runners.base import Intermediate, Runner
+from deploykit.types import TensorSpec
+
+from .api import cached_program
+from .program import Program, run
+
+
+class CoreMLEvaluatorRunner(Runner):
+    name = "coreml-numpy"
+    notes = (
+        "Core ML ML Program evaluated with numpy (deploykit.runners.coreml_eval)",
+        "fp16 programs: each op computed in float32 and rounded to fp16; device GPU / Neural Engine "
+        "accumulation order is not modelled",
+    )
+
+    def __init__(self, path, *, threads: int | None = 1):
+        super().__init__()
+        self.path = path
+        self.threads = threads  # BLAS threads during inference (see program.run)
+        self._program: Program | None = None
+
+    def activate_impl(self):
+        self._program = cached_program(self.path)
+        inputs = tuple(TensorSpec(d.name, _shape(d.shape), d.dtype.public.name) for d in self._program.inputs)
+        outputs = tuple(TensorSpec(name, _shape(d.shape), d.dtype.public.name)
+                        for name, d in zip(self._program.output_names, self._program.outputs))
+        return inputs, outputs
+
+    def deactivate_impl(self) -> None:
+        self._program = None
+
+    @property
+    def program(self) -> Program:
+        """The loaded program (the runner must be active)."""
+        self._require_active()
+        return self._program
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        outputs, _ = run(self._program, feeds, threads=self.threads)
+        return outputs
+
+    def trace(self, feeds: Mapping[str, Any]) -> list[Intermediate]:
+        """Every floating op result in execution order, as float32 (fp16 values widen exactly).
+        ``inputs`` lists the traced values each op consumed (constants and model inputs left out)."""
+        ready = self.check_feeds(feeds)
+        _, values = run(self._program, ready, keep_intermediates=True, threads=self.threads)
+        records: list[Intermediate] = []
+        traced: set[str] = set()
+        for node in self._program.steps:
+            consumed = tuple(b.name for bindings in node.inputs.values() for b in bindings if b.name in traced)
+            for out in node.outputs:
+                value = values[out.name]
+                if np.issubdtype(value.dtype, np.floating):
+                    records.append(Intermediate(out.name, out.name, node.type, value.astype(np.float32), consumed))
+                    traced.add(out.name)
+        return records
+
+
+def _shape(shape) -> tuple:
+    return tuple(shape) if shape is not None else ()
