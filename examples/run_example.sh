@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# The main job on the included example: build a small trained Keras classifier, then convert it to
-# TFLite and Core ML into dist/ with its record (dist/deploykit-report.json).
+# The main job on the included example, end to end:
+#   1. build a small Keras digits classifier (trained on scikit-learn's bundled digits: nothing is downloaded)
+#   2. convert it to TFLite and Core ML in dist/, checked numerically against the Keras model
+#   3. sign and bundle both artifacts for apps, publish them to a static repository, pull and verify
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DK=.venv/bin/deploykit
 [ -f examples/models/digits.keras ] || .venv/bin/python examples/make_example_model.py examples/models
-.venv/bin/deploykit convert examples/models/digits.keras --to tflite,coreml --out dist/
+$DK convert examples/models/digits.keras --to tflite,coreml --out dist/
+[ -f dist/keys/deploykit.key ] || $DK keygen --out dist/keys
+$DK bundle dist/digits.fp32.tflite dist/digits.fp32.mlpackage --name com.example.digits --version 1.0.0 \
+    --labels examples/models/labels.txt --mean 0 --std 1 --sign-key dist/keys/deploykit.key --out dist/bundles
+$DK verify-bundle dist/bundles/com.example.digits-1.0.0-android-fp32.zip --trusted-key dist/keys/deploykit.pub
+$DK publish dist/bundles/*.zip --repo dist/repo --channel stable --sign-key dist/keys/deploykit.key
+$DK pull --repo dist/repo --channel stable --name com.example.digits --platform android \
+    --trusted-key dist/keys/deploykit.pub --dest dist/installed
+echo "done: artifacts and deploykit-report.json in dist/, signed bundles in dist/bundles, installed model in dist/installed"

@@ -23,14 +23,15 @@ def print_conversion(report, out_dir: Path) -> None:
 
     from deploykit.cli.output import terminal
 
-    table = Table(title=f"{report.source['path']} ({report.source['framework']})", title_justify="left")
-    for column in ("artifact", "size", "inputs", "outputs", "ops", "time"):
+    table = Table(title=f"{report.source['path']} ({report.source['framework']}) -> {out_dir}/", title_justify="left")
+    table.add_column("artifact", no_wrap=True)
+    for column in ("size", "inputs", "outputs", "ops", "time"):
         table.add_column(column)
     for artifact in report.artifacts:
         ops = sum(artifact.op_histogram.values())
-        top = ", ".join(f"{k} {v}" for k, v in sorted(artifact.op_histogram.items(), key=lambda kv: -kv[1])[:3])
+        top = ", ".join(f"{k} {v}" for k, v in sorted(artifact.op_histogram.items(), key=lambda kv: -kv[1])[:2])
         table.add_row(
-            str(Path(out_dir) / artifact.path),
+            artifact.path,
             human_size(artifact.size_bytes),
             "\n".join(_shape(t) for t in artifact.inputs),
             "\n".join(_shape(t) for t in artifact.outputs),
