@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from deploykit import __version__
-from deploykit.converters import SUFFIX, ConvertOptions, Workspace, check_coreml_target, parse_targets, path_for
+from deploykit.converters import SUFFIX, ConvertOptions, Workspace, check_coreml_target, parse_targets
+from deploykit.passes.apply import apply_source_passes
+from deploykit.quantize.variants import VariantContext
+from deploykit.quantize.variants import make as make_variant
 from deploykit.errors import DeployKitError, ConversionError
 from deploykit.fsutil import move_into_place, staging_directory, write_text_atomic
 from deploykit.hashing import sha256_path, size_path
@@ -30,16 +34,40 @@ def convert(
     name: str | None = None,
     verbose: bool = False,
     progress=None,
+    quantize=None,
+    calibration: str | Path | None = None,
+    calibration_samples: int | None = None,
+    int8_io: bool = False,
+    keep_float=None,
+    per_tensor: bool = False,
+    lut_group_size: int | None = None,
+    passes: str | None = None,
+    strict_graph: bool = False,
+    verify: bool = True,
+    verify_options: dict | None = None,
 ) -> ConversionReport:
     """Convert ``source`` to every target in ``to`` and write the artifacts and ``deploykit-report.json`` to ``out``.
 
+    ``quantize`` ("fp16,int8-weights" or "coreml=lut4,tflite=int8") adds one artifact per (target,
+    scheme) next to the fp32 one; ``passes`` is "auto" (default), "none" or pass names;
+    ``strict_graph`` fails when an artifact keeps a foldable batch norm or an unfused activation.
     Returns the same record as the JSON file. Nothing appears in ``out`` unless every target converted.
+
+    ``verify`` (default on) runs the source and every artifact on the same inputs and compares them
+    (``deploykit.parity``; ``verify_options`` are passed on: samples, data, mean, std, seed, localize, ...).
+    A parity failure still writes the artifacts and the record, which says what failed, then raises
+    ParityError (exit 1): the user needs the artifact to investigate, and CI needs the failure.
     """
     from deploykit.loaders import load_source
+    from deploykit.passes import parse_passes
+    from deploykit.quantize import build_options
 
     started = time.perf_counter()
     targets = parse_targets(to)
     options = ConvertOptions(coreml_target=check_coreml_target(coreml_target))
+    qopts = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
+                          lut_group_size, options.coreml_target)
+    selection = parse_passes(passes)
     progress = progress or NullProgress()
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -50,52 +78,156 @@ def convert(
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
     stem = _safe_stem(name or model.name)
+    calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
+    context = VariantContext(selection, qopts, calibration_data)
 
     artifacts = []
     with staging_directory(out_dir) as staging:
         workspace = Workspace(root=staging / "work")
         workspace.root.mkdir()
+        with _quiet(verbose, "analysing the source graph"):
+            workspace.products["analysis"] = _analysis(model)
         for target in targets:
-            filename = f"{stem}.fp32{SUFFIX[target]}"
-            with progress.step(f"Converting to {target}"):
-                artifacts.append(_convert_one(model, target, staging / filename, options, workspace, verbose))
+            with _quiet(verbose, f"running graph passes for {target}"):
+                prepared, source_records = apply_source_passes(model, target, selection, workspace)
+            for scheme in qopts.schemes(target):
+                filename = f"{stem}.{scheme}{SUFFIX[target]}"
+                with progress.step(f"Converting to {target} {scheme}" if scheme != "fp32" else f"Converting to {target}"):
+                    artifacts.append(_convert_one(prepared, target, scheme, staging / filename, options, workspace,
+                                                  verbose, context, source_records))
+        if strict_graph:
+            _enforce_strict_graph(artifacts)
+        parity_reports = []
+        if verify:
+            from deploykit.parity.verify import verify_artifacts
+
+            parity_reports = verify_artifacts(model, artifacts, staging, progress=progress, verbose=verbose,
+                                              **(verify_options or {}))
+            artifacts = [replace(a, parity=r.to_summary()) for a, r in zip(artifacts, parity_reports)]
         with progress.step("Writing outputs"):
             for artifact in artifacts:
                 move_into_place(staging / artifact.path, out_dir / artifact.path)
             report = ConversionReport(
                 source=model.to_json(),
                 artifacts=tuple(artifacts),
-                tool_versions=tool_versions(model.framework, targets),
+                tool_versions=_tool_versions(model.framework, targets, artifacts),
                 deploykit_version=__version__,
                 total_seconds=round(time.perf_counter() - started, 3),
             )
             write_text_atomic(out_dir / REPORT_FILENAME, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+    _raise_on_parity_failure(parity_reports)
     return report
 
 
-def _convert_one(model: SourceModel, target: str, path: Path, options, workspace, verbose: bool) -> Artifact:
-    convert_fn = path_for(model.framework, target)
+def _describe_failure(output) -> str:
+    if output.problem:
+        return f"{output.name}: {output.problem}"
+    checks = ", ".join(f"{c.metric} {c.value:.3g} ({c.bound} {c.limit:.3g})" for c in output.failed_checks)
+    return f"{output.name}: {checks}"
+
+
+def _raise_on_parity_failure(parity_reports) -> None:
+    failed = [r for r in parity_reports if not r]
+    if not failed:
+        return
+    from deploykit.errors import ParityError
+
+    lines = []
+    for r in failed:
+        detail = r.problem or "; ".join(_describe_failure(o) for o in r.failures)
+        lines.append(f"{Path(r.artifact).name} ({r.profile}): {detail}")
+    raise ParityError("the artifact drifts from the source: " + " | ".join(lines),
+                      hint="the artifacts and deploykit-report.json were written for inspection; "
+                           "rerun `deploykit verify SOURCE ARTIFACT --localize` to find the first diverging layer")
+
+
+def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, options, workspace, verbose: bool,
+                 context: VariantContext, source_records) -> Artifact:
+    """One (target, scheme) artifact, inspected from the written file, with its passes, check and size record."""
     started = time.perf_counter()
-    with _quiet(verbose, f"converting to {target}"):
-        converted = convert_fn(model, path, options, workspace)
+    with _quiet(verbose, f"converting to {target} {scheme}"):
+        made = make_variant(model, target, scheme, path, options, workspace, context)
     seconds = time.perf_counter() - started
-    inputs, outputs, ops = inspect_artifact(target, converted.path)
+    inputs, outputs, ops = inspect_artifact(target, made.path)
     inputs, input_notes = annotate(model.inputs, inputs)
     outputs, output_notes = annotate(model.outputs, outputs)
+    size = size_path(made.path)
+    with _quiet(verbose, "checking the artifact's graph"):
+        passes, limit = _graph_and_size(model, target, scheme, made, size, workspace, source_records)
     return Artifact(
         target=target,
-        variant="fp32",
-        path=converted.path.name,
-        size_bytes=size_path(converted.path),
-        sha256=sha256_path(converted.path),
+        variant=scheme,
+        path=made.path.name,
+        size_bytes=size,
+        sha256=sha256_path(made.path),
         inputs=inputs,
         outputs=outputs,
-        converter=converted.converter,
+        converter=made.converter,
         conversion_seconds=round(seconds, 3),
         op_histogram=ops,
         layout_changes=input_notes + output_notes,
         deployment_target=options.coreml_target if target == "coreml" else None,
+        quantization=made.quantization,
+        passes=passes,
+        size_limit=limit,
     )
+
+
+def _graph_and_size(model, target, scheme, made, size, workspace, source_records):
+    """(pass records ending with the artifact check, size against parameters x bits / 8)."""
+    from deploykit.passes.apply import converter_records
+    from deploykit.passes.check import check_artifact
+    from deploykit.quantize.schemes import SCHEMES
+    from deploykit.quantize.size import size_limit
+
+    sites, (parameters, stored) = workspace.products["analysis"]
+    check = check_artifact(target, made.path)
+    records = list(source_records) + list(made.passes)
+    records += converter_records(sites, records, check, made.converter.split(" (")[0] + " converter")
+    records.append(check.to_json())
+    return tuple(records), size_limit(size, parameters, stored, SCHEMES[scheme].bits_per_weight)
+
+
+def _enforce_strict_graph(artifacts) -> None:
+    problems = []
+    for artifact in artifacts:
+        check = artifact.passes[-1]
+        for item in check["unfolded_batchnorms"]:
+            problems.append(f"{artifact.path}: unfolded batchnorm: {item}")
+        for item in check["unfused_activations"]:
+            problems.append(f"{artifact.path}: unfused activation: {item}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ConversionError(f"--strict-graph: {len(problems)} problem(s): {shown}",
+                              hint="run with --passes auto (the default) or name the passes with --passes; "
+                                   "`deploykit passes` lists them")
+
+
+def _tool_versions(framework, targets, artifacts) -> dict:
+    """The path's tools plus the quantizers that made variants (k-means palettization uses scikit-learn)."""
+    from deploykit.tools import version_of
+
+    versions = tool_versions(framework, targets)
+    variants = {(a.target, a.variant) for a in artifacts}
+    if any(t == "tflite" and v != "fp32" for t, v in variants):
+        versions["ai-edge-quantizer"] = version_of("ai-edge-quantizer")
+    if any(v.startswith("lut") for _, v in variants):
+        versions["scikit-learn"] = version_of("scikit-learn")
+    return dict(sorted(versions.items()))
+
+
+def _analysis(model):
+    """The source's batch norms and parameter count, as loaded (before any pass)."""
+    from deploykit.passes.fold_batchnorm import batchnorm_sites
+    from deploykit.quantize.size import count_parameters
+
+    return batchnorm_sites(model), count_parameters(model)
+
+
+def _calibration(qopts, model):
+    from deploykit.quantize.calibration import load_calibration
+
+    return load_calibration(qopts.calibration, model.inputs, qopts.calibration_samples)
 
 
 def inspect_artifact(target: str, path: Path):

@@ -12,8 +12,9 @@ from deploykit.cli.options import InputShapes, JsonOutput, Quiet, Verbose
 
 HELP = """Convert a Keras, PyTorch or ONNX model into TFLite and Core ML artifacts.
 
-Writes [bold]<name>.fp32.tflite[/], [bold]<name>.fp32.mlpackage[/] and [bold]deploykit-report.json[/]
-(sizes, sha256, inputs/outputs with layouts, op histograms, tool versions) into --out.
+Writes [bold]<name>.fp32.tflite[/], [bold]<name>.fp32.mlpackage[/] (and [bold]<name>.<scheme>.*[/] per --quantize
+scheme) and [bold]deploykit-report.json[/] (sizes against parameters x bits / 8, sha256, inputs/outputs with
+layouts, op histograms, quantization, folded batchnorms and fused activations, tool versions) into --out.
 Nothing is written unless every target converts.
 
 [bold]Sources[/]: .keras (loaded with safe_mode=True), a SavedModel directory, .h5 (only with --allow-h5),
@@ -29,6 +30,14 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
   deploykit convert nets.py:build_classifier --weights weights.pth --input 1x3x224x224 --out dist/
 
   deploykit convert model.onnx --input images=1x3x320x320 --json > record.json
+
+[bold]Quantization[/] (one more artifact per target and scheme, next to fp32; see docs/quantization.md)
+
+  deploykit convert model.keras --quantize fp16,int8-weights,lut4
+
+  deploykit convert model.pt2 --quantize tflite=int8,coreml=lut4 --calibration samples.npy
+
+  deploykit convert model.keras --quantize int8 --calibration images/ --int8-io --keep-float first,last
 """
 
 
@@ -45,15 +54,52 @@ def convert(
     name: Annotated[Optional[str], typer.Option("--name", help="Base name of the artifacts (default: the source's file name).")] = None,
     coreml_target: Annotated[str, typer.Option("--coreml-target", help="Core ML minimum deployment target: iOS15..iOS18, macOS12..macOS15.")] = "iOS16",
     allow_h5: Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras file. It ignores safe mode: only for files you trust.")] = False,
+    quantize: Annotated[Optional[list[str]], typer.Option(
+        "--quantize", "-Q", metavar="SCHEMES",
+        help="Also make quantized variants: fp16, int8-weights, int8, int4, lut8, lut6, lut4, lut2; "
+             "comma-separated, per target with coreml=lut4,tflite=int8. fp32 is always made.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(
+        "--calibration", help="Samples for int8: a .npy (N x input shape), a .npz (one array per input) "
+                              "or an image folder (resized, scaled to 0..1), in the source model's layout.")] = None,
+    calibration_samples: Annotated[int, typer.Option(
+        "--calibration-samples", help="How many calibration samples to use (evenly spaced).")] = 100,
+    int8_io: Annotated[bool, typer.Option("--int8-io", help="TFLite int8: int8 model inputs and outputs instead of float32.")] = False,
+    keep_float: Annotated[Optional[list[str]], typer.Option(
+        "--keep-float", metavar="WHAT",
+        help="Leave in float: first, last (first / last conv or dense layer), small or small=N "
+             "(weights under N elements, default 2048), or parts of layer names. Comma-separated.")] = None,
+    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="int8-weights / int8: one scale per tensor instead of per channel.")] = False,
+    lut_group_size: Annotated[Optional[int], typer.Option(
+        "--lut-group-size", help="lut schemes: one table per group of N output channels (needs --coreml-target iOS18).")] = None,
+    passes: Annotated[str, typer.Option(
+        "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
+    strict_graph: Annotated[bool, typer.Option(
+        "--strict-graph", help="Fail when an artifact keeps a foldable batchnorm or an unfused activation.")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Skip the parity check (by default every artifact is run against the source and compared).")] = False,
+    samples: Annotated[int, typer.Option("--samples", help="Parity check: samples to compare.")] = 8,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Parity check: real inputs (.npy, .npz or an image folder).")] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Parity check: per-channel mean for --data images, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Parity check: per-channel std for --data images.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Parity check: seed of the random inputs.")] = 0,
+    localize: Annotated[bool, typer.Option("--localize", help="Parity check: on failure, name the first diverging layer.")] = False,
     verbose: Verbose = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
+    from deploykit.cli.options import parse_floats
     from deploykit.cli.output import StepProgress, stdout_json
     from deploykit.pipeline import convert as run_convert
 
     if verbose:
         os.environ["DEPLOYKIT_VERBOSE"] = "1"
+    if quantize and not (quiet or json_output):
+        from deploykit.cli.output import terminal
+        from deploykit.converters import parse_targets
+        from deploykit.quantize import skipped_schemes
+
+        for note in skipped_schemes(quantize, parse_targets(to)):
+            terminal().print(f"[yellow]note[/] {note}")
     report = run_convert(
         source,
         to=to,
@@ -65,6 +111,18 @@ def convert(
         name=name,
         verbose=verbose,
         progress=StepProgress(quiet=quiet or json_output),
+        quantize=quantize,
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        int8_io=int8_io,
+        keep_float=keep_float,
+        per_tensor=per_tensor,
+        lut_group_size=lut_group_size,
+        passes=passes,
+        strict_graph=strict_graph,
+        verify=not no_verify,
+        verify_options=dict(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+                            seed=seed, localize=localize),
     )
     if json_output:
         stdout_json(report.to_json())

@@ -15,3 +15,17 @@ InputShapes = Annotated[
                   help="Fix an input's shape (repeat per input; the name may be left out for a single input). "
                        "A dynamic batch dimension defaults to 1."),
 ]
+
+
+def parse_floats(text: str | None, flag: str):
+    from deploykit.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UsageError(f"{flag} takes numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} is empty")
+    return values[0] if len(values) == 1 else values

@@ -7,7 +7,8 @@ from pathlib import Path
 
 def _shape(spec) -> str:
     text = "x".join(str(d) for d in spec.shape)
-    return f"{spec.name} {text} {spec.dtype}" + (f" {spec.layout}" if spec.layout else "")
+    dtype = "" if spec.dtype == "float32" else f" {spec.dtype}"
+    return f"{spec.name} {text}{dtype}" + (f" {spec.layout}" if spec.layout else "")
 
 
 def human_size(size: int) -> str:
@@ -18,6 +19,13 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
+def _parity(summary) -> str:
+    if not summary:
+        return "not checked"
+    verdict = "[green]pass[/]" if summary.get("passed") else "[red]FAIL[/]"
+    return f"{verdict} {summary.get('profile')}"
+
+
 def print_conversion(report, out_dir: Path) -> None:
     from rich.table import Table
 
@@ -25,18 +33,18 @@ def print_conversion(report, out_dir: Path) -> None:
 
     table = Table(title=f"{report.source['path']} ({report.source['framework']}) -> {out_dir}/", title_justify="left")
     table.add_column("artifact", no_wrap=True)
-    for column in ("size", "inputs", "outputs", "ops", "time"):
+    for column in ("size", "inputs", "outputs", "ops", "time", "parity"):
         table.add_column(column)
     for artifact in report.artifacts:
         ops = sum(artifact.op_histogram.values())
-        top = ", ".join(f"{k} {v}" for k, v in sorted(artifact.op_histogram.items(), key=lambda kv: -kv[1])[:2])
         table.add_row(
             artifact.path,
             human_size(artifact.size_bytes),
             "\n".join(_shape(t) for t in artifact.inputs),
             "\n".join(_shape(t) for t in artifact.outputs),
-            f"{ops} ({top})",
+            str(ops),
             f"{artifact.conversion_seconds:.1f} s",
+            _parity(artifact.parity),
         )
     console = terminal()
     console.print(table)

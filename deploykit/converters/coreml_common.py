@@ -20,6 +20,20 @@ def tensor_types(inputs):
     return [ct.TensorType(name=t.name, shape=t.shape, dtype=np.dtype(t.dtype).type) for t in inputs]
 
 
+def output_types(outputs, named: bool):
+    """Float outputs stay float32 in every variant: with fp16 compute and an iOS16+ target coremltools
+    would make them float16, and an app's interface must not change between fp32 and fp16 artifacts.
+    The TensorFlow frontend names outputs itself (``named=False``); PyTorch takes the source's names."""
+    import coremltools as ct
+    import numpy as np
+
+    types = []
+    for spec in outputs:
+        dtype = np.float32 if str(spec.dtype).startswith("float") else None
+        types.append(ct.TensorType(name=spec.name, dtype=dtype) if named else ct.TensorType(dtype=dtype))
+    return types
+
+
 def run_ct_convert(model, *, label: str, options=None, **kwargs):
     """``coremltools.convert`` for an ML Program (fp32 unless ``options.coreml_precision`` is fp16,
     with ``options.coreml_pipeline`` when deploykit passes run), failures turned into deploykit errors."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.coreml_common import deployment_target, rename_and_save, run_ct_convert, tensor_types
+from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert, tensor_types
 
 LABEL = "keras->coreml (coremltools)"
 
@@ -16,7 +16,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     model = [source.handle["signature"]] if source.format == "savedmodel" else source.handle
     mlmodel = run_ct_convert(
         model,
-        label=LABEL, options=options,
+        label=LABEL, options=options, outputs=output_types(source.outputs, named=False),
         source="tensorflow",
         inputs=tensor_types(source.inputs),
         minimum_deployment_target=deployment_target(options.coreml_target),

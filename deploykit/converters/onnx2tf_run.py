@@ -24,7 +24,9 @@ def private_copy(source, workspace) -> Path:
 
     key = ("onnx-copy", source.path)
     if key not in workspace.products:
-        path = workspace.root / "source" / "model.onnx"
+        # One folder per source model: a graph pass (fold_batchnorm) can hand the paths a second model.
+        copies = sum(1 for k in workspace.products if isinstance(k, tuple) and k[0] == "onnx-copy")
+        path = workspace.root / ("source" if not copies else f"source-{copies}") / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         large = source.handle.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit
         onnx.save_model(source.handle, str(path), save_as_external_data=large, location="model.onnx.data")
@@ -49,7 +51,16 @@ def _run(onnx_path: str, inputs, folder: Path) -> Path:
     np.save(folder / CALIBRATION_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
     shapes = [f"{t.name}:{','.join(map(str, t.shape))}" for t in inputs]
     with _working_directory(folder), _venv_on_path():
+        legacy = os.environ.get("TF_USE_LEGACY_KERAS")
         import onnx2tf
+
+        # Importing onnx2tf sets TF_USE_LEGACY_KERAS=1 for the whole process, and every child process
+        # (deploykit bench, a test's CLI run) inherits it: there tf.keras is tf_keras, and coremltools
+        # then refuses Keras 3 models. Put the variable back once onnx2tf has it loaded.
+        if legacy is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = legacy
 
         try:
             onnx2tf.convert(

@@ -10,14 +10,13 @@ import warnings
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.coreml_common import deployment_target, rename_and_save, run_ct_convert, tensor_types
+from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert, tensor_types
 from deploykit.errors import ConversionError
 
 LABEL = "torch->coreml (torch.jit.trace + coremltools)"
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
-    import coremltools as ct
     import torch
 
     from deploykit.converters import coreml_torch_fixes
@@ -40,7 +39,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
         label=LABEL, options=options,
         source="pytorch",
         inputs=tensor_types(source.inputs),
-        outputs=[ct.TensorType(name=t.name) for t in source.outputs],
+        outputs=output_types(source.outputs, named=True),
         minimum_deployment_target=deployment_target(options.coreml_target),
     )
     rename_and_save(mlmodel, out_path, [t.name for t in source.inputs], [t.name for t in source.outputs])

@@ -146,8 +146,3 @@ def _check_one(runner: str, spec: TensorSpec, value: np.ndarray) -> np.ndarray:
         raise UsageError(f"{runner}: input {spec.name!r} expects {want.name}, got {value.dtype.name}")
     return value.astype(want)
 
-
-def spec_dtype(value) -> str:
-    """A dtype name for a framework dtype object (numpy, torch, tf) or string."""
-    name = getattr(value, "name", None) or str(value)
-    return name.removeprefix("torch.").removeprefix("<dtype: '").removesuffix("'>")

@@ -1,0 +1,77 @@
+"""``deploykit bench``: host latency and peak memory of TFLite artifacts with LiteRT (XNNPACK)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploykit.cli.options import JsonOutput
+
+HELP = """Time TFLite artifacts on this machine with LiteRT (XNNPACK delegate, one child process each).
+
+Reports median and p90 latency over --runs timed invocations after --warmup untimed ones, model
+load time and peak resident memory. Give several artifacts (or a convert --out folder) to see
+variants side by side.
+
+  deploykit bench dist/model.int8.tflite --threads 2
+
+  deploykit bench dist/ --runs 100 --json > bench.json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=HELP, no_args_is_help=True)(bench)
+
+
+def bench(
+    artifacts: Annotated[list[Path], typer.Argument(help=".tflite files, or folders written by deploykit convert.")],
+    threads: Annotated[int, typer.Option("--threads", "-j", help="LiteRT CPU threads.")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed invocations first.")] = 10,
+    runs: Annotated[int, typer.Option("--runs", "-n", help="Timed invocations.")] = 50,
+    no_xnnpack: Annotated[bool, typer.Option("--no-xnnpack", help="LiteRT's builtin kernels instead of XNNPACK.")] = False,
+    json_output: JsonOutput = False,
+) -> None:
+    from deploykit.benchmark import bench as run_bench
+    from deploykit.cli.output import StepProgress, stdout_json
+    from deploykit.errors import InputError
+
+    paths = []
+    for item in artifacts:
+        if item.is_dir() and item.suffix != ".mlpackage":
+            paths += sorted(item.glob("*.tflite"))
+        else:
+            paths.append(item)
+    if not paths:
+        raise InputError("no .tflite artifacts to time", hint="give .tflite files or a folder that holds them")
+    progress = StepProgress(quiet=json_output)
+    results = []
+    for path in paths:
+        with progress.step(f"Timing {path.name}"):
+            results.append(run_bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=not no_xnnpack))
+    if json_output:
+        stdout_json([r.to_json() for r in results])
+        return
+    _print(results)
+
+
+def _print(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from deploykit.cli.tables import human_size
+
+    first = results[0]
+    table = Table(title=f"LiteRT, {first.delegate}, {first.threads} thread(s), {first.warmup} warm-up + {first.runs} runs",
+                  title_justify="left")
+    for column in ("artifact", "size", "median", "p90", "load", "peak memory"):
+        table.add_column(column, justify="left" if column == "artifact" else "right")
+    for r in results:
+        table.add_row(Path(r.artifact).name, human_size(r.size_bytes), _ms(r.median_ms), _ms(r.p90_ms),
+                      f"{r.load_ms:.0f} ms", f"{r.peak_rss_mb:.0f} MB (+{r.model_rss_mb:.0f})")
+    Console(highlight=False).print(table)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms"

@@ -1,0 +1,136 @@
+"""``deploykit verify``: parse flags, call deploykit.parity.verify, print the table, write reports, exit 1 on drift."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deploykit.cli.options import InputShapes, JsonOutput, Quiet, Verbose
+
+HELP = """Check that converted artifacts compute what the source model computes.
+
+Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, or an output folder of [bold]deploykit convert[/]) on the same inputs and compares every output: max abs / relative error, mean abs error, cosine similarity, SNR, top-1/top-5 agreement for classifier outputs, NaN/Inf. Thresholds come from the artifact's precision profile (fp32, fp16, int8-weights, int8, lut1..lut8), read from deploykit-report.json beside the artifact, else fp32. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere.
+
+Inputs: 8 seeded random samples, float values uniform on [-1, 1) (--samples, --seed), or real data with --data: a .npy / .npz file, or a folder of images scaled to [0, 1] then (x - mean) / std.
+
+Exit codes: 0 every output within tolerance, 1 parity failure, 2 bad input or flags. Details: docs/verify.md.
+
+[bold]Examples[/]
+
+  deploykit verify model.pt2 dist/model.fp32.tflite
+
+  deploykit verify model.keras dist/ --report parity.json --junit parity.xml
+
+  deploykit verify model.onnx dist/model.fp32.mlpackage --data calib/ --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+
+  deploykit verify model.pt2 dist/model.fp16.mlpackage --profile fp16 --tolerance logits:snr_db=30 --localize
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify", help=HELP, no_args_is_help=True)(verify)
+
+
+def verify(
+    source: Annotated[str, typer.Argument(help="The source model (as for convert): file, SavedModel directory or entry point.")],
+    artifacts: Annotated[list[Path], typer.Argument(help="One or more .tflite / .mlpackage, or a convert --out folder.")],
+    input_shapes: InputShapes = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Samples to compare (also caps --data; 0 = all of --data).")] = 8,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Real inputs: .npy, .npz (one array per input) or a folder of images.")] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean for images in [0, 1] units, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Per-channel std for images in [0, 1] units, e.g. 0.229,0.224,0.225.")] = None,
+    data_layout: Annotated[Optional[str], typer.Option("--data-layout", help="Layout of --data: NCHW or NHWC (default: the source's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Tolerance profile: fp32, fp16, int8-weights, int8, lut1..lut8.")] = None,
+    tolerance: Annotated[Optional[list[str]], typer.Option("--tolerance", "-t", metavar="[OUTPUT:]METRIC=VALUE",
+                                                           help="Override a threshold (repeatable); VALUE 'off' disables it. "
+                                                                "Metrics: max_abs_error, max_rel_error, mean_abs_error, "
+                                                                "cosine_similarity, snr_db, top1_agreement, top5_agreement.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write every output's metrics, thresholds and verdict as JSON.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report for CI systems.")] = None,
+    localize: Annotated[bool, typer.Option("--localize", help="On failure, find the first layer where source and artifact diverge.")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry-point source (weights_only=True).")] = None,
+    allow_h5: Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras source (only files you trust).")] = False,
+    verbose: Verbose = False,
+    json_output: JsonOutput = False,
+    quiet: Quiet = False,
+) -> None:
+    from deploykit.cli.options import parse_floats
+    from deploykit.cli.output import StepProgress, stdout_json, terminal
+    from deploykit.errors import ParityError
+    from deploykit.loaders import load_source
+    from deploykit.noise import capture_output
+    from deploykit.parity.profiles import parse_tolerances
+    from deploykit.parity.report import print_report, to_json, write_json, write_junit
+    from deploykit.parity.verify import verify as run_verify
+
+    if verbose:
+        os.environ["DEPLOYKIT_VERBOSE"] = "1"
+    overrides = parse_tolerances(tolerance or [])
+    options = dict(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+                   data_layout=data_layout, seed=seed, profile=profile, tolerances=overrides, localize=localize, verbose=verbose)
+    progress = StepProgress(quiet=quiet or json_output)
+    targets = _expand(artifacts)
+    with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
+        model = load_source(source, inputs=input_shapes or None, weights=weights, allow_h5=allow_h5)
+    reports = [run_verify(model, path, progress=progress, **options) for path in targets]
+    if not json_output and not quiet:
+        for result in reports:
+            print_report(result, terminal(), verbose=verbose)
+    if report:
+        write_json(reports, report)
+    if junit:
+        write_junit(reports, junit)
+    if json_output:
+        stdout_json(to_json(reports))
+    failed = [r for r in reports if not r]
+    if failed:
+        raise ParityError(_summary(failed), hint=_hint(failed, localize))
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """A convert --out folder stands for every artifact its deploykit-report.json lists."""
+    import json
+
+    from deploykit.errors import InputError
+    from deploykit.types import REPORT_FILENAME
+
+    expanded = []
+    for path in paths:
+        record = path / REPORT_FILENAME
+        if path.is_dir() and path.suffix != ".mlpackage":
+            if not record.is_file():
+                raise InputError(f"{path} is a folder without {REPORT_FILENAME}",
+                                 hint="pass the .tflite / .mlpackage artifacts themselves")
+            try:
+                entries = json.loads(record.read_text(encoding="utf-8"))["artifacts"]
+                expanded += [path / entry["path"] for entry in entries]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"cannot read {record}: {exc}") from exc
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def _summary(failed) -> str:
+    parts = []
+    for report in failed:
+        if report.problem:
+            parts.append(f"{Path(report.artifact).name}: {report.problem}")
+            continue
+        for output in report.failures:
+            checks = ", ".join(f"{c.metric} {c.value:.4g}" for c in output.failed_checks) or output.problem
+            parts.append(f"{Path(report.artifact).name} output {output.name!r} ({report.profile}): {checks}")
+    return "the artifact does not compute what the source computes: " + "; ".join(parts)
+
+
+def _hint(failed, localized: bool) -> str:
+    culprits = [r.localization.culprit["source"] for r in failed if r.localization and r.localization.culprit]
+    if culprits:
+        return f"first divergence at {culprits[0]}; see the table above"
+    if not localized:
+        return "rerun with --localize to find the first diverging layer; --tolerance overrides a threshold"
+    return "see the table above; --tolerance overrides a threshold if the drift is expected"

@@ -1,0 +1,209 @@
+"""Comparing outputs, and the ParityReport: truthy only when every output passed, round-trips JSON.
+
+Per output, every metric is computed per sample and aggregated to the worst case (largest error,
+lowest cosine and SNR); top-k agreement is pooled over all rows of all samples. A NaN or Inf
+that the artifact produces and the source does not fails the output whatever the thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deploykit.parity import metrics as M
+from deploykit.parity.profiles import Profile
+
+SCHEMA = "deploykit.parity/1"
+PER_SAMPLE = {
+    "max_abs_error": (M.max_abs_error, max),
+    "max_rel_error": (M.max_rel_error, max),
+    "mean_abs_error": (M.mean_abs_error, lambda v: float(np.mean(v))),
+    "cosine_similarity": (M.cosine_similarity, min),
+    "snr_db": (M.snr_db, min),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float
+    limit: float
+    bound: str  # "max" | "min"
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutputResult:
+    name: str
+    artifact_name: str | None
+    shape: tuple[int, ...]
+    metrics: dict[str, float]
+    checks: tuple[Check, ...]
+    nonfinite: dict[str, int]
+    worst_sample: int = 0
+    problem: str | None = None  # set when the output could not be compared or failed outright
+    layout: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None and all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Where source and artifact first diverge. ``status``: found, not-found or unavailable."""
+
+    status: str
+    message: str
+    culprit: dict[str, Any] | None = None
+    last_agreeing: dict[str, Any] | None = None
+    compared: int = 0
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    source: str
+    framework: str
+    artifact: str
+    target: str
+    profile: str
+    profile_origin: str
+    runners: dict[str, str]
+    notes: tuple[str, ...]
+    inputs: dict[str, Any]
+    outputs: tuple[OutputResult, ...]
+    localization: Localization | None = None
+    seconds: float = 0.0
+    problem: str | None = None  # a failure of the whole pair (e.g. inputs that cannot be matched)
+    schema: str = field(default=SCHEMA)
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None and bool(self.outputs) and all(o.passed for o in self.outputs)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def failures(self) -> tuple[OutputResult, ...]:
+        return tuple(o for o in self.outputs if not o.passed)
+
+    def to_json(self) -> dict[str, Any]:
+        return _encode({
+            "schema": self.schema, "passed": self.passed, "source": self.source, "framework": self.framework,
+            "artifact": self.artifact, "target": self.target, "profile": self.profile,
+            "profile_origin": self.profile_origin, "runners": self.runners, "notes": list(self.notes),
+            "inputs": self.inputs, "problem": self.problem, "seconds": self.seconds,
+            "outputs": [_output_json(o) for o in self.outputs],
+            "localization": None if self.localization is None else vars(self.localization),
+        })
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ParityReport":
+        loc = data.get("localization")
+        if loc is not None and loc.get("culprit"):
+            loc = {**loc, "culprit": {**loc["culprit"], "metrics": _numbers(loc["culprit"].get("metrics", {}))}}
+        return cls(
+            source=data["source"], framework=data["framework"], artifact=data["artifact"], target=data["target"],
+            profile=data["profile"], profile_origin=data["profile_origin"], runners=data["runners"],
+            notes=tuple(data["notes"]), inputs=data["inputs"],
+            outputs=tuple(_output_from_json(o) for o in data["outputs"]),
+            localization=None if loc is None else Localization(**loc),
+            seconds=data["seconds"], problem=data.get("problem"), schema=data.get("schema", SCHEMA),
+        )
+
+    def to_summary(self) -> dict[str, Any]:
+        """The small record stored in ``Artifact.parity``: verdict, profile and each output's key metrics."""
+        keys = ("max_rel_error", "cosine_similarity", "snr_db", "top1_agreement")
+        summary = {
+            "passed": self.passed, "profile": self.profile, "samples": self.inputs.get("samples"),
+            "artifact_runner": self.runners.get("artifact"),
+            "outputs": {o.name: {"passed": o.passed, **{k: o.metrics[k] for k in keys if k in o.metrics},
+                                 **({"problem": o.problem} if o.problem else {})} for o in self.outputs},
+        }
+        if self.problem:
+            summary["problem"] = self.problem
+        if self.localization is not None and self.localization.culprit:
+            summary["diverges_at"] = self.localization.culprit.get("source")
+        return _encode(summary)
+
+
+def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], profile: Profile,
+                   overrides: dict | None = None, artifact_name: str | None = None, layout: str | None = None) -> OutputResult:
+    """Metrics and verdict of one output over all samples (arrays already in the source's layout)."""
+    shape = tuple(int(d) for d in refs[0].shape)
+    nonfinite = {
+        "source_nan": sum(M.nan_count(r) for r in refs), "source_inf": sum(M.inf_count(r) for r in refs),
+        "artifact_nan": sum(M.nan_count(o) for o in outs), "artifact_inf": sum(M.inf_count(o) for o in outs),
+    }
+    if any(o.shape != r.shape for r, o in zip(refs, outs)):
+        return OutputResult(name, artifact_name, shape, {}, (), nonfinite,
+                            problem=f"the artifact returns shape {outs[0].shape}, the source {refs[0].shape}", layout=layout)
+    per_sample = {m: [fn(r, o) for r, o in zip(refs, outs)] for m, (fn, _) in PER_SAMPLE.items()}
+    values = {m: float(PER_SAMPLE[m][1](v)) for m, v in per_sample.items()}
+    values["output_scale"] = max(M.output_scale(r) for r in refs)
+    classifier = M.is_classifier_like(shape)
+    if classifier:
+        ref_rows, out_rows = np.concatenate(refs), np.concatenate(outs)
+        tie = profile.tie_rel * values["output_scale"]
+        values["top1_agreement"] = M.topk_agreement(ref_rows, out_rows, 1, tie)
+        values["top5_agreement"] = M.topk_agreement(ref_rows, out_rows, 5, tie)
+    checks = tuple(
+        Check(t.metric, values[t.metric], t.limit, t.bound, t.passes(values[t.metric]), t.reason)
+        for t in profile.thresholds_for(name, classifier, overrides) if t.metric in values
+    )
+    problem = None
+    new_nan = nonfinite["artifact_nan"] - nonfinite["source_nan"]
+    new_inf = nonfinite["artifact_inf"] - nonfinite["source_inf"]
+    if new_nan > 0 or new_inf > 0:
+        problem = f"the artifact produced {max(new_nan, 0)} NaN and {max(new_inf, 0)} Inf value(s) the source does not"
+    worst = int(np.argmin(per_sample["snr_db"])) if refs else 0
+    return OutputResult(name, artifact_name, shape, values, checks, nonfinite, worst, problem, layout)
+
+
+def _output_json(o: OutputResult) -> dict[str, Any]:
+    return {"name": o.name, "artifact_name": o.artifact_name, "shape": list(o.shape), "passed": o.passed,
+            "metrics": o.metrics, "checks": [vars(c) for c in o.checks], "nonfinite": o.nonfinite,
+            "worst_sample": o.worst_sample, "problem": o.problem, "layout": o.layout}
+
+
+def _output_from_json(data: dict[str, Any]) -> OutputResult:
+    return OutputResult(
+        name=data["name"], artifact_name=data["artifact_name"], shape=tuple(data["shape"]), metrics=_numbers(data["metrics"]),
+        checks=tuple(Check(**{**c, "value": _number(c["value"]), "limit": _number(c["limit"])}) for c in data["checks"]),
+        nonfinite=data["nonfinite"],
+        worst_sample=data["worst_sample"], problem=data["problem"], layout=data["layout"],
+    )
+
+
+def _encode(value):
+    """JSON-safe: tuples to lists, non-finite floats to the strings "inf", "-inf", "nan" (strict JSON has none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return _encode(value.item())
+    return value
+
+
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _number(value):
+    return _NONFINITE[value] if isinstance(value, str) and value in _NONFINITE else value
+
+
+def _numbers(values: dict) -> dict:
+    return {k: _number(v) for k, v in values.items()}

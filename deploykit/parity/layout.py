@@ -1,0 +1,93 @@
+"""Pair source tensors with artifact tensors and say how to move arrays between their layouts.
+
+Uses the NCHW/NHWC permutations of ``deploykit.layouts``; adds the general channels-first <->
+channels-last permutation for ranks 3 and 5, which onnx2tf also applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deploykit.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW, permute
+from deploykit.types import TensorSpec
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Source tensor ``source`` is artifact tensor ``artifact``; ``order`` permutes a source array into the
+    artifact's layout (None: same layout). ``problem`` says why they cannot be compared, if so."""
+
+    source: str
+    artifact: str | None
+    order: tuple[int, ...] | None = None
+    problem: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        return None if self.order is None else f"transposed {self.order} (channels-first <-> channels-last)"
+
+    def to_artifact(self, value: np.ndarray) -> np.ndarray:
+        return value if self.order is None else np.ascontiguousarray(value.transpose(self.order))
+
+    def to_source(self, value: np.ndarray) -> np.ndarray:
+        return value if self.order is None else np.ascontiguousarray(value.transpose(np.argsort(self.order)))
+
+
+def channel_orders(rank: int) -> list[tuple[int, ...]]:
+    """Permutations that move the channel axis between position 1 and last, for rank >= 3."""
+    if rank == 4:
+        return [NCHW_TO_NHWC, NHWC_TO_NCHW]
+    if rank < 3:
+        return []
+    last = (0, *range(2, rank), 1)
+    first = (0, rank - 1, *range(1, rank - 1))
+    return [last, first]
+
+
+def bind(source_specs, artifact_specs, recorded_layouts: dict[str, str | None] | None = None) -> tuple[Binding, ...]:
+    """One Binding per source tensor: by name, else by position; then by shape, allowing a layout change.
+
+    ``recorded_layouts`` (artifact tensor name -> layout, from deploykit-report.json) settles the
+    case where both layouts give the same shape (e.g. 1x3x3x3).
+    """
+    recorded = recorded_layouts or {}
+    source_names = {t.name for t in source_specs}
+    by_name = {t.name: t for t in artifact_specs}
+    # Artifact tensors not named after any source tensor, for pairing by position.
+    unnamed = [t for t in artifact_specs if t.name not in source_names]
+    bindings = []
+    for index, src in enumerate(source_specs):
+        art = by_name.get(src.name)
+        if art is None:
+            position = index - sum(1 for s in source_specs[:index] if s.name in by_name)
+            art = unnamed[position] if position < len(unnamed) else None
+        if art is None:
+            bindings.append(Binding(src.name, None, problem=f"the artifact has no tensor for {src.name!r}"))
+            continue
+        bindings.append(_bind_one(src, art, recorded.get(art.name)))
+    return tuple(bindings)
+
+
+def _bind_one(src: TensorSpec, art: TensorSpec, recorded_layout: str | None) -> Binding:
+    src_shape, art_shape = tuple(src.shape), tuple(art.shape)
+    moved = src.layout and recorded_layout and src.layout != recorded_layout and len(src_shape) == 4
+    if moved:
+        order = NCHW_TO_NHWC if src.layout == "NCHW" else NHWC_TO_NCHW
+        if permute(src_shape, order) == art_shape:
+            return Binding(src.name, art.name, order)
+    if _same(src_shape, art_shape):
+        return Binding(src.name, art.name)
+    for order in channel_orders(len(src_shape)):
+        if _same(permute(src_shape, order), art_shape):
+            return Binding(src.name, art.name, order)
+    return Binding(src.name, art.name, problem=f"shape {_fmt(src_shape)} in the source, {_fmt(art_shape)} in the artifact")
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _fmt(shape: tuple) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape) or "scalar"

@@ -1,0 +1,283 @@
+"""Tolerance profiles: per artifact precision, which metric must stay within which limit, and why.
+
+A profile is data. Each threshold carries the reason for its value, and the evidence behind the
+defaults (right conversions that must pass, wrong ones that must fail) is in docs/verify.md and
+bench/results/verify.md. Thresholds on top-1/top-5 agreement apply to classifier-like outputs only
+(rank 2, at least two classes). ``max_abs_error`` and ``mean_abs_error`` are always reported but
+have no default limit: they are in the output's own units; set them per output with an override.
+
+Overrides: ``{"logits": {"max_rel_error": 1e-3}, "*": {"top5_agreement": None}}``. ``"*"`` applies
+to every output; a named output wins over ``"*"``; ``None`` switches a metric off. On the command
+line: ``--tolerance logits:max_rel_error=1e-3`` or ``--tolerance top5_agreement=off``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from deploykit.errors import UsageError
+
+# Metric -> "max" (value must be <= limit) or "min" (value must be >= limit).
+BOUNDS = {
+    "max_abs_error": "max",
+    "max_rel_error": "max",
+    "mean_abs_error": "max",
+    "cosine_similarity": "min",
+    "snr_db": "min",
+    "top1_agreement": "min",
+    "top5_agreement": "min",
+}
+ALIASES = {"cosine": "cosine_similarity", "snr": "snr_db", "top1": "top1_agreement", "top5": "top5_agreement",
+           "max_abs": "max_abs_error", "max_rel": "max_rel_error", "mean_abs": "mean_abs_error"}
+CLASSIFIER_METRICS = ("top1_agreement", "top5_agreement")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    limit: float
+    reason: str
+
+    @property
+    def bound(self) -> str:
+        return BOUNDS[self.metric]
+
+    def passes(self, value: float) -> bool:
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return value <= self.limit if self.bound == "max" else value >= self.limit
+
+    def describe(self) -> str:
+        return f"{'<=' if self.bound == 'max' else '>='} {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Thresholds for one artifact precision.
+
+    ``tie_rel``: classes whose reference scores differ by less than this fraction of the output's
+    peak are a near-tie, and the artifact ranking them the other way is not a top-k disagreement.
+    ``localize_rel_error``: how far an intermediate tensor may drift (max error / the tensor's peak)
+    and still count as agreeing, when localizing.
+    """
+
+    name: str
+    description: str
+    thresholds: tuple[Threshold, ...]
+    tie_rel: float
+    tie_reason: str
+    localize_rel_error: float
+    localize_reason: str
+
+    def thresholds_for(self, output: str, classifier: bool, overrides: dict | None = None) -> tuple[Threshold, ...]:
+        chosen = {t.metric: t for t in self.thresholds if classifier or t.metric not in CLASSIFIER_METRICS}
+        for key in ("*", output):
+            for metric, limit in ((overrides or {}).get(key) or {}).items():
+                if limit is None:
+                    chosen.pop(metric, None)
+                elif classifier or metric not in CLASSIFIER_METRICS:
+                    where = "every output" if key == "*" else f"output {output!r}"
+                    chosen[metric] = Threshold(metric, float(limit), f"override for {where}")
+        return tuple(chosen[m] for m in BOUNDS if m in chosen)
+
+
+def _t(metric: str, limit: float, reason: str) -> Threshold:
+    return Threshold(metric, limit, reason)
+
+
+# The evidence: bench/results/parity_calibration.md. "Right" is every deploykit conversion of the
+# 12 small nets (PyTorch, Keras, ONNX sources) and of MobileNetV2 (Keras and PyTorch), MobileNetV3Small,
+# EfficientNetB0 and ResNet50 at 224x224; "wrong" is the artifact of the same architecture from another
+# seed, the source with a perturbed weight, the source with a dropped layer.
+_TOPK = ("top1_agreement", "top5_agreement")
+
+
+def _topk(limit: float, reason: str) -> tuple[Threshold, ...]:
+    return tuple(_t(metric, limit, reason) for metric in _TOPK)
+
+
+FP32 = Profile(
+    "fp32", "float32 weights and compute: only operation order and fusions differ",
+    (
+        _t("max_rel_error", 1e-4, "correct fp32 conversions measured <= 1.5e-6 of the output's peak (folded batch "
+           "norm, fused activations, other conv kernels); 1e-4 keeps a 60x margin for deeper nets and other CPUs"),
+        _t("cosine_similarity", 0.99999, "correct fp32 conversions measure 1 - 1e-12; another seed's model "
+           "measured <= 0.77"),
+        _t("snr_db", 80.0, "correct fp32 conversions measured >= 121 dB; 80 dB is noise at 1e-4 of the signal, "
+           "the same bound as max_rel_error, and fails every wrong model, dropped layer and 10 % weight "
+           "perturbation measured on the small nets"),
+        *_topk(1.0, "fp32 cannot reorder classes whose scores differ by more than 2e-4 of the peak (the tie margin)"),
+    ),
+    2e-4, "twice the max_rel_error bound: errors within it cannot swap classes further apart",
+    1e-3, "intermediate fp32 tensors of a correct conversion agree to ~1e-6 of their peak",
+)
+
+FP16 = Profile(
+    "fp16", "float16 weights (TFLite: dequantized to float32 at load) or fp16 weights and compute (Core ML)",
+    (
+        _t("max_rel_error", 1e-2, "fp16 rounds each value to 2^-11 (~5e-4); correct conversions measured <= 1.2e-3 "
+           "of the output's peak after ~50 layers; 1e-2 leaves an 8x margin"),
+        _t("cosine_similarity", 0.9999, "correct fp16 conversions measure > 0.999999"),
+        _t("snr_db", 40.0, "correct fp16 conversions measured >= 59 dB; 40 dB (noise 1 % of the signal) still "
+           "fails every other-seed model and dropped batch norm measured"),
+        *_topk(1.0, "fp16 noise cannot reorder classes further apart than the 2e-2 tie margin"),
+    ),
+    2e-2, "twice the max_rel_error bound",
+    3e-2, "fp16 intermediates agree to ~1e-3 of their peak; accumulated over a few layers, 3e-2 separates drift from a break",
+)
+
+INT8_WEIGHTS = Profile(
+    "int8-weights", "int8 weights, float activations (TFLite dynamic range; Core ML int8 weights on an fp16 program)",
+    (
+        _t("cosine_similarity", 0.999, "per-channel int8 weights measured >= 0.99992 on correct conversions; "
+           "another seed's model <= 0.77"),
+        _t("snr_db", 25.0, "correct int8-weight conversions measured >= 36 dB; another seed's model <= 1.6 dB"),
+        *_topk(0.875, "one sample in eight may reorder classes beyond the 0.05 tie margin; a wrong model "
+                      "agrees at chance level"),
+    ),
+    0.05, "correct int8-weight conversions measured max errors <= 0.017 of the peak: ties are twice that, rounded up",
+    0.1, "int8 weight rounding changes each layer's output by a few percent of its peak",
+)
+
+FULL_INT8 = Profile(
+    "int8", "int8 weights and activations, calibrated (TFLite full integer quantization)",
+    (
+        _t("cosine_similarity", 0.99, "full int8 measured >= 0.9978 on correct conversions; another seed's model <= 0.77"),
+        _t("snr_db", 12.0, "full int8 measured >= 17.5 dB on correct conversions (SqueezeNet-style ReLU heads are "
+           "the worst); another seed's model <= 1.6 dB"),
+        *_topk(0.875, "activation quantization reorders near classes; one sample in eight may go beyond the "
+                      "0.3 tie margin"),
+    ),
+    0.3, "correct full-int8 conversions measured max errors <= 0.15 of the peak: ties are twice that",
+    0.3, "int8 activations carry a step of 1/256 of each tensor's range at every layer, compounding",
+)
+
+INT4 = Profile(
+    "int4", "int4 weights, float activations (TFLite weight-only per-channel; Core ML per-block of 32 on an fp16 program)",
+    (
+        _t("cosine_similarity", 0.85, "int4 weights measured >= 0.906 on correct conversions; another seed's "
+           "model <= 0.77"),
+        _t("snr_db", 4.0, "int4 weights measured >= 7.3 dB on correct conversions; another seed's model <= 1.6 dB"),
+        *_topk(0.75, "4-bit weights reorder near classes; two samples in eight may go beyond the 0.5 tie margin"),
+    ),
+    0.5, "correct int4 conversions measured max errors <= 0.39 of the peak",
+    0.5, "4-bit weights change each layer's output by tens of percent of its peak",
+)
+
+# Palettized weights (Core ML palettize_weights, k-means, on an fp16 program): measured for 8, 6, 4 and 2
+# bits; 7, 5 and 3 bits are interpolated between their neighbours.
+_LUT = {  # bits: (cosine floor, snr floor, tie, measured worst right pair)
+    8: (0.999, 30.0, 0.05, "cosine >= 0.99998, SNR >= 43.5 dB, max error <= 0.007 of the peak"),
+    6: (0.998, 20.0, 0.1, "cosine >= 0.99965, SNR >= 31.5 dB, max error <= 0.027"),
+    4: (0.98, 12.0, 0.25, "cosine >= 0.9943, SNR >= 19.4 dB, max error <= 0.12"),
+    2: (0.85, 0.0, 0.8, "cosine >= 0.917, SNR >= 2.7 dB, max error <= 0.76"),
+}
+
+
+def lut(bits: int) -> Profile:
+    """Palettized weights with 2**bits entries per lookup table."""
+    if not 2 <= bits <= 8:
+        raise UsageError(f"LUT profiles exist for 2 to 8 bits, not {bits}")
+    if bits in _LUT:
+        cosine, snr, tie, seen = _LUT[bits]
+        origin = f"correct {bits}-bit conversions measured {seen}"
+    else:  # the looser neighbour's limits: interpolation must not fail a correct conversion
+        cosine, snr, tie, _ = _LUT[bits - 1]
+        origin = f"not measured: the limits of {bits - 1} bits, the looser neighbour"
+    return Profile(
+        f"lut{bits}", f"{bits}-bit palettized weights ({2 ** bits}-entry lookup tables), fp16 activations",
+        (
+            _t("cosine_similarity", cosine, f"{origin}; another seed's model measured <= 0.77"),
+            *((_t("snr_db", snr, f"{origin}; another seed's model measured <= 1.6 dB"),) if snr > 0 else ()),
+            *_topk(0.75, f"palettized weights reorder near classes beyond the {tie} tie margin in some samples"),
+        ),
+        tie, "about twice the largest max error measured on correct conversions",
+        min(0.8, 2 * tie), "palettized weights change each layer's output by up to tens of percent at low bit widths",
+    )
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (FP32, FP16, INT8_WEIGHTS, FULL_INT8, INT4, *(lut(b) for b in range(2, 9)))}
+PROFILE_ALIASES = {"float32": "fp32", "float16": "fp16", "int8w": "int8-weights", "int8_weights": "int8-weights",
+                   "w8": "int8-weights", "full-int8": "int8", "full_int8": "int8", "int8-full": "int8", "w4": "int4"}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    if isinstance(name, Profile):
+        return name
+    key = PROFILE_ALIASES.get(name.lower(), name.lower())
+    if key not in PROFILES:
+        raise UsageError(f"unknown parity profile {name!r}", hint=f"profiles: {', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def profile_for_variant(variant: str | None, quantization: dict | None = None) -> str | None:
+    """The profile for an artifact's recorded ``variant`` and ``quantization``, or None if unknown.
+
+    deploykit names variants after its quantization schemes (fp32, fp16, int8-weights, int8, int4,
+    lut8 ...), which are profile names; the ``scheme`` recorded in ``quantization`` comes next; then
+    the words of a hand-written variant name (e.g. "float16", "palettized" with ``nbits``).
+    """
+    for name in (variant, (quantization or {}).get("scheme")):
+        if isinstance(name, str) and (name.lower() in PROFILES or name.lower() in PROFILE_ALIASES):
+            return get_profile(name).name
+    text = (variant or "").lower()
+    nbits = (quantization or {}).get("nbits") or (quantization or {}).get("bits")
+    if "lut" in text or "palett" in text:
+        digits = re.search(r"(\d)", text)
+        bits = int(digits.group(1)) if digits else nbits
+        return f"lut{bits}" if isinstance(bits, int) and 1 <= bits <= 8 else None
+    if re.search(r"fp16|float16|half", text):
+        return "fp16"
+    if "int4" in text or "w4" in text:
+        return "int4"
+    if "int8" in text or "w8" in text:
+        return "int8" if re.search(r"full|a8|integer", text) else "int8-weights"
+    if re.search(r"fp32|float32", text):
+        return "fp32"
+    return None
+
+
+def parse_tolerances(values: list[str]) -> dict[str, dict[str, float | None]]:
+    """``["logits:max_rel_error=1e-3", "top5=off"]`` -> ``{"logits": {...}, "*": {...}}``."""
+    overrides: dict[str, dict[str, float | None]] = {}
+    for raw in values or []:
+        match = re.fullmatch(r"\s*(?:(?P<output>[^:=]+):)?(?P<metric>[a-z0-9_]+)\s*=\s*(?P<value>\S+)\s*", raw)
+        if not match:
+            raise UsageError(f"bad --tolerance {raw!r}", hint="write OUTPUT:METRIC=VALUE or METRIC=VALUE, e.g. logits:snr_db=30")
+        metric = ALIASES.get(match["metric"], match["metric"])
+        if metric not in BOUNDS:
+            raise UsageError(f"bad --tolerance {raw!r}: unknown metric {match['metric']!r}", hint=f"metrics: {', '.join(BOUNDS)}")
+        text = match["value"].lower()
+        if text in ("off", "none"):
+            value = None
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                raise UsageError(f"bad --tolerance {raw!r}: {match['value']!r} is not a number or 'off'") from None
+        overrides.setdefault(match["output"] or "*", {})[metric] = value
+    return overrides
+
+
+def markdown() -> str:
+    """Every profile as Markdown (docs/verify.md embeds this text; a test keeps the two equal)."""
+    lines = []
+    for p in PROFILES.values():
+        lines += [f"#### `{p.name}`: {p.description}", "", "| metric | limit | why |", "| --- | --- | --- |"]
+        lines += [f"| {t.metric} | {t.describe()} | {t.reason} |" for t in p.thresholds]
+        lines += ["", f"Tie margin {p.tie_rel:g} of the output's peak: {p.tie_reason}. Localization: an intermediate "
+                      f"tensor agrees within {p.localize_rel_error:g} of its peak: {p.localize_reason}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m deploykit.parity.profiles docs/verify.md: refresh the embedded tables
+    import sys
+    from pathlib import Path
+
+    doc = Path(sys.argv[1])
+    text = doc.read_text()
+    start = text.index("-->", text.index("<!-- profiles:")) + 3
+    end = text.index("<!-- /profiles -->")
+    doc.write_text(text[:start] + "\n\n" + markdown().strip() + "\n\n" + text[end:])

@@ -1,0 +1,85 @@
+"""Making one (target, scheme) artifact: convert, or derive from the base it shares with its siblings.
+
+TFLite: ``fp32`` is the converter's output after the tflite-stage passes; every other scheme is
+ai-edge-quantizer applied to that file. Core ML: ``fp32`` is converted at FLOAT32; ``fp16`` and every
+compressed scheme start from one FLOAT16 conversion kept in the workspace. ``parse_quantize`` puts
+``fp32`` first, so the TFLite base always exists when a quantized variant is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.converters import path_for
+from deploykit.passes.apply import apply_tflite_passes, clear_coreml_logs, coreml_pipeline, coreml_records
+
+FP32 = {"scheme": "fp32", "weights": "float32", "activations": "float32"}
+
+
+@dataclass(frozen=True)
+class VariantContext:
+    selection: object  # PassSelection
+    quantize: object  # QuantizeOptions
+    calibration: object = None  # Calibration or None
+
+
+@dataclass(frozen=True)
+class Made:
+    path: Path
+    converter: str
+    quantization: dict
+    passes: tuple[dict, ...]
+
+
+def make(model, target: str, scheme: str, path: Path, options, workspace, context: VariantContext) -> Made:
+    if target == "tflite":
+        return _tflite(model, scheme, path, options, workspace, context)
+    return _coreml(model, scheme, path, options, workspace, context)
+
+
+def _tflite(model, scheme, path, options, workspace, context) -> Made:
+    if scheme == "fp32":
+        converted = path_for(model.framework, "tflite")(model, path, options, workspace)
+        records = apply_tflite_passes(converted.path, model.framework, context.selection)
+        workspace.products["tflite-fp32"] = (converted.path, converted.converter, records)
+        return Made(converted.path, converted.converter, dict(FP32), tuple(records))
+    from deploykit.quantize.tflite import quantize_tflite
+
+    base, label, records = workspace.products["tflite-fp32"]
+    record = quantize_tflite(base, path, scheme, context.quantize, context.calibration)
+    return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records))
+
+
+def _coreml(model, scheme, path, options, workspace, context) -> Made:
+    if scheme == "fp32":
+        converted, records = _convert_coreml(model, path, options, workspace, context, "fp32")
+        return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records))
+    base, label, records = _fp16_base(model, options, workspace, context)
+    if scheme == "fp16":
+        shutil.copytree(base, path)
+        return Made(path, label, {"scheme": "fp16", "weights": "float16", "activations": "float16"}, tuple(records))
+    from deploykit.quantize.coreml import compress_coreml
+
+    record = compress_coreml(base, path, scheme, context.quantize)
+    return Made(path, f"{label} + {record['engine']}", record, tuple(records))
+
+
+def _fp16_base(model, options, workspace, context):
+    key = "coreml-fp16"
+    if key not in workspace.products:
+        base = workspace.root / "coreml-fp16" / "base.mlpackage"
+        base.parent.mkdir()
+        converted, records = _convert_coreml(model, base, options, workspace, context, "fp16")
+        workspace.products[key] = (converted.path, converted.converter, records)
+    return workspace.products[key]
+
+
+def _convert_coreml(model, path: Path, options, workspace, context, precision: str):
+    pipeline, names = coreml_pipeline(model.framework, context.selection)
+    clear_coreml_logs()
+    options = dataclasses.replace(options, coreml_precision=precision, coreml_pipeline=pipeline)
+    converted = path_for(model.framework, "coreml")(model, path, options, workspace)
+    return converted, coreml_records(names)
