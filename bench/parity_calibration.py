@@ -205,7 +205,8 @@ def _summary(rows: list[dict]) -> list[str]:
         for kind in kinds:
             wrong = [r for r in mine if r["pair"].split(" (")[0] == kind]
             cells.append(f"{sum(not r['passed'] for r in wrong)}/{len(wrong)}" if wrong else "-")
-        lines.append(f"| {variant} | {passed}/{len(right)} pass | " + " | ".join(_fmt(v) for v in worst) + " | "
+        shown = [_fmt(worst[0]), f"{worst[1]:.6f}", *(_fmt(v) for v in worst[2:])]
+        lines.append(f"| {variant} | {passed}/{len(right)} pass | " + " | ".join(shown) + " | "
                      + " | ".join(cells) + " |")
     return lines
 

@@ -66,7 +66,7 @@ def main() -> None:
         folder = Path(tmp)
         for net, framework, path in sources(folder):
             for passes in ("none", "auto"):
-                report = convert(path, to="tflite,coreml", out=folder / f"{net}-{framework}-{passes}", passes=passes)
+                report = convert(path, to="tflite,coreml", out=folder / f"{net}-{framework}-{passes}", passes=passes, verify=False)
                 for artifact in report.artifacts:
                     check = artifact.passes[-1]
                     ran = {p["name"]: p["count"] for p in artifact.passes if p.get("by") == "deploykit"}

@@ -101,8 +101,12 @@ def convert(
         if verify:
             from deploykit.parity.verify import verify_artifacts
 
+            verify_options = dict(verify_options or {})
+            if qopts.calibration and not verify_options.get("data"):
+                # int8 is calibrated for the calibration data's range; seeded noise would be out of it
+                verify_options["data"] = qopts.calibration
             parity_reports = verify_artifacts(model, artifacts, staging, progress=progress, verbose=verbose,
-                                              **(verify_options or {}))
+                                              **verify_options)
             artifacts = [replace(a, parity=r.to_summary()) for a, r in zip(artifacts, parity_reports)]
         with progress.step("Writing outputs"):
             for artifact in artifacts:

@@ -1,6 +1,6 @@
-"""Artifact variants the parity tests and bench/ need before deploykit's own quantization lands: fp16, int8 weights,
-full int8 (TFLite) and fp16, int8 weights, LUT n-bit (Core ML), made directly with the upstream tools.
-Also the "wrong" sources: a perturbed weight and a dropped layer. Used by bench/ and tests/parity."""
+"""What the parity tests and bench/ build around real conversions: a full-int8 TFLite with int8 input
+and output made directly with TFLiteConverter, and the "wrong" sources (a perturbed weight, a dropped
+layer), each a copy of a loaded SourceModel."""
 
 from __future__ import annotations
 
@@ -46,47 +46,6 @@ def keras_tflite(model, path: Path, variant: str, input_name="image", output_nam
             converter.inference_output_type = tf.int8
     data = converter.convert()
     path.write_bytes(set_signature(data, [input_name], [output_name]))
-    return path
-
-
-def coreml_fp16(source_model, path: Path, target: str = "iOS16") -> Path:
-    """Re-convert a loaded SourceModel (keras or torch) to a Core ML fp16 ML Program."""
-    import coremltools as ct
-
-    from deploykit.converters.coreml_common import rename_and_save, tensor_types
-
-    kwargs = dict(convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
-                  minimum_deployment_target=getattr(ct.target, target), inputs=tensor_types(source_model.inputs))
-    if source_model.framework == "keras":
-        mlmodel = ct.convert(source_model.handle, source="tensorflow", **kwargs)
-    else:
-        import torch
-
-        from deploykit.converters import coreml_torch_fixes
-        from deploykit.loaders.torch_loader import example_tensors
-
-        coreml_torch_fixes.install()
-        traced = torch.jit.trace(source_model.handle["module"], example_tensors(source_model.inputs)[0])
-        mlmodel = ct.convert(traced, source="pytorch", outputs=[ct.TensorType(name=t.name) for t in source_model.outputs], **kwargs)
-    rename_and_save(mlmodel, path, [t.name for t in source_model.inputs], [t.name for t in source_model.outputs])
-    return path
-
-
-def coreml_compressed(fp32_package: Path, path: Path, variant: str) -> Path:
-    """int8-weights (linear symmetric per-channel) or lutN (k-means palettes) of an fp32 .mlpackage."""
-    import coremltools as ct
-    import coremltools.optimize.coreml as cto
-
-    model = ct.models.MLModel(str(fp32_package), skip_model_load=True)
-    if variant == "int8-weights":
-        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=64)
-        model = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=op))
-    elif variant.startswith("lut"):
-        op = cto.OpPalettizerConfig(mode="kmeans", nbits=int(variant[3:]), weight_threshold=64)
-        model = cto.palettize_weights(model, cto.OptimizationConfig(global_config=op))
-    else:
-        raise ValueError(variant)
-    model.save(str(path))
     return path
 
 

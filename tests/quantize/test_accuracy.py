@@ -49,8 +49,10 @@ def trained(tmp_path_factory):
     model, accuracy, (x, y) = build_digits_model()
     model.save(folder / "digits.keras")
     np.save(folder / "calibration.npy", digits_training_images())
+    # verify=False: this test measures held-out accuracy itself; convert's parity check (on the
+    # calibration samples) would stop at lut4's drift, which is exactly what is recorded here
     report = convert(folder / "digits.keras", to="tflite,coreml", out=folder / "out", quantize=SCHEMES,
-                     calibration=folder / "calibration.npy", coreml_target="iOS18")
+                     calibration=folder / "calibration.npy", coreml_target="iOS18", verify=False)
     return report, folder / "out", accuracy, x, y
 
 
