@@ -20,19 +20,13 @@ Decisions:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import shutil
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deploykit.errors import InputError, UnsafeInputError
-
-_PROTO_PACKAGE = "_deploykit_coreml_proto"
 
 
 @dataclass(frozen=True)
@@ -50,15 +44,13 @@ class CoremlMetadata:
 
 
 def _model_pb2():
-    if _PROTO_PACKAGE + ".Model_pb2" in sys.modules:
-        return sys.modules[_PROTO_PACKAGE + ".Model_pb2"]
-    spec = importlib.util.find_spec("coremltools")
-    if spec is None or spec.origin is None:
-        raise InputError("coremltools is not installed; it is needed to bundle .mlpackage artifacts")
-    package = types.ModuleType(_PROTO_PACKAGE)
-    package.__path__ = [str(Path(spec.origin).parent / "proto")]
-    sys.modules[_PROTO_PACKAGE] = package
-    return importlib.import_module(_PROTO_PACKAGE + ".Model_pb2")
+    """Core ML's protobuf classes without importing all of coremltools (one loader for the whole package)."""
+    from deploykit.runners.coreml_eval._proto import model_pb2
+
+    try:
+        return model_pb2()
+    except ImportError as exc:
+        raise InputError("coremltools is not installed; it is needed to bundle .mlpackage artifacts") from exc
 
 
 def spec_path(package: Path) -> Path:

@@ -12,9 +12,9 @@ _ARRAY_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "
 
 
 def load_spec(package: str | Path):
-    from coremltools.proto import Model_pb2
+    from deploykit.runners.coreml_eval._proto import model_pb2
 
-    spec = Model_pb2.Model()
+    spec = model_pb2().Model()
     spec.ParseFromString((Path(package) / MODEL_FILE).read_bytes())
     return spec
 
