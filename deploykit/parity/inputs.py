@@ -147,12 +147,17 @@ def _read_arrays(path: Path, specs) -> dict[str, np.ndarray]:
             raise InputError(f"--data {path}: expected a .npy or .npz file or a folder of images")
     except ValueError as exc:  # allow_pickle=False refusing object arrays, or a corrupt file
         raise InputError(f"--data {path}: cannot read it as numpy data: {str(exc).splitlines()[0][:200]}") from exc
+    return arrays_for_inputs(arrays, specs, f"--data {path}")
+
+
+def arrays_for_inputs(arrays: dict, specs, label: str) -> dict:
+    """Name arrays after the model's inputs: a lone array feeds a lone input, otherwise names must match."""
     if len(specs) == 1 and len(arrays) == 1:
         return {specs[0].name: next(iter(arrays.values()))}
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
-        raise InputError(f"--data {path} has no array for input(s) {', '.join(missing)}",
-                         hint=f"its arrays are: {', '.join(sorted(arrays)) or 'none'}")
+        raise InputError(f"{label} has no array for input(s) {', '.join(missing)}",
+                         hint=f"its arrays are: {', '.join(sorted(arrays)) or 'none'}; name them after the model's inputs")
     return arrays
 
 

@@ -72,13 +72,9 @@ def _load_npz(path: Path, inputs) -> dict[str, np.ndarray]:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:
         raise InputError(f"cannot read --calibration {path}: {str(exc).splitlines()[0][:200]}") from exc
-    if len(inputs) == 1 and len(arrays) == 1:
-        return {inputs[0].name: next(iter(arrays.values()))}
-    missing = [s.name for s in inputs if s.name not in arrays]
-    if missing:
-        raise InputError(f"--calibration {path} has no array for input(s) {', '.join(missing)}",
-                         hint=f"its arrays: {', '.join(arrays) or 'none'}; name them after the model's inputs")
-    return arrays
+    from deploykit.parity.inputs import arrays_for_inputs
+
+    return arrays_for_inputs(arrays, inputs, f"--calibration {path}")
 
 
 def _as_samples(array: np.ndarray, spec, path: Path) -> np.ndarray:
