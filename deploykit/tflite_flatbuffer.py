@@ -4,20 +4,82 @@ from __future__ import annotations
 
 
 def read_model(data: bytes):
+    """The ModelT of ``data``, with buffers stored after the flatbuffer (ai-edge-quantizer's layout:
+    ``offset`` / ``size`` into the file) moved inside it, since packing moves everything they point at."""
     from ai_edge_litert import schema_py_generated as schema
 
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    for buffer in model.buffers or []:
+        offset, size = int(buffer.offset or 0), int(buffer.size or 0)
+        if offset > 1:  # 1 is the schema's "no data" marker
+            if offset + size > len(data):
+                raise ValueError(f"a buffer points past the end of the file ({offset} + {size} > {len(data)})")
+            buffer.data = bytes(data[offset:offset + size])
+            buffer.offset = buffer.size = 0
+    return model
 
 
 def write_model(model, size_hint: int = 1024) -> bytes:
     """Pack a ModelT. Weight buffers are aligned to 16 bytes: the generated packing code aligns them to 1,
-    and LiteRT maps weights in place, where misaligned data is slower or refused by some delegates."""
+    and LiteRT maps weights in place, where misaligned data is slower or refused by some delegates.
+
+    Identical quantization vectors are stored once and shared (flatbuffer tables may point at the same
+    vector). Per-channel int8 needs an int64 zero point per channel for every weight and bias, all
+    zero: on MobileNetV2 that is 280 KB of zeros, 8 % of the 3.5 MB model, which sharing removes."""
     import flatbuffers
 
     model.buffers = [_aligned(b) for b in model.buffers or []]
+    packed_vectors: dict = {}  # one builder per call, so one cache of its vector offsets
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            if tensor.quantization is not None:
+                tensor.quantization = _shared(tensor.quantization, packed_vectors)
     builder = flatbuffers.Builder(max(1024, size_hint))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _shared(params, cache: dict):
+    """Re-type a QuantizationParametersT so that its vectors are packed once per content, their offsets
+    kept in ``cache`` (the builder has __slots__, so the cache cannot live on it)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    class SharedQuantizationT(schema.QuantizationParametersT):
+        def Pack(self, builder):
+            def vector(values, dtype):
+                if values is None:
+                    return None
+                array = np.ascontiguousarray(values, dtype=dtype)
+                key = (array.dtype.str, array.tobytes())
+                if key not in cache:
+                    cache[key] = builder.CreateNumpyVector(array)
+                return cache[key]
+
+            vectors = {"min": vector(self.min, "<f4"), "max": vector(self.max, "<f4"),
+                       "scale": vector(self.scale, "<f4"), "zeroPoint": vector(self.zeroPoint, "<i8")}
+            details = self.details.Pack(builder) if self.details is not None else None
+            schema.QuantizationParametersStart(builder)
+            for name, add in (("min", schema.QuantizationParametersAddMin), ("max", schema.QuantizationParametersAddMax),
+                              ("scale", schema.QuantizationParametersAddScale),
+                              ("zeroPoint", schema.QuantizationParametersAddZeroPoint)):
+                if vectors[name] is not None:
+                    add(builder, vectors[name])
+            schema.QuantizationParametersAddDetailsType(builder, self.detailsType)
+            if details is not None:
+                schema.QuantizationParametersAddDetails(builder, details)
+            schema.QuantizationParametersAddQuantizedDimension(builder, self.quantizedDimension)
+            return schema.QuantizationParametersEnd(builder)
+
+    shared = SharedQuantizationT()
+    shared.__dict__.update(params.__dict__)
+    return shared
+
+
+def compact(data: bytes) -> bytes:
+    """``data`` rewritten with every buffer inside the flatbuffer, 16-byte aligned, and shared
+    quantization vectors (see write_model)."""
+    return write_model(read_model(data), len(data) + 4096)
 
 
 def _aligned(buffer):

@@ -41,6 +41,9 @@ _NORMALIZATION = 1  # ProcessUnitOptions union tag
 _AXIS_LABELS = 2  # AssociatedFileType
 
 
+FLATBUFFER_LIMIT = 2**31 - 2**20  # a flatbuffer addresses 2 GB; keep room for the tables
+
+
 class NotEmbeddable(Exception):
     """The model can't take embedded metadata; the bundle still carries everything in its manifest."""
 
@@ -79,9 +82,9 @@ def min_runtime_version(data: bytes) -> str | None:
 def embed(data: bytes, meta: TfliteMetadata) -> bytes:
     """``data`` with both metadata entries set (replacing earlier ones) and labels appended as a zip."""
     schema = _schema()
-    model = read_model(data)
-    if any((b.offset or 0) > 1 for b in model.buffers or []):
-        raise NotEmbeddable("buffers are stored outside the flatbuffer (large-model layout)")
+    if len(data) >= FLATBUFFER_LIMIT:
+        raise NotEmbeddable("the model is over 2 GB and keeps its buffers outside the flatbuffer")
+    model = read_model(data)  # moves buffers stored after the flatbuffer (ai-edge-quantizer) inside it
     payloads = {
         METADATA_NAME: _model_metadata(meta),
         DEPLOYKIT_NAME: json.dumps(_deploykit_entry(meta), sort_keys=True, separators=(",", ":")).encode(),

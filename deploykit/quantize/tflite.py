@@ -27,6 +27,7 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     from deploykit.quantize import fp16, int4, int8, int8_weights
+    from deploykit.tflite_flatbuffer import compact
 
     module = {"fp16": fp16, "int8-weights": int8_weights, "int8": int8, "int4": int4}[scheme]
     algorithm, config, described = module.tflite_config(options, qtyping, AlgorithmName)
@@ -49,6 +50,10 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     except Exception as exc:
         raise ConversionError(f"ai-edge-quantizer failed on {scheme}: {str(exc).splitlines()[0][:300]}",
                               hint="rerun with --verbose to see its log") from exc
+    # ai-edge-quantizer stores weights after the flatbuffer and writes one int64 zero point per channel
+    # for every tensor; compacting moves weights inside (so metadata can be embedded later) and shares
+    # identical vectors: MobileNetV2 int8 goes from 1.143x to 1.075x of one byte per parameter
+    out_path.write_bytes(compact(out_path.read_bytes()))
     stored = _stored_weights(out_path.read_bytes())
     if not stored["quantized_bytes"]:
         raise ConversionError(f"ai-edge-quantizer left every weight in float32 for {scheme}",

@@ -125,3 +125,47 @@ def test_torch_and_onnx_paths(save, tmp_path):
     ref, got = (next(iter(run_tflite(tmp_path / "o" / a.path, feeds).values())) for a in (fp32, int8))
     assert float(np.abs(ref - got).max()) <= 0.15 * float(np.abs(ref).max())
     assert fp32.size_limit["parameters"] == 4234
+
+
+def test_int8_file_is_compacted(keras_variants):
+    """Weights inside the flatbuffer and each distinct quantization vector stored once, with outputs
+    bit-identical to the same model packed the stock way (one zero-point vector per tensor)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from deploykit.tflite_flatbuffer import read_model
+
+    _, out = keras_variants
+    compacted = (out / "mobilenet_0.int8.tflite").read_bytes()
+    raw = schema.Model.GetRootAs(bytearray(compacted), 0)
+    assert all(raw.Buffers(i).Offset() <= 1 for i in range(raw.BuffersLength()))
+    model = read_model(compacted)
+    zero_points = [np.asarray(t.quantization.zeroPoint) for t in model.subgraphs[0].tensors
+                   if t.quantization is not None and t.quantization.zeroPoint is not None]
+    duplicated = sum(z.nbytes for z in zero_points) - sum(len(b) for b in {z.tobytes() for z in zero_points})
+    assert duplicated > 0  # per-channel weights and biases share all-zero vectors of the same length
+    builder = flatbuffers.Builder(len(compacted))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    stock = bytes(builder.Output())
+    assert len(stock) - len(compacted) >= duplicated
+    x = {"image": np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)}
+    shared = next(iter(run_tflite(out / "mobilenet_0.int8.tflite", x).values()))
+    (out.parent / "stock.int8.tflite").write_bytes(stock)
+    assert np.array_equal(shared, next(iter(run_tflite(out.parent / "stock.int8.tflite", x).values())))
+
+
+def test_buffer_past_the_end_is_refused():
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from deploykit.tflite_flatbuffer import read_model
+
+    model = schema.ModelT()
+    model.version, model.subgraphs = 3, []
+    buffer = schema.BufferT()
+    buffer.offset, buffer.size = 10_000, 64
+    model.buffers = [schema.BufferT(), buffer]
+    builder = flatbuffers.Builder(256)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(ValueError, match="past the end"):
+        read_model(bytes(builder.Output()))
