@@ -41,6 +41,7 @@ def convert(
     keep_float=None,
     per_tensor: bool = False,
     lut_group_size: int | None = None,
+    lut_budget: float | None = None,
     passes: str | None = None,
     strict_graph: bool = False,
     verify: bool = True,
@@ -66,7 +67,7 @@ def convert(
     targets = parse_targets(to)
     options = ConvertOptions(coreml_target=check_coreml_target(coreml_target))
     qopts = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
-                          lut_group_size, options.coreml_target)
+                          lut_group_size, options.coreml_target, lut_budget)
     selection = parse_passes(passes)
     progress = progress or NullProgress()
     out_dir = Path(out)

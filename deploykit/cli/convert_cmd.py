@@ -70,7 +70,11 @@ def convert(
              "(weights under N elements, default 2048), or parts of layer names. Comma-separated.")] = None,
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="int8-weights / int8: one scale per tensor instead of per channel.")] = False,
     lut_group_size: Annotated[Optional[int], typer.Option(
-        "--lut-group-size", help="lut schemes: one table per group of N output channels (needs --coreml-target iOS18).")] = None,
+        "--lut-group-size", help="lut schemes: one table per group of N output channels everywhere (needs --coreml-target iOS18).")] = None,
+    lut_budget: Annotated[Optional[float], typer.Option(
+        "--lut-budget", metavar="PERCENT",
+        help="lut schemes: extra bytes, as % of the index bytes, for finer tables (iOS18) or fp16 where a layer "
+             "loses most; 0 = one table per tensor everywhere. Default 8.")] = None,
     passes: Annotated[str, typer.Option(
         "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
     strict_graph: Annotated[bool, typer.Option(
@@ -118,6 +122,7 @@ def convert(
         keep_float=keep_float,
         per_tensor=per_tensor,
         lut_group_size=lut_group_size,
+        lut_budget=lut_budget,
         passes=passes,
         strict_graph=strict_graph,
         verify=not no_verify,

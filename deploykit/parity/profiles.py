@@ -144,9 +144,11 @@ INT8_WEIGHTS = Profile(
 FULL_INT8 = Profile(
     "int8", "int8 weights and activations, calibrated (TFLite full integer quantization)",
     (
-        _t("cosine_similarity", 0.99, "full int8 measured >= 0.9978 on correct conversions; another seed's model <= 0.77"),
-        _t("snr_db", 12.0, "full int8 measured >= 17.5 dB on correct conversions (SqueezeNet-style ReLU heads are "
-           "the worst); another seed's model <= 1.6 dB"),
+        _t("cosine_similarity", 0.95, "full int8 measured >= 0.9978 on the random-weight nets and 0.979 on the trained "
+           "digits model's held-out images (trained logits are large and sharp); another seed's model <= 0.77, "
+           "and 0.51 for another training run of the digits model on the same images"),
+        _t("snr_db", 8.0, "full int8 measured >= 17.5 dB on the random-weight nets, 11.4 dB on the trained digits "
+           "model; another seed's model <= 1.6 dB (0.04 dB for another training run of the digits model)"),
         *_topk(0.875, "activation quantization reorders near classes; one sample in eight may go beyond the "
                       "0.3 tie margin"),
     ),
@@ -168,10 +170,13 @@ INT4 = Profile(
 
 # Palettized weights (Core ML palettize_weights, k-means, on an fp16 program): measured for 8, 6, 4 and 2
 # bits; 7, 5 and 3 bits are interpolated between their neighbours.
+# The 6- and 4-bit floors come from the trained digits model (examples/make_example_model.py) on its 297
+# held-out images, whose logits drift more than random-weight nets' (lut6: cosine 0.987, 15.5 dB; lut4:
+# 0.937, 9.0 dB, every top-1 kept); another training run of that model measures 0.51 and 0.04 dB there.
 _LUT = {  # bits: (cosine floor, snr floor, tie, measured worst right pair)
     8: (0.999, 30.0, 0.05, "cosine >= 0.99996, SNR >= 41.2 dB, max error <= 0.0099 of the peak"),
-    6: (0.998, 20.0, 0.1, "cosine >= 0.99955, SNR >= 30.5 dB, max error <= 0.037 of the peak"),
-    4: (0.98, 12.0, 0.25, "cosine >= 0.9928, SNR >= 18.4 dB, max error <= 0.12 of the peak"),
+    6: (0.96, 10.0, 0.25, "cosine >= 0.987, SNR >= 15.5 dB, max error <= 0.21 of the peak (trained digits model)"),
+    4: (0.9, 6.0, 0.5, "cosine >= 0.937, SNR >= 9.0 dB, max error <= 0.45 of the peak (trained digits model)"),
     2: (0.85, 0.0, 0.8, "cosine >= 0.894, SNR >= 2.7 dB (too close to a wrong model's 1.6 dB to set a floor), "
         "max error <= 0.76 of the peak"),
 }

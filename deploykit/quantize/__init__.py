@@ -3,13 +3,13 @@ size accounting, and the two engines: ai-edge-quantizer for TFLite, coremltools.
 
 from __future__ import annotations
 
-from deploykit.quantize.options import (DEFAULT_CALIBRATION_SAMPLES, KeepFloat, QuantizeOptions, parse_keep_float, parse_quantize,
+from deploykit.quantize.options import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_LUT_BUDGET, GROUPED_LUT_TARGETS, KeepFloat, QuantizeOptions, parse_keep_float, parse_quantize,
                                         skipped_schemes)
 from deploykit.quantize.schemes import SCHEMES, Scheme, supported
 
 
 def build_options(targets, quantize=None, calibration=None, calibration_samples=None, int8_io=False, keep_float=None,
-                  per_tensor=False, lut_group_size=None, coreml_target="iOS16") -> QuantizeOptions:
+                  per_tensor=False, lut_group_size=None, coreml_target="iOS16", lut_budget=None) -> QuantizeOptions:
     """Parse and cross-check every quantization flag (raises UsageError before any work starts)."""
     from deploykit.quantize.options import check_combinations
 
@@ -21,6 +21,8 @@ def build_options(targets, quantize=None, calibration=None, calibration_samples=
         keep_float=keep_float if isinstance(keep_float, KeepFloat) else parse_keep_float(keep_float),
         per_tensor=per_tensor,
         lut_group_size=lut_group_size,
+        lut_budget=DEFAULT_LUT_BUDGET if lut_budget is None else float(lut_budget),
+        lut_grouped=coreml_target in GROUPED_LUT_TARGETS,
     )
     check_combinations(options, coreml_target)
     return options

@@ -16,6 +16,8 @@ from deploykit.quantize.schemes import COREML_INT8_UNAVAILABLE, SCHEMES, support
 
 DEFAULT_CALIBRATION_SAMPLES = 100
 DEFAULT_SMALL_TENSOR = 2048  # elements; coremltools' own weight_threshold default
+DEFAULT_LUT_BUDGET = 8.0  # percent of the index bytes; keeps MobileNetV2 lut4 under the 1.15x goal (lut_plan.py)
+GROUPED_LUT_TARGETS = ("iOS18", "macOS15")  # per_grouped_channel tables (constexpr_lut_to_dense of iOS18)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class QuantizeOptions:
     keep_float: KeepFloat = field(default_factory=KeepFloat)
     per_tensor: bool = False
     lut_group_size: int | None = None
+    lut_budget: float = DEFAULT_LUT_BUDGET  # --lut-budget, percent
+    lut_grouped: bool = False  # the Core ML target has per-group tables (iOS18 / macOS15)
 
     def schemes(self, target: str) -> tuple[str, ...]:
         return dict(self.plan).get(target, ("fp32",))
@@ -167,6 +171,14 @@ def check_combinations(options: QuantizeOptions, coreml_target: str) -> None:
             raise UsageError("--lut-group-size applies to the lut schemes")
         if options.lut_group_size < 1:
             raise UsageError("--lut-group-size must be at least 1")
+    if options.lut_budget != DEFAULT_LUT_BUDGET:
+        if not any(s.startswith("lut") for s in schemes):
+            raise UsageError("--lut-budget applies to the lut schemes")
+        if options.lut_group_size is not None:
+            raise UsageError("--lut-budget and --lut-group-size exclude each other",
+                             hint="--lut-group-size N puts one table per N channels everywhere; the budget chooses per layer")
+    if not 0 <= options.lut_budget <= 100:
+        raise UsageError("--lut-budget is a percentage of the index bytes, from 0 to 100")
     if options.calibration_samples < 1:
         raise UsageError("--calibration-samples must be at least 1")
     coreml = set(options.schemes("coreml")) if "coreml" in dict(options.plan) else set()

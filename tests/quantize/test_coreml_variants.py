@@ -38,6 +38,10 @@ def test_ops_and_records(coreml_variants):
     assert artifacts["lut4"].op_histogram["constexpr_lut_to_dense"] == 5
     kept = artifacts["lut4"].quantization["kept_float"]
     assert len(kept) == 1 and artifacts["lut4"].quantization["uncompressed_weights"] == kept
+    # the table plan: within its budget (8 % of 4234 x 4 bits, less the kept classifier), every planned layer counted
+    lut4 = artifacts["lut4"].quantization
+    assert lut4["budget_percent"] == 8.0 and 0 <= lut4["extra_bytes"] <= lut4["budget_bytes"] < 0.08 * 4234 / 2
+    assert sum(lut4["tables"].values()) == 5 and lut4["kept_fp16"] == []
     # int4 blocks of 32 input channels: the stem (3), depthwise (1 per group) and first pointwise (16) stay fp16
     assert len(artifacts["int4"].quantization["uncompressed_weights"]) == 5
     for artifact in artifacts.values():
@@ -59,7 +63,7 @@ def test_grouped_lookup_tables_and_per_tensor_int8(tmp_path):
     report = convert(save_keras("mobilenet", tmp_path), to="coreml", out=tmp_path / "o", coreml_target="iOS18",
                      quantize="lut2,int8-weights", lut_group_size=8, per_tensor=True)
     _, lut2, int8 = report.artifacts
-    assert lut2.variant == "lut2" and "per group of 8 output channels" in lut2.quantization["weights"]
+    assert lut2.variant == "lut2" and lut2.quantization["tables"] == "one per 8 output channels"
     assert int8.quantization["weights"] == "int8 linear symmetric per-tensor"
     assert lut2.op_histogram["constexpr_lut_to_dense"] == 5
     # the 10-class classifier has no whole group of 8 output channels: coremltools leaves it, the record says so

@@ -66,6 +66,9 @@ def test_keep_float_parsing():
     ({"quantize": "coreml=int4"}, "needs --coreml-target iOS18"),
     ({"quantize": "coreml=lut4", "lut_group_size": 16}, "needs --coreml-target iOS18"),
     ({"quantize": "int8", "calibration": "x.npy", "calibration_samples": 0}, "at least 1"),
+    ({"quantize": "fp16", "lut_budget": 10}, "--lut-budget applies to the lut schemes"),
+    ({"quantize": "coreml=lut4", "lut_budget": 10, "lut_group_size": 4, "coreml_target": "iOS18"}, "exclude each other"),
+    ({"quantize": "coreml=lut4", "lut_budget": 150}, "from 0 to 100"),
 ])
 def test_flag_combinations_fail_before_any_work(kwargs, message):
     with pytest.raises(UsageError) as caught:
@@ -77,3 +80,5 @@ def test_ios18_schemes_accepted_with_the_target():
     options = build_options(BOTH, quantize="int4,lut4", lut_group_size=16, coreml_target="iOS18")
     assert options.schemes("coreml") == ("fp32", "int4", "lut4")
     assert options.schemes("tflite") == ("fp32", "int4")
+    assert options.lut_grouped and options.lut_budget == 8.0
+    assert not build_options(BOTH, quantize="lut4").lut_grouped  # iOS16: one table per tensor or fp16 only
