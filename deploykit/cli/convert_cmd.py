@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from deploykit.cli.options import InputShapes, JsonOutput, Quiet, Verbose
+from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
+                                   Weights)
 
 HELP = """Convert a Keras, PyTorch or ONNX model into TFLite and Core ML artifacts.
 
@@ -50,10 +51,10 @@ def convert(
     to: Annotated[str, typer.Option("--to", "-t", help="Targets, comma-separated: tflite, coreml.")] = "tflite,coreml",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("dist"),
     input_shapes: InputShapes = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry point (loaded with weights_only=True).")] = None,
+    weights: Weights = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Base name of the artifacts (default: the source's file name).")] = None,
     coreml_target: Annotated[str, typer.Option("--coreml-target", help="Core ML minimum deployment target: iOS15..iOS18, macOS12..macOS15.")] = "iOS16",
-    allow_h5: Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras file. It ignores safe mode: only for files you trust.")] = False,
+    allow_h5: AllowH5 = False,
     quantize: Annotated[Optional[list[str]], typer.Option(
         "--quantize", "-Q", metavar="SCHEMES",
         help="Also make quantized variants: fp16, int8-weights, int8, int4, lut8, lut6, lut4, lut2; "
@@ -74,19 +75,19 @@ def convert(
     lut_budget: Annotated[Optional[float], typer.Option(
         "--lut-budget", metavar="PERCENT",
         help="lut schemes: extra bytes, as % of the index bytes, for finer tables (iOS18) or fp16 where a layer "
-             "loses most; 0 = one table per tensor everywhere. Default 8.")] = None,
+             "loses most (at least 4 KB); 0 = one table per tensor everywhere. Default 8.")] = None,
     passes: Annotated[str, typer.Option(
         "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
     strict_graph: Annotated[bool, typer.Option(
         "--strict-graph", help="Fail when an artifact keeps a foldable batchnorm or an unfused activation.")] = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Skip the parity check (by default every artifact is run against the source and compared).")] = False,
-    samples: Annotated[int, typer.Option("--samples", help="Parity check: samples to compare.")] = 8,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Parity check: real inputs (.npy, .npz or an image folder).")] = None,
-    mean: Annotated[Optional[str], typer.Option("--mean", help="Parity check: per-channel mean for --data images, e.g. 0.485,0.456,0.406.")] = None,
-    std: Annotated[Optional[str], typer.Option("--std", help="Parity check: per-channel std for --data images.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Parity check: seed of the random inputs.")] = 0,
-    localize: Annotated[bool, typer.Option("--localize", help="Parity check: on failure, name the first diverging layer.")] = False,
+    samples: Samples = 8,
+    data: Data = None,
+    mean: Mean = None,
+    std: Std = None,
+    seed: Seed = 0,
+    localize: Localize = False,
     verbose: Verbose = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,

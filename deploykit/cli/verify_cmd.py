@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from deploykit.cli.options import InputShapes, JsonOutput, Quiet, Verbose
+from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
+                                   Weights)
 
 HELP = """Check that converted artifacts compute what the source model computes.
 
@@ -38,12 +39,12 @@ def verify(
     source: Annotated[str, typer.Argument(help="The source model (as for convert): file, SavedModel directory or entry point.")],
     artifacts: Annotated[list[Path], typer.Argument(help="One or more .tflite / .mlpackage, or a convert --out folder.")],
     input_shapes: InputShapes = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Samples to compare (also caps --data; 0 = all of --data).")] = 8,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Real inputs: .npy, .npz (one array per input) or a folder of images.")] = None,
-    mean: Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean for images in [0, 1] units, e.g. 0.485,0.456,0.406.")] = None,
-    std: Annotated[Optional[str], typer.Option("--std", help="Per-channel std for images in [0, 1] units, e.g. 0.229,0.224,0.225.")] = None,
+    samples: Samples = 8,
+    data: Data = None,
+    mean: Mean = None,
+    std: Std = None,
     data_layout: Annotated[Optional[str], typer.Option("--data-layout", help="Layout of --data: NCHW or NHWC (default: the source's).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    seed: Seed = 0,
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Tolerance profile: fp32, fp16, int8-weights, int8, lut1..lut8.")] = None,
     tolerance: Annotated[Optional[list[str]], typer.Option("--tolerance", "-t", metavar="[OUTPUT:]METRIC=VALUE",
                                                            help="Override a threshold (repeatable); VALUE 'off' disables it. "
@@ -51,9 +52,9 @@ def verify(
                                                                 "cosine_similarity, snr_db, top1_agreement, top5_agreement.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every output's metrics, thresholds and verdict as JSON.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report for CI systems.")] = None,
-    localize: Annotated[bool, typer.Option("--localize", help="On failure, find the first layer where source and artifact diverge.")] = False,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry-point source (weights_only=True).")] = None,
-    allow_h5: Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras source (only files you trust).")] = False,
+    localize: Localize = False,
+    weights: Weights = None,
+    allow_h5: AllowH5 = False,
     verbose: Verbose = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,

@@ -3,7 +3,7 @@
 Core ML only: ``palettize_weights`` with tables from deploykit's 1-D k-means (lut_plan.py). By
 default each conv / linear weight gets one table, tables per group of output channels (iOS18 /
 macOS15) or stays fp16, chosen per layer within a size budget (``--lut-budget``, default 8 % of the
-index bytes; lut_plan.py says why). ``--lut-budget 0`` gives one table per tensor everywhere, as
+index bytes and at least 4 KB; lut_plan.py says why). ``--lut-budget 0`` gives one table per tensor everywhere, as
 coremltools' default does; ``--lut-group-size N`` one table per N output channels everywhere.
 TFLite has no look-up-table weights.
 """

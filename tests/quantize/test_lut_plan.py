@@ -48,8 +48,9 @@ def layers():
 
 
 def test_budget_goes_where_error_is_highest():
-    plan = plan_tables(layers(), 4, budget=0.08, grouped=True)
+    plan = plan_tables(layers(), 4, budget=0.08, grouped=True, floor_bytes=0)
     assert plan.extra_bytes <= plan.budget_bytes == int(0.08 * (32 * 9 + 128 * 64) / 2)
+    assert plan_tables(layers(), 4, budget=0.08, grouped=True).budget_bytes == 4096  # the floor for small models
     assert plan.groups["dw"] != 32  # the layer with spread-out channels gets the bytes
     dw = layers()[0].values
     chosen = 0.0 if plan.groups["dw"] == FLOAT else relative_error(dw, palettized(dw, 16, plan.groups["dw"]))
