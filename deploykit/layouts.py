@@ -26,16 +26,29 @@ def match_layout(source: TensorSpec, artifact: TensorSpec) -> tuple[TensorSpec, 
 
 
 def annotate(source_specs, artifact_specs) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]:
-    """Pair artifact tensors with source tensors (by name, else by position) and annotate layouts."""
+    """Pair artifact tensors with source tensors (by name or its identifier-safe form, else by position),
+    annotate layouts and original names, and list them in the source's order when every one paired by name."""
+    from deploykit.names import renamed
+
+    safe = renamed(source_specs)
     by_name = {s.name: s for s in source_specs}
-    specs, notes = [], []
+    by_name.update({safe[s.name]: s for s in source_specs if safe[s.name] not in by_name})
+    specs, notes, order = [], [], []
     for index, spec in enumerate(artifact_specs):
-        source = by_name.get(spec.name) or (source_specs[index] if index < len(source_specs) else None)
+        named = by_name.get(spec.name)
+        source = named or (source_specs[index] if index < len(source_specs) else None)
         if source is None:
             specs.append(spec)
+            order.append(None)
             continue
         annotated, note = match_layout(source, spec)
+        if source.name != spec.name:
+            annotated = replace(annotated, original_name=source.name)
         specs.append(annotated)
+        order.append(source.name if named else None)
         if note:
             notes.append(note)
+    if None not in order and len(set(order)) == len(order):
+        rank = {s.name: i for i, s in enumerate(source_specs)}
+        specs = [spec for _, spec in sorted(zip(order, specs), key=lambda p: rank[p[0]])]
     return tuple(specs), tuple(notes)

@@ -12,7 +12,7 @@ from deploykit.converters import SUFFIX, ConvertOptions, Workspace, check_coreml
 from deploykit.passes.apply import apply_source_passes
 from deploykit.quantize.variants import VariantContext
 from deploykit.quantize.variants import make as make_variant
-from deploykit.errors import DeployKitError, ConversionError
+from deploykit.errors import ConversionError, DeployKitError, UnsupportedOperatorError
 from deploykit.fsutil import move_into_place, staging_directory, write_text_atomic
 from deploykit.hashing import sha256_path, size_path
 from deploykit.layouts import annotate
@@ -46,13 +46,22 @@ def convert(
     strict_graph: bool = False,
     verify: bool = True,
     verify_options: dict | None = None,
+    allow_flex: bool = False,
+    all_or_nothing: bool = False,
 ) -> ConversionReport:
     """Convert ``source`` to every target in ``to`` and write the artifacts and ``deploykit-report.json`` to ``out``.
 
     ``quantize`` ("fp16,int8-weights" or "coreml=lut4,tflite=int8") adds one artifact per (target,
     scheme) next to the fp32 one; ``passes`` is "auto" (default), "none" or pass names;
     ``strict_graph`` fails when an artifact keeps a foldable batch norm or an unfused activation.
-    Returns the same record as the JSON file. Nothing appears in ``out`` unless every target converted.
+    Returns the same record as the JSON file.
+
+    One failing target does not take the others down: an artifact that fails to convert is left out
+    (each artifact is atomic: staged, then renamed), the record's ``failures`` says what failed and why,
+    the artifacts that converted are written, and the first conversion failure is raised after the
+    record is written (exit 3). ``all_or_nothing`` restores the strict mode: any failure writes nothing.
+    When nothing converted, nothing is written. ``allow_flex`` keeps TFLite artifacts that need
+    Select-TF (Flex) ops, which stock LiteRT cannot run (refused by default).
 
     ``verify`` (default on) runs the source and every artifact on the same inputs and compares them
     (``deploykit.parity``; ``verify_options`` are passed on: samples, data, mean, std, seed, localize, ...).
@@ -65,7 +74,7 @@ def convert(
 
     started = time.perf_counter()
     targets = parse_targets(to)
-    options = ConvertOptions(coreml_target=check_coreml_target(coreml_target))
+    options = ConvertOptions(coreml_target=check_coreml_target(coreml_target), allow_flex=allow_flex)
     qopts = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
                           lut_group_size, options.coreml_target, lut_budget)
     selection = parse_passes(passes)
@@ -82,30 +91,42 @@ def convert(
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
     context = VariantContext(selection, qopts, calibration_data)
 
-    artifacts = []
+    verify_options = dict(verify_options or {})
+    if qopts.calibration and not verify_options.get("data"):
+        # int8 is calibrated for the calibration data's range; seeded noise would be out of it
+        verify_options["data"] = qopts.calibration
+    artifacts, failures, errors = [], [], []
     with staging_directory(out_dir) as staging:
-        workspace = Workspace(root=staging / "work")
+        workspace = Workspace(root=staging / "work", progress=progress)
         workspace.root.mkdir()
+        if verify:
+            workspace.check = _candidate_check(model, verbose, verify_options)
         with _quiet(verbose, "analysing the source graph"):
             workspace.products["analysis"] = _analysis(model)
         for target in targets:
-            with _quiet(verbose, f"running graph passes for {target}"):
-                prepared, source_records = apply_source_passes(model, target, selection, workspace)
             for scheme in qopts.schemes(target):
                 filename = f"{stem}.{scheme}{SUFFIX[target]}"
-                with progress.step(f"Converting to {target} {scheme}" if scheme != "fp32" else f"Converting to {target}"):
-                    artifacts.append(_convert_one(prepared, target, scheme, staging / filename, options, workspace,
-                                                  verbose, context, source_records))
+                try:
+                    with _quiet(verbose, f"running graph passes for {target}"):
+                        prepared, source_records = apply_source_passes(model, target, selection, workspace)
+                    with progress.step(f"Converting to {target} {scheme}" if scheme != "fp32" else f"Converting to {target}"):
+                        artifacts.append(_convert_one(prepared, target, scheme, staging / filename, options, workspace,
+                                                      verbose, context, source_records))
+                except (ConversionError, UnsupportedOperatorError) as exc:
+                    if all_or_nothing:
+                        raise
+                    errors.append(exc)
+                    failures.append(_failure(target, scheme, exc))
+                    if scheme == "fp32":
+                        break  # every other scheme of this target derives from its fp32 conversion
+        if not artifacts:
+            raise errors[0]
         if strict_graph:
             _enforce_strict_graph(artifacts)
         parity_reports = []
         if verify:
             from deploykit.parity.verify import verify_artifacts
 
-            verify_options = dict(verify_options or {})
-            if qopts.calibration and not verify_options.get("data"):
-                # int8 is calibrated for the calibration data's range; seeded noise would be out of it
-                verify_options["data"] = qopts.calibration
             parity_reports = verify_artifacts(model, artifacts, staging, progress=progress, verbose=verbose,
                                               **verify_options)
             artifacts = [replace(a, parity=r.to_summary()) for a, r in zip(artifacts, parity_reports)]
@@ -118,10 +139,50 @@ def convert(
                 tool_versions=_tool_versions(model.framework, targets, artifacts),
                 deploykit_version=__version__,
                 total_seconds=round(time.perf_counter() - started, 3),
+                failures=tuple(failures),
             )
             write_text_atomic(out_dir / REPORT_FILENAME, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+    if errors:
+        raise _after_partial(errors[0], failures, out_dir)
     _raise_on_parity_failure(parity_reports)
     return report
+
+
+def _failure(target: str, scheme: str, exc) -> dict:
+    """What the record says about an artifact that could not be made."""
+    from deploykit.cli.errors import describe
+
+    code, heading, message, hint = describe(exc)
+    entry = {"target": target, "variant": scheme, "error": heading, "message": message, "exit_code": code}
+    if hint:
+        entry["hint"] = hint
+    attempts = getattr(exc, "attempts", ())
+    if attempts:
+        entry["attempts"] = [a.to_json() for a in attempts]
+    return entry
+
+
+def _after_partial(exc, failures, out_dir: Path):
+    """The first conversion failure, once the artifacts that did convert are written."""
+    failed = ", ".join(f"{f['target']} {f['variant']}" for f in failures)
+    written = f"the other artifacts and {REPORT_FILENAME} were written to {out_dir}"
+    exc.hint = f"{exc.hint}; {written}" if exc.hint else written
+    if len(failures) > 1:
+        exc.message = f"{exc.message} (failed: {failed})"
+        exc.args = (exc.message,)
+    return exc
+
+
+def _candidate_check(model, verbose: bool, verify_options: dict):
+    """The parity check a conversion ladder runs on each candidate (no localization: that is for the end)."""
+    from deploykit.parity.verify import check_candidate
+
+    options = {k: v for k, v in verify_options.items() if k != "localize"}
+
+    def check(path, target, variant="fp32"):
+        return check_candidate(model, Path(path), target, variant, verbose=verbose, **options)
+
+    return check
 
 
 def _describe_failure(output) -> str:
@@ -175,6 +236,7 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
         quantization=made.quantization,
         passes=passes,
         size_limit=limit,
+        attempts=tuple(a.to_json() for a in made.attempts),
     )
 
 

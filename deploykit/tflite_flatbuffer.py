@@ -107,12 +107,27 @@ def _aligned(buffer):
     return aligned
 
 
-def set_signature(data: bytes, input_names: list[str], output_names: list[str], key: str = "serving_default") -> bytes:
+def set_signature(data: bytes, input_names: list[str], output_names: list[str], key: str = "serving_default",
+                  order: list[str] | None = None) -> bytes:
     """Name the main subgraph's inputs and outputs in a signature, replacing any existing one.
 
     Apps call models by signature names (``runner(image=...)['logits']``); a frozen graph has none.
+    ``input_names`` / ``output_names`` are the source's names of the subgraph's tensors, in subgraph
+    order; they are made identifier-safe here (``deploykit.names``), the one place every TFLite path
+    names its signature. ``order`` (source output names) lists the signature's outputs in the
+    source's order, whatever order the converter left the subgraph's outputs in.
     """
     from ai_edge_litert import schema_py_generated as schema
+
+    from deploykit.names import feature_names
+
+    if order is not None:
+        rank = {name: i for i, name in enumerate(order)}
+        pairs = sorted(zip(output_names, range(len(output_names))), key=lambda p: rank.get(p[0], len(rank) + p[1]))
+    else:
+        pairs = list(zip(output_names, range(len(output_names))))
+    input_names = feature_names(input_names)
+    safe_outputs = dict(zip(output_names, feature_names(output_names)))
 
     model = read_model(data)
     graph = model.subgraphs[0]
@@ -128,6 +143,6 @@ def set_signature(data: bytes, input_names: list[str], output_names: list[str], 
     signature.signatureKey = key
     signature.subgraphIndex = 0
     signature.inputs = [tensor_map(n, i) for n, i in zip(input_names, graph.inputs)]
-    signature.outputs = [tensor_map(n, i) for n, i in zip(output_names, graph.outputs)]
+    signature.outputs = [tensor_map(safe_outputs[n], graph.outputs[i]) for n, i in pairs]
     model.signatureDefs = [signature]
     return write_model(model, len(data) + 4096)

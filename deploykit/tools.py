@@ -15,7 +15,7 @@ PATH_PACKAGES = {
     ("keras", "tflite"): ("tensorflow",),
     ("torch", "tflite"): ("litert-torch", "onnx2tf", "tensorflow"),
     ("onnx", "tflite"): ("onnx2tf", "onnxsim", "tensorflow"),
-    ("onnx", "coreml"): ("onnx2tf", "onnxsim", "tensorflow"),
+    ("onnx", "coreml"): ("onnx2coreml", "onnxsim", "onnx2tf", "tensorflow"),  # onnx2tf: the fallback rung
 }
 
 

@@ -21,9 +21,12 @@ class TensorSpec:
     dtype: str = "float32"
     layout: str | None = None
     quantization: tuple[float, int] | None = None  # (scale, zero_point) for integer tensors
+    original_name: str | None = None  # the source's name, when the artifact had to rename it (deploykit.names)
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
+        if self.original_name is not None:
+            data["original_name"] = self.original_name
         if self.quantization is not None:
             data["quantization"] = {"scale": self.quantization[0], "zero_point": self.quantization[1]}
         return data
@@ -37,6 +40,7 @@ class TensorSpec:
             dtype=data.get("dtype", "float32"),
             layout=data.get("layout"),
             quantization=(quant["scale"], quant["zero_point"]) if quant else None,
+            original_name=data.get("original_name"),
         )
 
     @property
@@ -93,6 +97,7 @@ class Artifact:
     passes: tuple[dict[str, Any], ...] = ()
     parity: dict[str, Any] | None = None
     size_limit: dict[str, Any] | None = None
+    attempts: tuple[dict[str, Any], ...] = ()  # the conversion ladder's attempts (deploykit.converters.ladder)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,6 +105,7 @@ class Artifact:
         data["outputs"] = [t.to_json() for t in self.outputs]
         data["layout_changes"] = list(self.layout_changes)
         data["passes"] = list(self.passes)
+        data["attempts"] = list(self.attempts)
         return data
 
     @classmethod
@@ -109,6 +115,7 @@ class Artifact:
         data["outputs"] = tuple(TensorSpec.from_json(t) for t in data["outputs"])
         data["layout_changes"] = tuple(data.get("layout_changes", ()))
         data["passes"] = tuple(data.get("passes", ()))
+        data["attempts"] = tuple(data.get("attempts", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -126,9 +133,11 @@ class ConversionReport:
     tool_versions: dict[str, str]
     deploykit_version: str
     total_seconds: float
+    failures: tuple[dict[str, Any], ...] = ()  # artifacts that could not be made: target, variant, error, attempts
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "failures": list(self.failures),
             "schema": REPORT_SCHEMA,
             "deploykit_version": self.deploykit_version,
             "source": self.source,
@@ -145,8 +154,9 @@ class ConversionReport:
             tool_versions=data.get("tool_versions", {}),
             deploykit_version=data.get("deploykit_version", "?"),
             total_seconds=data.get("total_seconds", 0.0),
+            failures=tuple(data.get("failures", ())),
         )
 
     @property
     def ok(self) -> bool:
-        return all(a.parity is None or a.parity.get("passed", False) for a in self.artifacts)
+        return not self.failures and all(a.parity is None or a.parity.get("passed", False) for a in self.artifacts)

@@ -16,7 +16,9 @@ HELP = """Convert a Keras, PyTorch or ONNX model into TFLite and Core ML artifac
 Writes [bold]<name>.fp32.tflite[/], [bold]<name>.fp32.mlpackage[/] (and [bold]<name>.<scheme>.*[/] per --quantize
 scheme) and [bold]deploykit-report.json[/] (sizes against parameters x bits / 8, sha256, inputs/outputs with
 layouts, op histograms, quantization, folded batchnorms and fused activations, tool versions) into --out.
-Nothing is written unless every target converts.
+Each artifact appears only when complete. When a target fails, the others are still written and the record's [bold]failures[/] says what failed and why (exit 3); --all-or-nothing writes nothing instead.
+
+ONNX models go to Core ML directly with onnx2coreml (the ONNX layout is kept) and to TFLite with onnx2tf; when a converter fails or its artifact fails parity, the next remedy of a fixed ladder is tried (see docs/conversion.md). Every attempt is in the record; --verbose shows them as they run.
 
 [bold]Sources[/]: .keras (loaded with safe_mode=True), a SavedModel directory, .h5 (only with --allow-h5),
 .pt2 (torch.export.save), TorchScript (torch.jit.save), a Python entry point path/to/net.py:build or
@@ -80,6 +82,12 @@ def convert(
         "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
     strict_graph: Annotated[bool, typer.Option(
         "--strict-graph", help="Fail when an artifact keeps a foldable batchnorm or an unfused activation.")] = False,
+    allow_flex: Annotated[bool, typer.Option(
+        "--allow-flex", help="Write TFLite artifacts that need Select-TF (Flex) ops anyway; stock LiteRT cannot run "
+                             "them (the app must link the Select-TF ops library). Marked in the record.")] = False,
+    all_or_nothing: Annotated[bool, typer.Option(
+        "--all-or-nothing", help="Write nothing unless every target and variant converts (by default the ones that "
+                                 "converted are written and the record lists the failures).")] = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Skip the parity check (by default every artifact is run against the source and compared).")] = False,
     samples: Samples = 8,
@@ -127,6 +135,8 @@ def convert(
         passes=passes,
         strict_graph=strict_graph,
         verify=not no_verify,
+        allow_flex=allow_flex,
+        all_or_nothing=all_or_nothing,
         verify_options=dict(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
                             seed=seed, localize=localize),
     )

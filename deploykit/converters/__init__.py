@@ -24,6 +24,7 @@ class ConvertOptions:
     coreml_target: str = "iOS16"
     coreml_precision: str = "fp32"  # "fp16" for the base of the fp16 and compressed Core ML variants
     coreml_pipeline: object = None  # a coremltools PassPipeline with deploykit's MIL passes, or None (default)
+    allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Converted:
     path: Path
     converter: str
     notes: tuple[str, ...] = ()
+    attempts: tuple = ()  # deploykit.converters.ladder.Attempt, one per rung tried (empty: one direct try)
+    parity: object = None  # the kept candidate's fp32 ParityReport when the ladder checked it
 
 
 @dataclass
@@ -41,6 +44,10 @@ class Workspace:
     root: Path
     products: dict = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    # check(candidate_path, target, variant) -> ParityReport: the fp32 parity check a ladder runs on each
+    # candidate (None with --no-verify). progress: where a ladder shows its attempts.
+    check: Callable | None = None
+    progress: object = None
 
 
 ConvertFn = Callable[..., Converted]

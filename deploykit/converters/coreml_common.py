@@ -17,7 +17,10 @@ def tensor_types(inputs):
     import coremltools as ct
     import numpy as np
 
-    return [ct.TensorType(name=t.name, shape=t.shape, dtype=np.dtype(t.dtype).type) for t in inputs]
+    from deploykit.names import feature_names
+
+    return [ct.TensorType(name=name, shape=t.shape, dtype=np.dtype(t.dtype).type)
+            for name, t in zip(feature_names(t.name for t in inputs), inputs)]
 
 
 def output_types(outputs, named: bool):
@@ -27,10 +30,12 @@ def output_types(outputs, named: bool):
     import coremltools as ct
     import numpy as np
 
+    from deploykit.names import feature_names
+
     types = []
-    for spec in outputs:
+    for name, spec in zip(feature_names(s.name for s in outputs), outputs):
         dtype = np.float32 if str(spec.dtype).startswith("float") else None
-        types.append(ct.TensorType(name=spec.name, dtype=dtype) if named else ct.TensorType(dtype=dtype))
+        types.append(ct.TensorType(name=name, dtype=dtype) if named else ct.TensorType(dtype=dtype))
     return types
 
 
@@ -57,9 +62,13 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
 
 
 def rename_and_save(mlmodel, out_path: Path, input_names: list[str], output_names: list[str]) -> None:
-    """Give features the source model's names (converters produce names like ``Identity`` or ``var_412``)."""
+    """Give features the source model's names (converters produce names like ``Identity`` or ``var_412``),
+    made identifier-safe (``deploykit.names``): Core ML refuses ``sigmoid_0.tmp_0``."""
     import coremltools as ct
 
+    from deploykit.names import feature_names
+
+    input_names, output_names = feature_names(input_names), feature_names(output_names)
     spec = mlmodel.get_spec()
     renames = []
     for feature, wanted in zip(spec.description.input, input_names):

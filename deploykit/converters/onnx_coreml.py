@@ -1,19 +1,81 @@
-"""ONNX -> Core ML through the SavedModel onnx2tf writes (coremltools has no ONNX frontend since 6.0)."""
+"""ONNX -> Core ML: directly, with onnx2coreml (NCHW stays NCHW), and the onnx2tf SavedModel route
+only as the named fallback rung when the direct route cannot convert or fails parity.
+
+Both rungs start from the prepared graph (``onnx_prepare``: input shapes fixed, opset >= 13,
+onnxsim). Input and output names are made identifier-safe (``deploykit.names``) in the graph
+itself before lowering, so the Core ML features carry exactly the names the record lists.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert
-from deploykit.converters.onnx2tf_run import onnx2tf_output, private_copy
+from deploykit.converters.ladder import Rung, climb
 
-LABEL = "onnx->coreml (onnx2tf SavedModel -> coremltools)"
+DIRECT = "onnx->coreml (onnx2coreml)"
+FALLBACK = "onnx->coreml (onnx2tf SavedModel -> coremltools, fallback)"
+
+
+def rungs(source, options, workspace) -> list[Rung]:
+    return [
+        Rung("onnx2coreml", DIRECT, lambda path: _direct(source, path, options, workspace),
+             "direct ONNX -> MIL lowering; keeps the ONNX layout"),
+        Rung("onnx2tf-savedmodel", FALLBACK, lambda path: _via_onnx2tf(source, path, options, workspace),
+             "onnx2tf's TensorFlow SavedModel through coremltools' TF frontend; inputs become NHWC"),
+    ]
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
+    variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
+    climbed = climb(rungs(source, options, workspace), out_path, "coreml", workspace, variant=variant)
+    return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
+
+
+def _direct(source, path: Path, options, workspace) -> None:
+    import coremltools as ct
+
+    from deploykit.converters import onnx2coreml_facade
+    from deploykit.converters.coreml_common import run_ct_convert
+    from deploykit.converters.onnx_prepare import prepared
+    from deploykit.names import feature_names
+
+    model = _with_safe_names(prepared(source, workspace).model, feature_names)
+    program = onnx2coreml_facade.to_mil(model, options.coreml_target, options.coreml_precision, DIRECT)
+    mlmodel = run_ct_convert(program, label=DIRECT, options=options,
+                             minimum_deployment_target=getattr(ct.target, options.coreml_target))
+    mlmodel.save(str(path))
+
+
+def _with_safe_names(model, feature_names):
+    """A copy of ``model`` whose graph inputs and outputs have identifier-safe names."""
+    import onnx
+
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [v.name for v in graph.input if v.name not in initializers]
+    outputs = [v.name for v in graph.output]
+    mapping = {old: new for old, new in zip(inputs + outputs, feature_names(inputs + outputs)) if old != new}
+    if not mapping:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    for value in list(graph.input) + list(graph.output):
+        value.name = mapping.get(value.name, value.name)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = mapping.get(name, name)
+        for i, name in enumerate(node.output):
+            node.output[i] = mapping.get(name, name)
+    return copy
+
+
+def _via_onnx2tf(source, path: Path, options, workspace) -> None:
+    from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert
+    from deploykit.converters.onnx2tf_run import onnx2tf_output, private_copy
+
     folder = onnx2tf_output(str(private_copy(source, workspace)), source.inputs, workspace)
-    mlmodel = run_ct_convert(str(folder), label=LABEL, options=options, outputs=output_types(source.outputs, named=False), source="tensorflow",
-                             minimum_deployment_target=deployment_target(options.coreml_target))
-    rename_and_save(mlmodel, out_path, [t.name for t in source.inputs], [t.name for t in source.outputs])
-    return Converted(out_path, LABEL)
+    mlmodel = run_ct_convert(str(folder), label=FALLBACK, options=options, outputs=output_types(source.outputs, named=False),
+                             source="tensorflow", minimum_deployment_target=deployment_target(options.coreml_target))
+    rename_and_save(mlmodel, path, [t.name for t in source.inputs], [t.name for t in source.outputs])

@@ -52,16 +52,20 @@ def bind(source_specs, artifact_specs, recorded_layouts: dict[str, str | None] |
     ``recorded_layouts`` (artifact tensor name -> layout, from deploykit-report.json) settles the
     case where both layouts give the same shape (e.g. 1x3x3x3).
     """
+    from deploykit.names import renamed
+
     recorded = recorded_layouts or {}
-    source_names = {t.name for t in source_specs}
+    safe = renamed(source_specs)  # the names an artifact gives tensors the source named otherwise
     by_name = {t.name: t for t in artifact_specs}
+    found = {s.name: by_name.get(s.name) or by_name.get(safe[s.name]) for s in source_specs}
+    claimed = {t.name for t in found.values() if t is not None}
     # Artifact tensors not named after any source tensor, for pairing by position.
-    unnamed = [t for t in artifact_specs if t.name not in source_names]
+    unnamed = [t for t in artifact_specs if t.name not in claimed]
     bindings = []
     for index, src in enumerate(source_specs):
-        art = by_name.get(src.name)
+        art = found[src.name]
         if art is None:
-            position = index - sum(1 for s in source_specs[:index] if s.name in by_name)
+            position = index - sum(1 for s in source_specs[:index] if found[s.name] is not None)
             art = unnamed[position] if position < len(unnamed) else None
         if art is None:
             bindings.append(Binding(src.name, None, problem=f"the artifact has no tensor for {src.name!r}"))

@@ -60,6 +60,13 @@ def verify_artifacts(model: SourceModel, artifacts, artifact_dir, **options) -> 
     return reports
 
 
+def check_candidate(model: SourceModel, path: Path, target: str, variant: str = "fp32", **options) -> ParityReport:
+    """Parity of a conversion ladder's candidate (not yet in any record) under ``variant``'s profile."""
+    options.setdefault("progress", NullProgress())
+    options.setdefault("profile", variant)
+    return _verify(model, path, target, None, **options)
+
+
 def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | None, *, samples=8, data=None, mean=None,
             std=None, data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
             verbose=False) -> ParityReport:

@@ -32,6 +32,7 @@ class Made:
     converter: str
     quantization: dict
     passes: tuple[dict, ...]
+    attempts: tuple = ()  # deploykit.converters.ladder.Attempt, when the path has a ladder
 
 
 def make(model, target: str, scheme: str, path: Path, options, workspace, context: VariantContext) -> Made:
@@ -45,7 +46,7 @@ def _tflite(model, scheme, path, options, workspace, context) -> Made:
         converted = path_for(model.framework, "tflite")(model, path, options, workspace)
         records = apply_tflite_passes(converted.path, model.framework, context.selection)
         workspace.products["tflite-fp32"] = (converted.path, converted.converter, records)
-        return Made(converted.path, converted.converter, dict(FP32), tuple(records))
+        return Made(converted.path, converted.converter, dict(FP32), tuple(records), converted.attempts)
     from deploykit.quantize.tflite import quantize_tflite
 
     base, label, records = workspace.products["tflite-fp32"]
@@ -56,15 +57,17 @@ def _tflite(model, scheme, path, options, workspace, context) -> Made:
 def _coreml(model, scheme, path, options, workspace, context) -> Made:
     if scheme == "fp32":
         converted, records = _convert_coreml(model, path, options, workspace, context, "fp32")
-        return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records))
-    base, label, records = _fp16_base(model, options, workspace, context)
+        return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records),
+                    converted.attempts)
+    base, label, records, attempts = _fp16_base(model, options, workspace, context)
     if scheme == "fp16":
         shutil.copytree(base, path)
-        return Made(path, label, {"scheme": "fp16", "weights": "float16", "activations": "float16"}, tuple(records))
+        return Made(path, label, {"scheme": "fp16", "weights": "float16", "activations": "float16"}, tuple(records),
+                    attempts)
     from deploykit.quantize.coreml import compress_coreml
 
     record = compress_coreml(base, path, scheme, context.quantize)
-    return Made(path, f"{label} + {record['engine']}", record, tuple(records))
+    return Made(path, f"{label} + {record['engine']}", record, tuple(records), attempts)
 
 
 def _fp16_base(model, options, workspace, context):
@@ -73,7 +76,7 @@ def _fp16_base(model, options, workspace, context):
         base = workspace.root / "coreml-fp16" / "base.mlpackage"
         base.parent.mkdir()
         converted, records = _convert_coreml(model, base, options, workspace, context, "fp16")
-        workspace.products[key] = (converted.path, converted.converter, records)
+        workspace.products[key] = (converted.path, converted.converter, records, converted.attempts)
     return workspace.products[key]
 
 

@@ -109,10 +109,12 @@ def test_onnx_to_both_targets(net, model_dir, tmp_path):
     report = deploykit.convert(path, out=tmp_path)
     check_report(report, tmp_path, path, "onnx")
     tflite, coreml = report.artifacts
-    # onnx2tf makes image inputs channel-last: the record must say so.
+    # onnx2tf makes image inputs channel-last: the record must say so. The direct Core ML route keeps NCHW.
     assert tflite.inputs[0].shape == (1, 32, 32, 3) and tflite.inputs[0].layout == "NHWC"
     assert tflite.layout_changes == ("image: NCHW -> NHWC",)
-    assert coreml.layout_changes == ("image: NCHW -> NHWC",)
+    assert coreml.converter == "onnx->coreml (onnx2coreml)" and coreml.layout_changes == ()
+    assert coreml.inputs[0].shape == (1, 3, 32, 32) and coreml.inputs[0].layout == "NCHW"
+    assert [a["outcome"] for a in coreml.attempts] == ["kept"] and coreml.attempts[0]["parity"]["passed"]
     assert [t.name for t in tflite.outputs] == ["logits"] == [t.name for t in coreml.outputs]
     x = np.random.default_rng(3).random(TORCH_SHAPE, dtype=np.float32)
     check_tflite_parity(tmp_path / tflite.path, source_outputs("onnx", path, x), x, "image", "logits")

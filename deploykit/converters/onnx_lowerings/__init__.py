@@ -1,0 +1,23 @@
+"""deploykit's own ONNX -> MIL lowerings for the ops onnx2coreml lacks, one small module per op family.
+
+Each module has ``LOWERINGS: dict[op_type, fn]`` with ``fn(ctx, node) -> MIL Var``, the signature of
+onnx2coreml's ``@converter.register("OpType")``. The facade (``deploykit.converters.onnx2coreml_facade``)
+registers them all on the converter it builds; a key already lowered by onnx2coreml is never
+overridden, so an upstream lowering that appears in a later version wins automatically.
+"""
+
+from __future__ import annotations
+
+from deploykit.converters.onnx_lowerings import activations, normalization, variadic
+
+_MODULES = (activations, normalization, variadic)
+
+
+def lowerings() -> dict:
+    merged: dict = {}
+    for module in _MODULES:
+        for op_type, fn in module.LOWERINGS.items():
+            if op_type in merged:
+                raise RuntimeError(f"two deploykit lowerings for ONNX {op_type}")
+            merged[op_type] = fn
+    return merged
