@@ -23,6 +23,20 @@ class Prepared:
     path: Path  # the prepared model saved in the workspace
     steps: tuple[str, ...]
 
+    def records(self) -> list[dict]:
+        """The steps as pass records (``name``, ``stage``, ``by``, ``items``), for the artifact's ``passes``."""
+        entries = []
+        for step in self.steps:
+            name, _, detail = step.partition(": ")
+            entries.append({"name": name, "stage": "source", "by": "deploykit", "count": 1, "items": [detail]})
+        return entries
+
+
+def recorded_steps(source, workspace) -> list[dict]:
+    """The preparation records of ``source`` if a path prepared it in this workspace, else none."""
+    found = workspace.products.get(("onnx-prepared", source.path, id(source.handle)))
+    return found.records() if found is not None else []
+
 
 def prepared(source, workspace) -> Prepared:
     key = ("onnx-prepared", source.path, id(source.handle))

@@ -44,7 +44,8 @@ def make(model, target: str, scheme: str, path: Path, options, workspace, contex
 def _tflite(model, scheme, path, options, workspace, context) -> Made:
     if scheme == "fp32":
         converted = path_for(model.framework, "tflite")(model, path, options, workspace)
-        records = apply_tflite_passes(converted.path, model.framework, context.selection)
+        records = _prepared_records(model, workspace) + apply_tflite_passes(converted.path, model.framework,
+                                                                            context.selection)
         workspace.products["tflite-fp32"] = (converted.path, converted.converter, records)
         return Made(converted.path, converted.converter, dict(FP32), tuple(records), converted.attempts)
     from deploykit.quantize.tflite import quantize_tflite
@@ -85,4 +86,12 @@ def _convert_coreml(model, path: Path, options, workspace, context, precision: s
     clear_coreml_logs()
     options = dataclasses.replace(options, coreml_precision=precision, coreml_pipeline=pipeline)
     converted = path_for(model.framework, "coreml")(model, path, options, workspace)
-    return converted, coreml_records(names)
+    return converted, _prepared_records(model, workspace) + coreml_records(names)
+
+
+def _prepared_records(model, workspace) -> list[dict]:
+    if model.framework != "onnx":
+        return []
+    from deploykit.converters.onnx_prepare import recorded_steps
+
+    return recorded_steps(model, workspace)
