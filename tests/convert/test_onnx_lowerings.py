@@ -66,3 +66,36 @@ def test_opset9_graph_is_upgraded_and_converts_on_both_targets(tmp_path):
         assert steps["upgrade_opset"] == ["9 -> 13"], artifact.passes
         assert artifact.parity["passed"] and artifact.parity["outputs"]["y"]["max_rel_error"] <= 1e-4
     assert report.artifacts[1].converter == "onnx->coreml (onnx2coreml)"
+
+
+def test_data_dependent_if_becomes_cond(tmp_path):
+    """openWakeWord-style head: a branch taken only when a score passes a threshold, reading an outer weight
+    that no top-level node reads (onnx2coreml would prune it) and holding a Constant node of its own."""
+    weight = numpy_helper.from_array(np.random.default_rng(1).normal(size=(1, 4, 1, 1)).astype(np.float32), "w")
+    then_branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(0.5, dtype=np.float32))),
+         helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "k"], ["t"])],
+        "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, SHAPE)])
+    else_branch = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                                    [helper.make_tensor_value_info("e", TensorProto.FLOAT, SHAPE)])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+             helper.make_node("Greater", ["m", "zero"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then_branch, else_branch=else_branch)]
+    zero = numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")
+    path = _save(tmp_path, "branchy", nodes, opset=17, inits=[weight, zero])
+    report = deploykit.convert(path, to="coreml", out=tmp_path / "out", verify_options={"samples": 16})
+    (artifact,) = report.artifacts
+    assert artifact.converter == "onnx->coreml (onnx2coreml)", artifact.attempts
+    assert "cond" in artifact.op_histogram
+    assert artifact.parity["passed"] and artifact.parity["outputs"]["y"]["max_rel_error"] <= 1e-4
+    # the 16 seeded parity samples: the mean's sign differs between them, so both branches were compared
+    from deploykit.parity.inputs import random_inputs
+
+    means = [float(s["x"].mean()) for s in random_inputs(report_inputs(report), samples=16, seed=0).samples]
+    assert min(means) < 0 < max(means)
+
+
+def report_inputs(report):
+    from deploykit.types import TensorSpec
+
+    return tuple(TensorSpec.from_json(t) for t in report.source["inputs"])

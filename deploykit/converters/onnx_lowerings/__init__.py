@@ -8,9 +8,9 @@ overridden, so an upstream lowering that appears in a later version wins automat
 
 from __future__ import annotations
 
-from deploykit.converters.onnx_lowerings import activations, normalization, sequence, variadic
+from deploykit.converters.onnx_lowerings import activations, control_flow, normalization, sequence, variadic
 
-_MODULES = (activations, normalization, sequence, variadic)
+_MODULES = (activations, control_flow, normalization, sequence, variadic)
 
 
 def lowerings() -> dict:
