@@ -38,21 +38,23 @@ class TensorDecl:
 
 @dataclass(frozen=True)
 class OpNode:
-    """One operation of the program, ready to run."""
+    """One operation of the program, ready to run; ``blocks`` are its nested blocks (control flow)."""
 
     type: str
     name: str
     inputs: Mapping[str, tuple[Binding, ...]]
     outputs: tuple[TensorDecl, ...]
+    blocks: tuple[Any, ...] = ()  # program.Block
 
 
 class Args:
     """The arguments of one op invocation. ``opset`` is the iOS version of the program (15..18)."""
 
-    def __init__(self, op: OpNode, env: Mapping[str, Any], opset: int):
+    def __init__(self, op: OpNode, env: Mapping[str, Any], opset: int, run_block=None):
         self.op = op
         self.opset = opset
         self._env = env
+        self._run_block = run_block
         self._read: set[str] = set()
 
     # -- reading ------------------------------------------------------------------------------
@@ -102,6 +104,13 @@ class Args:
         if choices is not None and value not in choices:
             raise self.unsupported(key, value, f"the evaluator handles {', '.join(choices)}")
         return value
+
+    def run_block(self, index: int, values: list) -> list:
+        """Run nested block ``index`` with its inputs bound to ``values``: its outputs, in order."""
+        if index >= len(self.op.blocks):
+            raise UnsupportedOperatorError(f"Core ML evaluator: {self.where} has {len(self.op.blocks)} nested blocks, "
+                                           f"the implementation needs block {index}")
+        return self._run_block(self.op.blocks[index], values)
 
     def ignore(self, *keys: str) -> None:
         """Mark arguments as deliberately unused (the caller's comment must say why)."""

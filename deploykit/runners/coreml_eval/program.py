@@ -9,12 +9,18 @@ constexpr form) are treated exactly like inputs. Unknown op types are refused at
 Running feeds the inputs by name, executes the ops in order and rounds each result to the dtype
 the program declares for it (fp16 emulation, see ``values``), checking the computed shape against
 the declared one. Values no later op needs are dropped as soon as possible.
+
+Control-flow ops (``while_loop``, ``cond``) carry nested blocks, compiled the same way into
+``Block``s. A block runs in the scope of its enclosing block: it reads outer values by name, and
+what it computes is dropped when it returns. An outer value read inside a block counts as read by
+the op that owns the block, so it stays alive until that op is done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections import ChainMap
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -43,6 +49,17 @@ class Program:
     op_types: Mapping[str, str] = field(default_factory=dict)  # MIL value name -> producing op type
 
 
+@dataclass(frozen=True)
+class Block:
+    """A nested block: its inputs (bound by the owning op), own constants, steps and output names."""
+
+    inputs: tuple[TensorDecl, ...]
+    constants: Mapping[str, Any]
+    steps: tuple[OpNode, ...]
+    frees: tuple[tuple[str, ...], ...]
+    outputs: tuple[str, ...]
+
+
 def compile_model(model, blobs, function: str = "main") -> Program:
     if model.WhichOneof("Type") != "mlProgram":
         raise InputError(f"the model is a {model.WhichOneof('Type')}, not an ML Program",
@@ -57,24 +74,8 @@ def compile_model(model, blobs, function: str = "main") -> Program:
 
     inputs = tuple(_decl(v, f"input '{v.name}'") for v in fn.inputs)
     decls: dict[str, TensorDecl] = {d.name: d for d in inputs}
-    constants: dict[str, Any] = {}
-    steps: list[OpNode] = []
     op_types: dict[str, str] = {}
-    for op_proto in block.operations:
-        node = _node(op_proto, blobs, decls)
-        decls.update((o.name, o) for o in node.outputs)
-        op_types.update((o.name, node.type) for o in node.outputs)
-        if node.type == "const":
-            constants[node.outputs[0].name] = _const_value(op_proto, node.outputs[0], blobs)
-            continue
-        impl = ops.lookup(node.type, node.outputs[0].name if node.outputs else "?")
-        if impl.constexpr:
-            constants.update(_execute(node, impl.fn, constants, version))
-        else:
-            steps.append(node)
-    for value in constants.values():
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False  # shared by every run (and cached): never modified in place
+    constants, steps = _compile_ops(block.operations, blobs, decls, {}, version, op_types)
     outputs = []
     for name in block.outputs:
         if name not in decls:
@@ -87,6 +88,44 @@ def compile_model(model, blobs, function: str = "main") -> Program:
         constants=MappingProxyType(constants), steps=tuple(steps),
         frees=_liveness(steps, {o.name for o in outputs}), op_types=MappingProxyType(op_types),
     )
+
+
+def _compile_ops(operations, blobs, decls: dict, outer_constants: Mapping[str, Any], version: int,
+                 op_types: dict) -> tuple[dict[str, Any], list[OpNode]]:
+    """(constants, steps) of one block; ``decls`` gains every value the block defines."""
+    constants: dict[str, Any] = {}
+    scope = ChainMap(constants, outer_constants)  # constexpr ops may read constants of enclosing blocks
+    steps: list[OpNode] = []
+    for op_proto in operations:
+        node = _node(op_proto, blobs, decls, scope, version, op_types)
+        decls.update((o.name, o) for o in node.outputs)
+        op_types.update((o.name, node.type) for o in node.outputs)
+        if node.type == "const":
+            constants[node.outputs[0].name] = _const_value(op_proto, node.outputs[0], blobs)
+            continue
+        impl = ops.lookup(node.type, node.outputs[0].name if node.outputs else "?")
+        if impl.constexpr:
+            constants.update(_execute(node, impl.fn, scope, version))
+        else:
+            steps.append(node)
+    for value in constants.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # shared by every run (and cached): never modified in place
+    return constants, steps
+
+
+def _compile_block(block_proto, blobs, known: Mapping[str, TensorDecl], outer_constants, version: int,
+                   op_types: dict, where: str) -> Block:
+    inputs = tuple(_decl(v, f"{where} block input '{v.name}'") for v in block_proto.inputs)
+    decls = dict(known)
+    decls.update((d.name, d) for d in inputs)
+    constants, steps = _compile_ops(block_proto.operations, blobs, decls, outer_constants, version, op_types)
+    for name in block_proto.outputs:
+        if name not in decls:
+            raise InputError(f"Core ML program: a block of {where} returns '{name}', which nothing produces")
+    outputs = tuple(block_proto.outputs)
+    return Block(inputs=inputs, constants=MappingProxyType(constants), steps=tuple(steps),
+                 frees=_liveness(steps, set(outputs)), outputs=outputs)
 
 
 def check_feeds(program: Program, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -135,21 +174,35 @@ def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: b
 def _run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool):
     env: dict[str, Any] = dict(program.constants)
     env.update(check_feeds(program, feeds))
-    intermediates: dict[str, np.ndarray] = {}
-    for index, node in enumerate(program.steps):
-        impl = ops.lookup(node.type, node.outputs[0].name)
-        for name, value in _execute(node, impl.fn, env, program.version).items():
-            env[name] = value
-            if keep_intermediates:
-                intermediates[name] = value
-        if not keep_intermediates:
-            for name in program.frees[index]:
-                env.pop(name, None)
+    intermediates: dict[str, np.ndarray] | None = {} if keep_intermediates else None
+    _run_steps(program.steps, program.frees, env, program.version, intermediates)
     outputs = {name: public(env[decl.name], decl.dtype) for name, decl in zip(program.output_names, program.outputs)}
     if not keep_intermediates:
         return outputs, None
     decls = {o.name: o for node in program.steps for o in node.outputs}
     return outputs, {name: public(v, decls[name].dtype) for name, v in intermediates.items()}
+
+
+def _run_steps(steps, frees, env, version: int, intermediates: dict | None = None) -> None:
+    """Execute ``steps`` into ``env``; with ``intermediates`` given, record results and free nothing."""
+    for index, node in enumerate(steps):
+        impl = ops.lookup(node.type, node.outputs[0].name)
+        for name, value in _execute(node, impl.fn, env, version).items():
+            env[name] = value
+            if intermediates is not None:
+                intermediates[name] = value
+        if intermediates is None:
+            for name in frees[index]:
+                env.pop(name, None)  # in a nested block's scope this only ever drops the block's own values
+
+
+def _run_block(block: Block, values: list, env: Mapping[str, Any], version: int) -> list:
+    if len(values) != len(block.inputs):
+        raise UnsupportedOperatorError(f"Core ML evaluator: a block taking {len(block.inputs)} inputs was given {len(values)}")
+    local = {decl.name: value for decl, value in zip(block.inputs, values)}
+    scope = ChainMap(local, block.constants, env)
+    _run_steps(block.steps, block.frees, scope, version)
+    return [scope[name] for name in block.outputs]
 
 
 _controller = None
@@ -170,7 +223,7 @@ def blas_threads(threads: int | None):
 
 
 def _execute(node: OpNode, fn, env: Mapping[str, Any], version: int) -> dict[str, Any]:
-    args = Args(node, env, version)
+    args = Args(node, env, version, run_block=lambda block, values: _run_block(block, values, env, version))
     result = fn(args)
     args.finish()
     results = result if isinstance(result, tuple) else (result,)
@@ -192,12 +245,13 @@ def _conform(value, decl: TensorDecl, args: Args):
     return to_runtime(arr, decl.dtype)
 
 
-def _node(op_proto, blobs, known: Mapping[str, TensorDecl]) -> OpNode:
+def _node(op_proto, blobs, known: Mapping[str, TensorDecl], constants: Mapping[str, Any] = MappingProxyType({}),
+          version: int = 0, op_types: dict | None = None) -> OpNode:
     outputs = tuple(_decl(o, f"op '{op_proto.type}' output '{o.name}'") for o in op_proto.outputs)
     first = outputs[0].name if outputs else "?"
     where = f"op '{op_proto.type}' (output '{first}')"
-    if op_proto.blocks:
-        raise UnsupportedOperatorError(f"Core ML evaluator: {where} has nested blocks (control flow), which it does not handle")
+    blocks = tuple(_compile_block(b, blobs, known, constants, version, {} if op_types is None else op_types, where)
+                   for b in op_proto.blocks)
     inputs: dict[str, tuple[Binding, ...]] = {}
     for key, argument in op_proto.inputs.items():
         bindings = []
@@ -220,7 +274,7 @@ def _node(op_proto, blobs, known: Mapping[str, TensorDecl]) -> OpNode:
     name = first
     if "name" in op_proto.attributes:
         name = str(decode_value(op_proto.attributes["name"], blobs, f"{where} attribute 'name'"))
-    return OpNode(type=op_proto.type, name=name, inputs=MappingProxyType(inputs), outputs=outputs)
+    return OpNode(type=op_proto.type, name=name, inputs=MappingProxyType(inputs), outputs=outputs, blocks=blocks)
 
 
 def _const_value(op_proto, decl: TensorDecl, blobs):
@@ -247,13 +301,23 @@ def _ios_version(opset: str) -> int:
     return int(match.group(1)) + 10  # CoreML5 is the iOS15 opset, CoreML8 the iOS18 one
 
 
+def _reads(node: OpNode):
+    """Names the node reads, including those its nested blocks read (and return) from any scope."""
+    for bindings in node.inputs.values():
+        for b in bindings:
+            if b.name is not None:
+                yield b.name
+    for block in node.blocks:
+        yield from block.outputs
+        for step in block.steps:
+            yield from _reads(step)
+
+
 def _liveness(steps: list[OpNode], keep: set[str]) -> tuple[tuple[str, ...], ...]:
     last: dict[str, int] = {}
     for index, node in enumerate(steps):
-        for bindings in node.inputs.values():
-            for b in bindings:
-                if b.name is not None:
-                    last[b.name] = index
+        for name in _reads(node):
+            last[name] = index
     frees: list[list[str]] = [[] for _ in steps]
     for name, index in last.items():
         if name not in keep:

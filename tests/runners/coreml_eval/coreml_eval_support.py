@@ -120,3 +120,23 @@ def save_small_program(path: Path) -> Path:
         ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                    compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY).save(str(path))
     return path
+
+
+def save_mil(build, specs, path: Path, target: str = "iOS16") -> Path:
+    """A MIL program -> .mlpackage with no graph passes, so its ops and types stay as written
+    (an fp16 program is one built from fp16 inputs and constants).
+
+    ``build``'s parameters are the program inputs (named after them, as ``mb.program`` does);
+    ``specs`` gives one shape per parameter, in order, or ``(shape, MIL dtype)`` for non-fp32 ones.
+    """
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    tensor_specs = [mb.TensorSpec(shape=s[0], dtype=s[1]) if len(s) == 2 and not isinstance(s[1], int)
+                    else mb.TensorSpec(shape=s) for s in specs]
+    program = mb.program(input_specs=tensor_specs, opset_version=getattr(ct.target, target))(build)
+    with quiet():
+        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
+                           compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY)
+        model.save(str(path))
+    return path

@@ -41,6 +41,17 @@ def _prelu(channels: int) -> nn.Module:
     return m
 
 
+def _slice_assign(s, x):
+    y = x.clone()
+    y[:, 1:3, 2] = x[:, 0:2, 0] * 2
+    return y
+
+
+def _grid(x):
+    """A sampling grid from the input itself, reaching past the image so padding is exercised."""
+    return x[:, :2].permute(0, 2, 3, 1) * 1.5
+
+
 IMG = (1, 4, 8, 8)
 # (id, module factory, input shape, MIL op the program must contain, also test an fp16 program)
 CASES = [
@@ -118,12 +129,36 @@ CASES = [
     ("pixel_shuffle", lambda: nn.PixelShuffle(2), IMG, "pixel_shuffle", False),
     ("pixel_unshuffle", lambda: nn.PixelUnshuffle(2), IMG, "pixel_unshuffle", False),
     ("stack", lambda: Fn(lambda s, x: torch.stack([x[:, 0], x[:, 1] * 2], dim=-1)), IMG, "stack", False),
+    ("topk", lambda: Fn(lambda s, x: torch.cat([torch.topk(x, 3, dim=-1)[0].flatten(),
+                                                 torch.topk(x, 2, dim=1, largest=False)[0].flatten()])), IMG, "topk", True),
+    ("topk_indices", lambda: Fn(lambda s, x: torch.topk(x, 3, dim=2)[1].float()), IMG, "topk", False),
+    ("sort", lambda: Fn(lambda s, x: torch.sort(x, dim=1)[0]), IMG, "argsort", False),
+    ("argsort_descending", lambda: Fn(lambda s, x: torch.argsort(x, dim=-1, descending=True).float()), IMG, "argsort", False),
+    ("cumsum", lambda: Fn(lambda s, x: torch.cumsum(x, dim=2)), IMG, "cumsum", True),
+    ("flip", lambda: Fn(lambda s, x: torch.flip(x, [1, 3])), IMG, "reverse", False),
+    ("triu_tril", lambda: Fn(lambda s, x: torch.triu(x, 1) + 2 * torch.tril(x, -2)), IMG, "band_part", False),
+    ("nonzero", lambda: Fn(lambda s, x: torch.nonzero(x > 0.5).float()), IMG, "non_zero", False),
+    ("scatter_add", lambda: Fn(lambda s, x: x.scatter_add(3, s.i, x[..., :4]), i=torch.tensor([2, 0, 2, 7]).expand(1, 4, 8, 4)), IMG, "scatter_along_axis", True),
+    ("scatter", lambda: Fn(lambda s, x: x.scatter(1, s.i, x[:, :2] * 3), i=torch.tensor([3, 0]).reshape(1, 2, 1, 1).expand(1, 2, 8, 8)), IMG, "scatter_along_axis", False),
+    ("slice_assign", lambda: Fn(_slice_assign), IMG, "scatter", False),
+    ("advanced_index", lambda: Fn(lambda s, x: x[0, torch.tensor([1, 2, 3]), torch.tensor([0, 4, 7])]), IMG, "gather_nd", False),
+    ("grid_sample", lambda: Fn(lambda s, x: F.grid_sample(x, _grid(x))), IMG, "resample", True),
+    ("grid_sample_corners_nearest_border", lambda: Fn(lambda s, x: F.grid_sample(
+        x, _grid(x), mode="nearest", padding_mode="border", align_corners=True)), IMG, "resample", False),
+    ("grid_sample_reflection", lambda: Fn(lambda s, x: F.grid_sample(x, _grid(x), padding_mode="reflection")), IMG, "resample", False),
+    ("grid_sample_corners_reflection", lambda: Fn(lambda s, x: F.grid_sample(
+        x, _grid(x), padding_mode="reflection", align_corners=True)), IMG, "resample", False),
+    ("affine_grid_sample", lambda: Fn(lambda s, x: F.grid_sample(x, F.affine_grid(s.t, (1, 4, 5, 7), align_corners=False)),
+                                      t=torch.tensor([[[0.9, -0.3, 0.2], [0.25, 1.1, -0.1]]])), IMG, "affine", True),
+    ("affine_grid_sample_corners", lambda: Fn(lambda s, x: F.grid_sample(
+        x, F.affine_grid(s.t, (1, 4, 6, 9), align_corners=True), align_corners=True),
+        t=torch.tensor([[[1.2, 0.1, -0.3], [-0.2, 0.8, 0.4]]])), IMG, "affine", False),
 ]
 FP32_CASES = [pytest.param(c, id=c[0]) for c in CASES]
 FP16_CASES = [pytest.param(c, id=c[0]) for c in CASES if c[4]]
 
 
-def _run_case(case, precision, tmp_path):
+def _run_case(case, precision, tmp_path, target="iOS16"):
     from deploykit.runners.coreml_eval import evaluate
 
     name, factory, shape, expected_op, _ = case
@@ -132,7 +167,7 @@ def _run_case(case, precision, tmp_path):
     x = seeded(shape)
     with torch.no_grad():
         reference = module(torch.from_numpy(x)).numpy()
-    path = convert_torch(module, torch.from_numpy(x), tmp_path / f"{name}_{precision}.mlpackage", precision)
+    path = convert_torch(module, torch.from_numpy(x), tmp_path / f"{name}_{precision}.mlpackage", precision, target)
     if expected_op is not None:
         assert expected_op in program_ops(path), f"{name}: expected a '{expected_op}' op, got {program_ops(path)}"
     out = only_output(evaluate(path, {"x": x}))
@@ -151,3 +186,24 @@ def test_fp16_matches_torch_loosely(case, tmp_path):
     out, reference = _run_case(case, "fp16", tmp_path)
     assert out.dtype == np.float16  # iOS16 fp16 programs declare fp16 outputs
     np.testing.assert_allclose(out.astype(np.float32), reference, **FP16_TOL)
+
+
+# Ops the torch frontend emits only from iOS18 on.
+IOS18_CASES = [
+    ("slice_update", lambda: Fn(_slice_assign), IMG, "slice_update", True),
+    ("sdpa", lambda: Fn(lambda s, x: F.scaled_dot_product_attention(x, x * 0.5, x.flip(-1))), IMG,
+     "scaled_dot_product_attention", True),
+    ("sdpa_bool_mask", lambda: Fn(lambda s, x: F.scaled_dot_product_attention(x, x, x, attn_mask=s.m),
+                                  m=torch.rand(8, 8, generator=torch.Generator().manual_seed(2)) > 0.3), IMG,
+     "scaled_dot_product_attention", False),
+    ("sdpa_float_mask", lambda: Fn(lambda s, x: F.scaled_dot_product_attention(x, x, x, attn_mask=s.m),
+                                   m=torch.linspace(-2, 2, 64).reshape(8, 8)), IMG, "scaled_dot_product_attention", False),
+]
+
+
+@pytest.mark.parametrize("case,precision", [pytest.param(c, p, id=f"{c[0]}-{p}") for c in IOS18_CASES
+                                             for p in (("fp32", "fp16") if c[4] else ("fp32",))])
+def test_ios18_ops_match_torch(case, precision, tmp_path):
+    out, reference = _run_case(case, precision, tmp_path, target="iOS18")
+    tol = FP32_TOL if precision == "fp32" else FP16_TOL
+    np.testing.assert_allclose(out.astype(np.float32), reference, **tol)

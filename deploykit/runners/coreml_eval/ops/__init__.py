@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (imported for their @register side effects)
     activation,
+    attention,
+    blocks,
     cast,
     constexpr,
+    control_flow,
     conv,
+    creation,
     elementwise,
     linear,
+    masks,
     normalization,
     pool,
+    quantization,
+    recurrent,
     reduce,
+    resample,
     resize,
+    scatter_gather,
+    sequence,
     shape,
     slicing,
+    sort,
 )
 from .registry import lookup, registered
 

@@ -1,4 +1,4 @@
-"""batch_norm, instance_norm, layer_norm, l2_norm (MIL iOS15/iOS17 normalization.py).
+"""batch_norm, instance_norm, layer_norm, l2_norm, local_response_norm (MIL iOS15/iOS17 normalization.py).
 
 Variances are population variances (divide by N), as in every framework these ops come from.
 """
@@ -73,3 +73,22 @@ def l2_norm(args):
     eps = args.scalar("epsilon", 1e-6)
     total = np.sum(np.square(x), axis=(-3, -2, -1), keepdims=True)
     return x / np.sqrt(total + x.dtype.type(eps))
+
+
+@register("local_response_norm")
+def local_response_norm(args):
+    # x / (k + alpha / size * sum of x^2 over the `size` channels centred on this one)^beta
+    x = args.tensor("x")
+    size = int(args.scalar("size"))
+    alpha, beta, k = args.scalar("alpha", 1e-4), args.scalar("beta", 0.75), args.scalar("k", 1.0)
+    if not 3 <= x.ndim <= 4:
+        raise args.unsupported("x", x.shape, "MIL's local_response_norm takes rank 3 or 4")
+    if size < 1 or size % 2 == 0:
+        # An even window has no centre; which side gets the extra channel is not specified.
+        raise args.unsupported("size", size, "a positive odd window is expected")
+    half = size // 2
+    squares = np.pad(np.square(x), [(0, 0), (half, half)] + [(0, 0)] * (x.ndim - 2))
+    total = np.zeros_like(x)
+    for offset in range(size):
+        total += squares[:, offset:offset + x.shape[1]]
+    return (x / np.power(x.dtype.type(k) + x.dtype.type(alpha / size) * total, x.dtype.type(beta))).astype(x.dtype, copy=False)

@@ -1,4 +1,4 @@
-"""slice_by_index, slice_by_size, gather, gather_along_axis."""
+"""slice_by_index, slice_update, slice_by_size, gather, gather_along_axis."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import numpy as np
 from .registry import register
 
 
-@register("slice_by_index")
-def slice_by_index(args):
-    # x[begin[i]:end[i]:stride[i], ...] numpy-style; masks replace begin/end, squeeze_mask indexes
-    x = args.tensor("x")
+def _slice_index(args, x) -> tuple:
+    """The numpy index of x[begin[i]:end[i]:stride[i], ...]; masks replace begin/end, squeeze_mask indexes."""
     rank = x.ndim
     begin, end = list(args.ints("begin")), list(args.ints("end"))
     stride = args.ints("stride", (1,) * rank)
@@ -27,10 +25,33 @@ def slice_by_index(args):
         if stride[i] == 0:
             raise args.unsupported("stride", stride, "a zero stride")
         index.append(slice(None if begin_mask[i] else begin[i], None if end_mask[i] else end[i], stride[i]))
+    return tuple(index)
+
+
+@register("slice_by_index")
+def slice_by_index(args):
+    x = args.tensor("x")
+    index = _slice_index(args, x)
     try:
-        return x[tuple(index)]
+        return x[index]
     except IndexError as exc:
-        raise args.unsupported("begin", begin, str(exc)) from None
+        raise args.unsupported("begin", args.ints("begin"), str(exc)) from None
+
+
+@register("slice_update")
+def slice_update(args):
+    # iOS18: x with x[slice] = update, the slice read exactly as slice_by_index reads it
+    x, update = args.tensor("x"), args.tensor("update")
+    index = _slice_index(args, x)
+    out = x.copy()
+    try:
+        target = out[index]
+    except IndexError as exc:
+        raise args.unsupported("begin", args.ints("begin"), str(exc)) from None
+    if target.shape != update.shape:
+        raise args.unsupported("update", update.shape, f"the slice has shape {target.shape}")
+    out[index] = update
+    return out
 
 
 @register("slice_by_size")
