@@ -1,4 +1,5 @@
-"""Tell the model format from the path and the file's first bytes, without loading any framework."""
+"""Tell the model format from the path and the file's first bytes, without loading any framework; a zip
+archive (.pt2, TorchScript, .keras) is also checked whole here, before any framework parses it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ SUPPORTED = (
 _ENTRYPOINT = re.compile(r"^(?P<target>[^:]+?\.py|[A-Za-z_][\w.]*):(?P<factory>[A-Za-z_]\w*)$")
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"  # a local file header: .pt2, TorchScript and .keras files all start with one
+DAMAGED_HINT = "the file was cut short or changed after it was saved; fetch or export the model again"
 
 
 def split_entrypoint(source: str) -> tuple[str, str] | None:
@@ -42,11 +45,20 @@ def detect_format(source: str | Path) -> str:
         raise InputError(f"{path} is a directory without saved_model.pb", hint=f"deploykit reads {SUPPORTED}")
     with open(path, "rb") as handle:
         head = handle.read(8)
+    if not head:
+        raise InputError(f"{path} is empty (0 bytes)", hint="the download or copy was cut short; fetch the model again")
     suffix = path.suffix.lower()
     if head.startswith(HDF5_MAGIC) or suffix in (".h5", ".hdf5"):
         return "h5"
-    if zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as exc:  # is_zipfile itself raises on some damaged end records
+        raise InputError(f"{path} is a damaged zip archive: {exc}", hint=DAMAGED_HINT) from exc
+    if is_zip:
         return _detect_zip(path)
+    if head.startswith(ZIP_MAGIC):
+        raise InputError(f"{path} is a damaged or truncated zip archive: it has no zip directory at its end",
+                         hint=DAMAGED_HINT)
     if suffix == ".onnx" or _looks_like_onnx(head):
         return "onnx"
     if suffix == ".tflite":
@@ -66,8 +78,7 @@ def _looks_like_onnx(head: bytes) -> bool:
 
 
 def _detect_zip(path: Path) -> str:
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+    names = _checked_zip_names(path)
     if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
         return "pt2"
     if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
@@ -82,3 +93,45 @@ def _detect_zip(path: Path) -> str:
             f"{path.name}; for a module export it with torch.export.save(torch.export.export(model, (example,)), 'model.pt2')",
         )
     raise InputError(f"{path} is a zip archive deploykit does not recognize", hint=f"deploykit reads {SUPPORTED}")
+
+
+def _checked_zip_names(path: Path) -> list[str]:
+    """The member names of the zip archive at ``path``, after checking that it is whole.
+
+    torch reads .pt2 and TorchScript archives with its own zip reader, which checks no CRC (a flipped
+    weight byte loads silently), and Keras fails on a damaged member only deep inside loading. So
+    every member is read once here and its CRC-32 checked (about a second per GB). The directory
+    must also list as many members as its end record declares (Python's reader lets one record's
+    oversized comment swallow the ones after it), and the archive must start at byte 0: a directory
+    found further in is a nested archive (the sample inputs a .pt2 stores) showing through a file
+    whose own end was cut off.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            if not infos or min(i.header_offset for i in infos) != 0:
+                raise InputError(f"{path} is a damaged or truncated zip archive: its directory does not describe "
+                                 "the file from its first byte", hint=DAMAGED_HINT)
+            declared = _declared_members(archive)
+            if declared is not None and declared != len(infos):
+                raise InputError(f"{path} is a damaged zip archive: its directory lists {len(infos)} members, "
+                                 f"its end record {declared}", hint=DAMAGED_HINT)
+            for info in infos:
+                with archive.open(info) as member:  # reading to the end checks the CRC-32
+                    while member.read(1 << 24):
+                        pass
+    except InputError:
+        raise
+    except Exception as exc:  # BadZipFile, but also ValueError, NotImplementedError, zlib.error, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"{path} is a damaged zip archive: {first}", hint=DAMAGED_HINT) from exc
+    return [i.filename for i in infos]
+
+
+def _declared_members(archive: zipfile.ZipFile) -> int | None:
+    """The member count the end record (zip64 when present) declares; None if this Python cannot tell."""
+    read_end = getattr(zipfile, "_EndRecData", None)  # private, but unchanged since Python 2
+    if read_end is None:
+        return None
+    end = read_end(archive.fp)
+    return int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else None

@@ -56,6 +56,8 @@ def _load_keras_model(path: str, fmt: str):
         ) from exc
     except (OSError, KeyError, AttributeError) as exc:
         raise InputError(f"cannot read Keras model {path}: {_first_line(str(exc))}") from exc
+    except Exception as exc:  # a damaged file fails anywhere in Keras' deserializer (IndexError, zipfile, h5py, ...)
+        raise InputError(f"cannot read Keras model {path}: {type(exc).__name__}: {_first_line(str(exc))}") from exc
 
 
 def _load_saved_model(path: str, given: dict) -> SourceModel:

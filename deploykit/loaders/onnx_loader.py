@@ -22,6 +22,11 @@ def load(path: str, given: dict) -> SourceModel:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:
         raise InputError(f"cannot parse {path} as ONNX: {str(exc).splitlines()[0][:300]}") from exc
+    broken = next(_non_utf8_strings(model), None)
+    if broken is not None:
+        field, value = broken
+        raise InputError(f"{path} is not a valid ONNX model: {field} {value!r} is not UTF-8 text",
+                         hint="the file was changed after it was saved; export the model again")
     base = Path(path).resolve().parent
     locations = external_locations(model)
     for location in locations:
@@ -38,11 +43,34 @@ def load(path: str, given: dict) -> SourceModel:
     initializers = {t.name for t in model.graph.initializer}
     declared = [_spec(v) for v in model.graph.input if v.name not in initializers]
     inputs = resolve_inputs(declared, given, framework="onnx")
-    outputs = _run_outputs(model, inputs)
+    outputs = _run_outputs(model, inputs, path)
     name = (model.graph.name if model.graph.name and model.graph.name not in ("main_graph", "torch_jit", "graph")
             else Path(path).stem)
     digest = sha256_file(path)
     return SourceModel("onnx", "onnx", path, digest, Path(path).stem or name, inputs, outputs, handle=model)
+
+
+def _non_utf8_strings(message):
+    """(field, value) of every string field protobuf could not decode as UTF-8, depth first.
+
+    onnx's protobuf messages are proto2, where a damaged string stays readable as ``bytes``; the
+    checker and ONNX Runtime accept it, and the converters then fail on it far from the cause.
+    Fields are read by descriptor so tensor payloads (``raw_data`` is bytes, not string) are not copied.
+    """
+    for field in message.DESCRIPTOR.fields:
+        # ``label`` is gone from recent protobuf; ``is_repeated`` is missing from old ones
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == field.TYPE_STRING:
+            for value in getattr(message, field.name) if repeated else [getattr(message, field.name)]:
+                if isinstance(value, bytes):
+                    yield field.full_name, value
+        elif field.type == field.TYPE_MESSAGE:
+            if repeated:
+                children = getattr(message, field.name)
+            else:
+                children = [getattr(message, field.name)] if message.HasField(field.name) else []
+            for child in children:
+                yield from _non_utf8_strings(child)
 
 
 def external_locations(model) -> list[str]:
@@ -90,7 +118,7 @@ def _spec(value_info) -> TensorSpec:
     return TensorSpec(value_info.name, shape, dtype)
 
 
-def _run_outputs(model, inputs) -> tuple[TensorSpec, ...]:
+def _run_outputs(model, inputs, path: str) -> tuple[TensorSpec, ...]:
     """Run ONNX Runtime once on zeros: output shapes are often symbolic in the graph."""
     import numpy as np
     import onnxruntime as ort
@@ -100,7 +128,7 @@ def _run_outputs(model, inputs) -> tuple[TensorSpec, ...]:
         feeds = {t.name: np.zeros(t.shape, dtype=t.dtype) for t in inputs}
         results = session.run(None, feeds)
     except Exception as exc:
-        raise InputError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:300]}",
+        raise InputError(f"ONNX Runtime cannot run {path}: {str(exc).splitlines()[0][:300]}",
                          hint="check --input shapes, or that the model uses standard ONNX operators") from exc
     return tuple(
         TensorSpec(o.name, tuple(r.shape), r.dtype.name, "NCHW" if r.ndim == 4 else None)

@@ -38,7 +38,7 @@ def load(source: str, fmt: str, given: dict, *, weights=None) -> SourceModel:
     else:
         module, declared, digest, name = _load_entrypoint(source, weights)
     inputs = resolve_inputs(declared, given, framework="torch")
-    outputs = _trace_outputs(module, inputs)
+    outputs = _trace_outputs(module, inputs, source)
     handle = {"module": module, "torchscript": isinstance(module, torch.jit.ScriptModule)}
     return SourceModel("torch", fmt, source, digest, name, inputs, outputs, handle=handle)
 
@@ -57,7 +57,7 @@ def example_tensors(inputs: tuple[TensorSpec, ...], seed: int = 0) -> tuple:
     return tuple(tensors)
 
 
-def _trace_outputs(module, inputs) -> tuple[TensorSpec, ...]:
+def _trace_outputs(module, inputs, source: str) -> tuple[TensorSpec, ...]:
     """Run the model once to learn its outputs: PyTorch modules do not declare them."""
     import torch
 
@@ -66,7 +66,7 @@ def _trace_outputs(module, inputs) -> tuple[TensorSpec, ...]:
             result = module(*example_tensors(inputs))
     except Exception as exc:
         shapes = ", ".join(f"{t.name}={'x'.join(map(str, t.shape))}" for t in inputs)
-        raise InputError(f"the model failed on inputs of shape {shapes}: {str(exc).splitlines()[0][:300]}",
+        raise InputError(f"{source} failed on inputs of shape {shapes}: {str(exc).splitlines()[0][:300]}",
                          hint="check --input matches what the model expects") from exc
     flat = _flatten_outputs(result)
     names = ["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
@@ -115,10 +115,12 @@ def _check_pt2_payloads(path: str) -> None:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         for config_name in [n for n in names if n.endswith("_config.json") and "/data/" in n]:
-            config = json.loads(archive.read(config_name)).get("config", {})
+            config = _json_object(archive, config_name, path).get("config", {})
             folder = config_name.rsplit("/", 1)[0]
+            if not isinstance(config, dict) or not all(isinstance(m, dict) for m in config.values()):
+                raise InputError(f"{path} is not a valid torch.export archive: {config_name} is not a table of payloads")
             for fqn, meta in config.items():
-                path_name = meta.get("path_name", "")
+                path_name = str(meta.get("path_name", ""))
                 if path_name.startswith(("custom_obj", "opaque_obj")):
                     raise UnsafeInputError(f"{path} holds a pickled Python object ({fqn}); deploykit never unpickles those")
                 if meta.get("use_pickle"):
@@ -127,6 +129,16 @@ def _check_pt2_payloads(path: str) -> None:
             if name.endswith(".pt") or name.endswith(".pkl"):
                 _require_tensor_pickle(archive, name, path)
     del torch
+
+
+def _json_object(archive: zipfile.ZipFile, member: str, path: str) -> dict:
+    try:
+        value = json.loads(archive.read(member))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not a valid torch.export archive: {member} is not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise InputError(f"{path} is not a valid torch.export archive: {member} is not a JSON object")
+    return value
 
 
 def _require_tensor_pickle(archive: zipfile.ZipFile, member: str, path: str) -> None:
@@ -141,6 +153,9 @@ def _require_tensor_pickle(archive: zipfile.ZipFile, member: str, path: str) -> 
             f"{path} contains a pickle ({member}) that is not plain tensors; deploykit never unpickles arbitrary objects",
             hint="re-export the model with torch.export.save from a trusted environment",
         ) from exc
+    except Exception as exc:  # EOFError, ValueError, ...: not a pickle at all, refused just the same
+        raise InputError(f"{path} is not a valid torch.export archive: {member} cannot be read "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
 
 
 @contextlib.contextmanager

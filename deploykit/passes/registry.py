@@ -68,6 +68,7 @@ def _load_all() -> None:
     # The pass modules only import heavy frameworks inside their functions, so this is cheap.
     from deploykit.passes import (coreml_fuse_activation, coreml_names, fold_batchnorm,  # noqa: F401
                                   tflite_fuse_activation, tflite_names)
+    from deploykit.passes import decompose_prelu  # noqa: F401
 
 
 def all_passes() -> list[GraphPass]:
