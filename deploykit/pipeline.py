@@ -237,7 +237,14 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
         passes=passes,
         size_limit=limit,
         attempts=tuple(a.to_json() for a in made.attempts),
+        select_tf_ops=tuple(_flex_ops(made.path)) if target == "tflite" else (),
     )
+
+
+def _flex_ops(path: Path) -> list[str]:
+    from deploykit.converters.tflite_flex import flex_ops
+
+    return flex_ops(path)
 
 
 def _graph_and_size(model, target, scheme, made, size, workspace, source_records):

@@ -98,6 +98,7 @@ class Artifact:
     parity: dict[str, Any] | None = None
     size_limit: dict[str, Any] | None = None
     attempts: tuple[dict[str, Any], ...] = ()  # the conversion ladder's attempts (deploykit.converters.ladder)
+    select_tf_ops: tuple[str, ...] = ()  # Flex ops a TFLite artifact needs (only with --allow-flex)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +107,7 @@ class Artifact:
         data["layout_changes"] = list(self.layout_changes)
         data["passes"] = list(self.passes)
         data["attempts"] = list(self.attempts)
+        data["select_tf_ops"] = list(self.select_tf_ops)
         return data
 
     @classmethod
@@ -116,6 +118,7 @@ class Artifact:
         data["layout_changes"] = tuple(data.get("layout_changes", ()))
         data["passes"] = tuple(data.get("passes", ()))
         data["attempts"] = tuple(data.get("attempts", ()))
+        data["select_tf_ops"] = tuple(data.get("select_tf_ops", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -202,6 +202,8 @@ def _prepare_model(path: Path, artifact: Artifact, scratch: Path, io: dict[str, 
         data = path.read_bytes()
         compat = {"min_ios": None, "min_android_api": options.min_android_api,
                   "min_runtime": tflite_meta.min_runtime_version(data), "deployment_target": artifact.deployment_target}
+        if artifact.select_tf_ops:  # written with --allow-flex: the app must link the Select-TF ops library
+            compat["select_tf_ops"] = list(artifact.select_tf_ops)
         meta = tflite_meta.TfliteMetadata(**common, extra={"sequence": sequence, "variant": artifact.variant})
         try:
             embedded_data = tflite_meta.embed(data, meta)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import ConversionError, DeployKitError
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,11 @@ def climb(rungs: list[Rung], out_path: Path, target: str, workspace, progress=No
             else:
                 _remove(candidate)
             continue
-        except DeployKitError as exc:
+        except Exception as exc:  # an upstream crash in one rung must not stop the ladder
+            if not isinstance(exc, DeployKitError):
+                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                exc = ConversionError(f"{rung.converter}: {type(exc).__name__}: {text}",
+                                      hint="rerun with --verbose to see the converter's log")
             _remove(candidate)
             attempts.append(Attempt(rung.name, rung.converter, _since(started), "failed", error=exc.message))
             first_error = first_error or exc
