@@ -127,9 +127,11 @@ def convert(
         if verify:
             from deploykit.parity.verify import verify_artifacts
 
-            parity_reports = verify_artifacts(model, artifacts, staging, progress=progress, verbose=verbose,
+            checkable = [a for a in artifacts if not a.select_tf_ops]
+            parity_reports = verify_artifacts(model, checkable, staging, progress=progress, verbose=verbose,
                                               **verify_options)
-            artifacts = [replace(a, parity=r.to_summary()) for a, r in zip(artifacts, parity_reports)]
+            summaries = {a.path: r.to_summary() for a, r in zip(checkable, parity_reports)}
+            artifacts = [replace(a, parity=summaries.get(a.path) or _unchecked_flex(a)) for a in artifacts]
         with progress.step("Writing outputs"):
             for artifact in artifacts:
                 move_into_place(staging / artifact.path, out_dir / artifact.path)
@@ -146,6 +148,13 @@ def convert(
         raise _after_partial(errors[0], failures, out_dir)
     _raise_on_parity_failure(parity_reports)
     return report
+
+
+def _unchecked_flex(artifact) -> dict:
+    """The parity entry of a TFLite artifact kept with --allow-flex: no stock runtime here can run it."""
+    ops = ", ".join(artifact.select_tf_ops)
+    return {"passed": None, "skipped": f"needs Select-TF ops ({ops}); stock LiteRT cannot run it, so it was not "
+                                      "compared with the source (--allow-flex)"}
 
 
 def _failure(target: str, scheme: str, exc) -> dict:

@@ -22,6 +22,8 @@ def human_size(size: int) -> str:
 def _parity(summary) -> str:
     if not summary:
         return "not checked"
+    if "skipped" in summary:
+        return "[yellow]not checked[/] (Select-TF ops)"
     verdict = "[green]pass[/]" if summary.get("passed") else "[red]FAIL[/]"
     return f"{verdict} {summary.get('profile')}"
 

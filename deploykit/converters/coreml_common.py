@@ -1,4 +1,5 @@
-"""What every Core ML path shares: deployment targets, fp32 precision, meaningful feature names, saving."""
+"""What every Core ML path shares: deployment targets, compute precision (fp32, or fp16 with the
+variance of normalizations kept fp32), meaningful feature names, saving."""
 
 from __future__ import annotations
 
@@ -39,12 +40,134 @@ def output_types(outputs, named: bool):
     return types
 
 
-def run_ct_convert(model, *, label: str, options=None, **kwargs):
-    """``coremltools.convert`` for an ML Program (fp32 unless ``options.coreml_precision`` is fp16,
-    with ``options.coreml_pipeline`` when deploykit passes run), failures turned into deploykit errors."""
+# fp16 programs keep the variance of a normalization written out as elementwise ops in fp32: the
+# square, the mean (or sum) of the squares, the epsilon added to it, and its square root. That is the
+# form ONNX exports of LayerNorm (opset < 17, Paddle), ConvNeXt's channels-first LayerNorm and RMSNorm
+# (``x.pow(2).mean(-1)``) reach Core ML in; coremltools fuses none of these into ``layer_norm``. In fp16
+# the square overflows (inf) once |x - mean| > 255.9, although the normalized output is in range
+# (TensorRT warns about the same pattern and forces its Reduce/Pow layers to fp32). Nothing else is
+# kept: every other op measured no gain in fp32 (docs/quantization.md, "fp16 and fp32 ops"), fused
+# ``layer_norm`` / ``softmax`` included, and an fp32 op leaves the Neural Engine, which computes fp16 only.
+FP32_VARIANCE_OPS = "square -> reduce_mean/reduce_sum -> + epsilon -> sqrt/rsqrt (variance of a normalization)"
+_SQUARE_REDUCTIONS = ("reduce_mean", "reduce_sum")
+_ROOTS = ("sqrt", "rsqrt", "inverse")
+
+
+def fp16_compute_precision():
+    """The ``compute_precision`` of every deploykit fp16 Core ML program: coremltools' FP16ComputePrecision
+    (casts at the edges of every op it can type fp16; inputs and outputs stay fp32 at the interface)
+    with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32."""
     import coremltools as ct
 
-    precision = ct.precision.FLOAT16 if options is not None and options.coreml_precision == "fp16" else ct.precision.FLOAT32
+    return ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
+
+
+def keeps_fp32(op) -> bool:
+    """Whether ``op`` belongs to the variance of a normalization (``FP32_VARIANCE_OPS``).
+
+    coremltools' fp16 pass asks op by op in program order: an op's producers may already be fp16 (read
+    through the ``cast`` back to fp32 the pass inserts), its consumers are still untouched."""
+    if op.op_type in _SQUARE_REDUCTIONS + ("reduce_sum_square",):
+        return _is_variance(op)
+    if _is_square(op):
+        return any(child.op_type in _SQUARE_REDUCTIONS for child in op.outputs[0].child_ops)
+    if op.op_type == "add":
+        return _is_variance(op)
+    if op.op_type in _ROOTS or (op.op_type == "pow" and _const(op.y) in (0.5, -0.5)):
+        return _is_variance(_producer(op.x))
+    return False
+
+
+def _is_variance(op) -> bool:
+    """A mean / sum of squares, or one plus a constant (the epsilon)."""
+    if op is None:
+        return False
+    if op.op_type == "reduce_sum_square":
+        return True
+    if op.op_type in _SQUARE_REDUCTIONS:
+        return _is_square(_producer(op.x))
+    if op.op_type == "add":
+        x, y = op.x, op.y
+        if _const(y) is not None:
+            return _is_variance(_producer(x))
+        if _const(x) is not None:
+            return _is_variance(_producer(y))
+    return False
+
+
+def _is_square(op) -> bool:
+    if op is None:
+        return False
+    if op.op_type == "square":
+        return True
+    if op.op_type == "pow":
+        return _const(op.y) == 2.0
+    if op.op_type == "mul":
+        return _source(op.x) is _source(op.y)
+    return False
+
+
+def _source(var):
+    """``var`` before any ``cast`` (coremltools' fp16 pass inserts casts between ops of different dtypes)."""
+    while var.op is not None and var.op.op_type == "cast":
+        var = var.op.x
+    return var
+
+
+def _producer(var):
+    return _source(var).op if var is not None else None
+
+
+def _const(var):
+    """The scalar value of a constant input, or None."""
+    import numpy as np
+
+    value = getattr(_source(var), "val", None) if var is not None else None
+    if value is None:
+        return None
+    array = np.asarray(value)
+    return float(array.reshape(-1)[0]) if array.size == 1 and array.dtype.kind == "f" else None
+
+
+def fp32_ops(mlmodel_or_path) -> list[str]:
+    """The op types an ML Program computes in fp32, read from its declared output dtypes (``const`` and
+    ``cast`` aside): in an fp16 program, what ``FP32_VARIANCE_OPS`` kept, plus what coremltools keeps
+    itself (ops with constants beyond the fp16 range, control flow)."""
+    import coremltools as ct
+    from coremltools.proto import MIL_pb2
+
+    model = ct.models.MLModel(str(mlmodel_or_path), skip_model_load=True) if isinstance(mlmodel_or_path, (str, Path)) \
+        else mlmodel_or_path
+    fp32 = MIL_pb2.DataType.Value("FLOAT32")
+    spec = model.get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        return []
+    found: set[str] = set()
+
+    def walk(operations):
+        for op in operations:
+            for block in op.blocks:
+                walk(block.operations)
+            if op.type in ("const", "cast"):
+                continue
+            if any(o.type.WhichOneof("type") == "tensorType" and o.type.tensorType.dataType == fp32
+                   for o in op.outputs):
+                found.add(op.type)
+
+    for function in spec.mlProgram.functions.values():
+        walk(function.block_specializations[function.opset].operations)
+    return sorted(found)
+
+
+
+def run_ct_convert(model, *, label: str, options=None, **kwargs):
+    """``coremltools.convert`` for an ML Program (fp32 unless ``options.coreml_precision`` is fp16, then
+    ``fp16_compute_precision()``; with ``options.coreml_pipeline`` when deploykit passes run), failures
+    turned into deploykit errors."""
+    import coremltools as ct
+
+    fp16 = options is not None and options.coreml_precision == "fp16"
+    precision = fp16_compute_precision() if fp16 else ct.precision.FLOAT32
     if options is not None and options.coreml_pipeline is not None:
         kwargs["pass_pipeline"] = options.coreml_pipeline
     try:

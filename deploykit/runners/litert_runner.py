@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import InputError, UsageError
+from deploykit.errors import InputError, UnsupportedOperatorError, UsageError
 from deploykit.runners.base import Intermediate, Runner
 from deploykit.types import TensorSpec
 
@@ -130,6 +130,7 @@ def representable_range(scale: float, zero_point: int, storage_dtype: str) -> tu
 def _interpreter(path: str, *, preserve: bool):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    _refuse_flex(path)
     kwargs = {}
     if preserve:
         kwargs = {"experimental_preserve_all_tensors": True,
@@ -138,6 +139,23 @@ def _interpreter(path: str, *, preserve: bool):
         return Interpreter(model_path=path, **kwargs)
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"LiteRT cannot open {path}: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def _refuse_flex(path: str) -> None:
+    """A model with Select-TF (Flex) ops: a deploykit error naming them, not LiteRT's RuntimeError at
+    allocation ("Select TensorFlow op(s) ... not supported by this interpreter")."""
+    from deploykit.converters.tflite_flex import SELECT_TF_LIBRARY, flex_ops
+
+    try:
+        ops = flex_ops(path)
+    except (OSError, ValueError, AttributeError):  # unreadable: the interpreter reports it below
+        return
+    if ops:
+        raise UnsupportedOperatorError(
+            f"{path} needs Select-TF op(s) {', '.join(ops)}, which stock LiteRT (ai-edge-litert) cannot run, "
+            "so deploykit cannot run it either",
+            hint=f"an app that runs it needs {SELECT_TF_LIBRARY}; convert without --allow-flex to get a builtin-only "
+                 "model (deploykit's ladder tries onnx2tf's pseudo-op formulas), or replace the operator in the source")
 
 
 def _signature_runner(interpreter, key: str | None, path: str):
