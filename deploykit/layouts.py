@@ -16,7 +16,13 @@ def permute(shape: tuple, order: tuple) -> tuple:
 
 def match_layout(source: TensorSpec, artifact: TensorSpec) -> tuple[TensorSpec, str | None]:
     """Annotate ``artifact`` with its layout; return a human-readable change note when it differs."""
-    if source.layout is None or len(artifact.shape) != 4 or tuple(artifact.shape) == tuple(source.shape):
+    rank = len(artifact.shape)
+    if rank in (3, 5) and len(source.shape) == rank and tuple(artifact.shape) != tuple(source.shape):
+        # onnx2tf moves the channel axis of 1-D and 3-D signals last too (NCW -> NWC, NCDHW -> NDHWC)
+        last = (0, *range(2, rank), 1)
+        if tuple(artifact.shape) == permute(source.shape, last):
+            return replace(artifact, layout=None), f"{artifact.name}: channels-first -> channels-last"
+    if source.layout is None or rank != 4 or tuple(artifact.shape) == tuple(source.shape):
         return replace(artifact, layout=source.layout), None
     other = "NHWC" if source.layout == "NCHW" else "NCHW"
     order = NCHW_TO_NHWC if source.layout == "NCHW" else NHWC_TO_NCHW
