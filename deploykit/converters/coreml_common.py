@@ -46,8 +46,9 @@ def output_types(outputs, named: bool):
 # (``x.pow(2).mean(-1)``) reach Core ML in; coremltools fuses none of these into ``layer_norm``. In fp16
 # the square overflows (inf) once |x - mean| > 255.9, although the normalized output is in range
 # (TensorRT warns about the same pattern and forces its Reduce/Pow layers to fp32). Nothing else is
-# kept: every other op measured no gain in fp32 (docs/quantization.md, "fp16 and fp32 ops"), fused
-# ``layer_norm`` / ``softmax`` included, and an fp32 op leaves the Neural Engine, which computes fp16 only.
+# kept: softmax, reduce_mean, erf, matmul, linear in fp32 measured no gain on PP-OCRv6 (docs/quantization.md,
+# "Core ML fp16: the ops kept in fp32"), the evaluator computes fused ops (layer_norm, softmax) in fp32
+# anyway, and an fp32 op leaves the Neural Engine, which computes fp16 only.
 FP32_VARIANCE_OPS = "square -> reduce_mean/reduce_sum -> + epsilon -> sqrt/rsqrt (variance of a normalization)"
 _SQUARE_REDUCTIONS = ("reduce_mean", "reduce_sum")
 _ROOTS = ("sqrt", "rsqrt", "inverse")

@@ -28,7 +28,15 @@ def rungs(source, options, workspace) -> list[Rung]:
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
     variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
-    climbed = climb(rungs(source, options, workspace), out_path, "coreml", workspace, variant=variant)
+    ladder = rungs(source, options, workspace)
+    kept = workspace.products.get(("coreml-rung", source.path))
+    if kept is not None:
+        # The fp16 base (and the variants compressed from it) takes the fp32 artifact's route: the routes give
+        # different layouts (NCHW direct, NHWC fallback), and an app's interface must not change between variants.
+        ladder = [r for r in ladder if r.name == kept]
+    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant)
+    workspace.products.setdefault(("coreml-rung", source.path),
+                                  next(a.name for a in climbed.attempts if a.converter == climbed.converter))
     return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
 
 

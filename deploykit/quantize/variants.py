@@ -2,7 +2,9 @@
 
 TFLite: ``fp32`` is the converter's output after the tflite-stage passes; every other scheme is
 ai-edge-quantizer applied to that file. Core ML: ``fp32`` is converted at FLOAT32; ``fp16`` and every
-compressed scheme start from one FLOAT16 conversion kept in the workspace. ``parse_quantize`` puts
+compressed scheme start from one FLOAT16 conversion kept in the workspace (fp16 weights and compute,
+the variance of written-out normalizations in fp32: ``coreml_common.FP32_VARIANCE_OPS``; their records
+list the op types the base computes in fp32 as ``fp32_ops``). ``parse_quantize`` puts
 ``fp32`` first, so the TFLite base always exists when a quantized variant is made.
 """
 
@@ -60,24 +62,31 @@ def _coreml(model, scheme, path, options, workspace, context) -> Made:
         converted, records = _convert_coreml(model, path, options, workspace, context, "fp32")
         return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records),
                     converted.attempts)
-    base, label, records, attempts = _fp16_base(model, options, workspace, context)
+    base, label, records, attempts, fp32 = _fp16_base(model, options, workspace, context)
     if scheme == "fp16":
         shutil.copytree(base, path)
-        return Made(path, label, {"scheme": "fp16", "weights": "float16", "activations": "float16"}, tuple(records),
-                    attempts)
+        return Made(path, label, {"scheme": "fp16", "weights": "float16", "activations": "float16", **fp32},
+                    tuple(records), attempts)
+    from deploykit.converters.coreml_common import fp32_ops
     from deploykit.quantize.coreml import compress_coreml
 
     record = compress_coreml(base, path, scheme, context.quantize)
-    return Made(path, f"{label} + {record['engine']}", record, tuple(records), attempts)
+    return Made(path, f"{label} + {record['engine']}", {**record, **fp32, "fp32_ops": fp32_ops(path)}, tuple(records),
+                attempts)
 
 
 def _fp16_base(model, options, workspace, context):
+    """The FLOAT16 conversion every fp16-based Core ML variant starts from, and its fp32 ops: the op types
+    the program declares fp32 (``coreml_common.fp32_ops``), which is what the evaluator computes them in."""
     key = "coreml-fp16"
     if key not in workspace.products:
+        from deploykit.converters.coreml_common import FP32_VARIANCE_OPS, fp32_ops
+
         base = workspace.root / "coreml-fp16" / "base.mlpackage"
         base.parent.mkdir()
         converted, records = _convert_coreml(model, base, options, workspace, context, "fp16")
-        workspace.products[key] = (converted.path, converted.converter, records, converted.attempts)
+        fp32 = {"fp32_ops": fp32_ops(converted.path), "fp32_rule": FP32_VARIANCE_OPS}
+        workspace.products[key] = (converted.path, converted.converter, records, converted.attempts, fp32)
     return workspace.products[key]
 
 
