@@ -101,6 +101,7 @@ def convert(
         workspace.root.mkdir()
         if verify:
             workspace.check = _candidate_check(model, verbose, verify_options)
+            workspace.samples = _parity_samples(model, verify_options)
         with _quiet(verbose, "analysing the source graph"):
             workspace.products["analysis"] = _analysis(model)
         for target in targets:
@@ -192,6 +193,15 @@ def _candidate_check(model, verbose: bool, verify_options: dict):
         return check_candidate(model, Path(path), target, variant, verbose=verbose, **options)
 
     return check
+
+
+def _parity_samples(model, verify_options: dict):
+    from deploykit.parity.verify import artifact_samples
+
+    def samples(path, target):
+        return artifact_samples(model, Path(path), target, **verify_options)
+
+    return samples
 
 
 def _describe_failure(output) -> str:

@@ -56,7 +56,7 @@ def build_entry(entry: Entry, out: Path) -> Path:
     if entry.kind == "onnx":
         (folder / "model.onnx").write_bytes(raw)
     elif entry.kind == "light":
-        _write_light(raw, folder / "model.onnx")
+        _write_light(raw, folder / "model.onnx", entry.name)
     elif entry.kind == "mtcnn":
         inputs = _write_mtcnn(entry, raw, folder)
     else:
@@ -115,7 +115,7 @@ def _input_specs(folder: Path, inputs: list[str]) -> dict[str, tuple[int, ...]]:
     return specs
 
 
-def _write_light(raw: bytes, path: Path) -> None:
+def _write_light(raw: bytes, path: Path, entry_name: str) -> None:
     """Replace every ConstantOfShape weight with a seeded initializer, so the topology computes something.
 
     He-normal for weights (std sqrt(2 / fan_in)), batch-norm scales near 1, variances positive, the rest
@@ -150,22 +150,27 @@ def _write_light(raw: bytes, path: Path) -> None:
     # and leaving weights out of the inputs is what makes them weights rather than model inputs.
     model.ir_version = max(model.ir_version, 4)
     onnx.checker.check_model(model)
-    _calibrate_batchnorms(model)
+    _calibrate_batchnorms(model, entry_name)
     onnx.save(model, str(path))
 
 
-def _calibrate_batchnorms(model) -> None:
+def _calibrate_batchnorms(model, entry_name: str) -> None:
     """Set every BatchNormalization's mean and variance to the statistics of its real input.
 
     With random means and variances a batch norm normalizes nothing: ResNet-50's 16 residual sums then
     double the activations' variance each time, values pass fp16's 65504 and the fp16 variant turns into
     NaN, which a trained network never does. Data-dependent initialisation (the statistics of one seeded
     image-like batch, layer by layer in graph order) gives the activations of a trained network's scale.
+    The batch is the entry's own kind of input (bench/corpus/inputs.py: ImageNet-normalized photos for the
+    zoo), with another seed than data.npz: calibrated on N(0, 1) noise instead, ResNet-50 and ShuffleNet
+    saturated to a one-hot softmax on the photos (bench/results/corpus-inputs.md).
     """
     import numpy as np
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
+
+    from bench.corpus import inputs as corpus_inputs
 
     graph = model.graph
     weights = {t.name: i for i, t in enumerate(graph.initializer)}
@@ -174,7 +179,10 @@ def _calibrate_batchnorms(model) -> None:
         return
     (data,) = [i for i in graph.input]
     shape = [d.dim_value or 1 for d in data.type.tensor_type.shape.dim]
-    batch = np.random.default_rng(1).normal(0.0, 1.0, [4] + shape[1:]).astype(np.float32)
+    if corpus_inputs.family(entry_name) is not None:
+        batch = corpus_inputs.make_inputs(entry_name, {data.name: tuple(shape)}, n=4, seed=1)[data.name]
+    else:
+        batch = np.random.default_rng(1).normal(0.0, 1.0, [4] + shape[1:]).astype(np.float32)
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n.input[0], onnx.TensorProto.FLOAT, None) for n in norms)

@@ -24,6 +24,7 @@ class ConvertOptions:
     coreml_target: str = "iOS16"
     coreml_precision: str = "fp32"  # "fp16" for the base of the fp16 and compressed Core ML variants
     coreml_pipeline: object = None  # a coremltools PassPipeline with deploykit's MIL passes, or None (default)
+    coreml_fp32_layers: tuple[str, ...] = ()  # layers an fp16 program keeps in float32 (quantize.fp16_mixed)
     allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
 
 
@@ -48,6 +49,9 @@ class Workspace:
     # candidate (None with --no-verify). progress: where a ladder shows its attempts.
     check: Callable | None = None
     progress: object = None
+    # samples(artifact_path, target) -> (feeds in the artifact's names and layout, least scale per output):
+    # the parity inputs, for estimates that run an artifact against a modified copy (quantize.fp16_mixed).
+    samples: Callable | None = None
 
 
 ConvertFn = Callable[..., Converted]

@@ -54,13 +54,69 @@ _SQUARE_REDUCTIONS = ("reduce_mean", "reduce_sum")
 _ROOTS = ("sqrt", "rsqrt", "inverse")
 
 
-def fp16_compute_precision():
+def fp16_compute_precision(fp32_layers=()):
     """The ``compute_precision`` of every deploykit fp16 Core ML program: coremltools' FP16ComputePrecision
     (casts at the edges of every op it can type fp16; inputs and outputs stay fp32 at the interface)
-    with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32."""
+    with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32, and the conv / linear /
+    matmul layers whose weight has a fingerprint in ``fp32_layers`` (``weight_fingerprint``; chosen by
+    ``quantize.fp16_mixed``).
+
+    Layers are found by their weight's value, not their name: op names at the fp16 pass are not the
+    saved program's (they are sanitized when saved, and deploykit's shorten_names runs after it)."""
     import coremltools as ct
 
-    return ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
+    kept = frozenset(fp32_layers)
+
+    def selected(op) -> bool:
+        if keeps_fp32(op):
+            return False
+        return not (kept and op.op_type in LAYER_OPS and _op_fingerprint(op) in kept)
+
+    return ct.transform.FP16ComputePrecision(op_selector=selected)
+
+
+LAYER_OPS = ("conv", "conv_transpose", "linear", "matmul")
+
+
+def weight_fingerprint(value) -> tuple:
+    """(size, sum, sum of |w|, sum of w²) of a weight in float64: equal for the same weight in the fp32
+    program and at the fp16 pass, and unchanged by the transposes later passes apply to matmul weights."""
+    import numpy as np
+
+    array = np.asarray(value, dtype=np.float64)
+    return (int(array.size), float(array.sum()), float(np.abs(array).sum()), float(np.square(array).sum()))
+
+
+def _op_fingerprint(op):
+    for name in ("weight", "y", "x"):
+        var = getattr(op, name, None) if name in op.inputs else None
+        value = getattr(var, "val", None) if var is not None else None
+        if value is not None and getattr(value, "ndim", 0) >= 2:
+            return weight_fingerprint(value)
+    return None
+
+
+def fp32_layers(mlmodel_or_path) -> list[str]:
+    """conv / linear / matmul ops (by first output) that an ML Program computes in float32."""
+    from coremltools.proto import MIL_pb2
+
+    fp32 = MIL_pb2.DataType.Value("FLOAT32")
+    spec = _spec(mlmodel_or_path)
+    found = []
+    for function in spec.mlProgram.functions.values() if spec.WhichOneof("Type") == "mlProgram" else ():
+        for op in function.block_specializations[function.opset].operations:
+            if op.type in LAYER_OPS and op.outputs and \
+                    op.outputs[0].type.tensorType.dataType == fp32:
+                found.append(op.outputs[0].name)
+    return found
+
+
+def _spec(mlmodel_or_path):
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(mlmodel_or_path), skip_model_load=True) if isinstance(mlmodel_or_path, (str, Path)) \
+        else mlmodel_or_path
+    return model.get_spec()
 
 
 def keeps_fp32(op) -> bool:
@@ -168,7 +224,7 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
     import coremltools as ct
 
     fp16 = options is not None and options.coreml_precision == "fp16"
-    precision = fp16_compute_precision() if fp16 else ct.precision.FLOAT32
+    precision = fp16_compute_precision(options.coreml_fp32_layers) if fp16 else ct.precision.FLOAT32
     if options is not None and options.coreml_pipeline is not None:
         kwargs["pass_pipeline"] = options.coreml_pipeline
     try:

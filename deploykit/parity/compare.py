@@ -47,6 +47,7 @@ class OutputResult:
     worst_sample: int = 0
     problem: str | None = None  # set when the output could not be compared or failed outright
     layout: str | None = None
+    value_range: tuple[float, float] | None = None  # known from the source graph: errors scale by the range
 
     @property
     def passed(self) -> bool:
@@ -128,6 +129,7 @@ class ParityReport:
             "passed": self.passed, "profile": self.profile, "samples": self.inputs.get("samples"),
             "artifact_runner": self.runners.get("artifact"),
             "outputs": {o.name: {"passed": o.passed, **{k: o.metrics[k] for k in keys if k in o.metrics},
+                                 **({"value_range": list(o.value_range)} if o.value_range else {}),
                                  **({"problem": o.problem} if o.problem else {})} for o in self.outputs},
         }
         if self.problem:
@@ -138,8 +140,14 @@ class ParityReport:
 
 
 def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], profile: Profile,
-                   overrides: dict | None = None, artifact_name: str | None = None, layout: str | None = None) -> OutputResult:
-    """Metrics and verdict of one output over all samples (arrays already in the source's layout)."""
+                   overrides: dict | None = None, artifact_name: str | None = None, layout: str | None = None,
+                   value_range: tuple[float, float] | None = None) -> OutputResult:
+    """Metrics and verdict of one output over all samples (arrays already in the source's layout).
+
+    ``value_range``: the range the source bounds this output to (``parity.ranges``). Its magnitude is
+    then the least scale of max_rel_error and the peak of snr_db (a PSNR), so that a probability near
+    zero is judged as a probability, not against its own tiny peak.
+    """
     shape = tuple(int(d) for d in refs[0].shape)
     nonfinite = {
         "source_nan": sum(M.nan_count(r) for r in refs), "source_inf": sum(M.inf_count(r) for r in refs),
@@ -149,6 +157,10 @@ def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], pr
         return OutputResult(name, artifact_name, shape, {}, (), nonfinite,
                             problem=f"the artifact returns shape {outs[0].shape}, the source {refs[0].shape}", layout=layout)
     per_sample = {m: [fn(r, o) for r, o in zip(refs, outs)] for m, (fn, _) in PER_SAMPLE.items()}
+    if value_range is not None:
+        magnitude = max(abs(value_range[0]), abs(value_range[1]))
+        per_sample["max_rel_error"] = [M.max_rel_error(r, o, magnitude) for r, o in zip(refs, outs)]
+        per_sample["snr_db"] = [M.snr_db(r, o, max(magnitude, M.output_scale(r))) for r, o in zip(refs, outs)]
     values = {m: float(PER_SAMPLE[m][1](v)) for m, v in per_sample.items()}
     values["output_scale"] = max(M.output_scale(r) for r in refs)
     classifier = M.is_classifier_like(shape)
@@ -167,13 +179,15 @@ def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], pr
     if new_nan > 0 or new_inf > 0:
         problem = f"the artifact produced {max(new_nan, 0)} NaN and {max(new_inf, 0)} Inf value(s) the source does not"
     worst = int(np.argmin(per_sample["snr_db"])) if refs else 0
-    return OutputResult(name, artifact_name, shape, values, checks, nonfinite, worst, problem, layout)
+    return OutputResult(name, artifact_name, shape, values, checks, nonfinite, worst, problem, layout,
+                        None if value_range is None else tuple(value_range))
 
 
 def _output_json(o: OutputResult) -> dict[str, Any]:
     return {"name": o.name, "artifact_name": o.artifact_name, "shape": list(o.shape), "passed": o.passed,
             "metrics": o.metrics, "checks": [vars(c) for c in o.checks], "nonfinite": o.nonfinite,
-            "worst_sample": o.worst_sample, "problem": o.problem, "layout": o.layout}
+            "worst_sample": o.worst_sample, "problem": o.problem, "layout": o.layout,
+            **({"value_range": list(o.value_range)} if o.value_range is not None else {})}
 
 
 def _output_from_json(data: dict[str, Any]) -> OutputResult:
@@ -182,6 +196,7 @@ def _output_from_json(data: dict[str, Any]) -> OutputResult:
         checks=tuple(Check(**{**c, "value": _number(c["value"]), "limit": _number(c["limit"])}) for c in data["checks"]),
         nonfinite=data["nonfinite"],
         worst_sample=data["worst_sample"], problem=data["problem"], layout=data["layout"],
+        value_range=tuple(data["value_range"]) if data.get("value_range") else None,
     )
 
 

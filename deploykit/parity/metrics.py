@@ -54,14 +54,15 @@ def output_scale(reference) -> float:
     return float(np.abs(finite).max()) if finite.size else 0.0
 
 
-def max_rel_error(reference, actual) -> float:
+def max_rel_error(reference, actual, scale_floor: float = 0.0) -> float:
     """max |reference - actual| / max |reference|: the worst error as a fraction of the output's scale.
 
     Unlike an element-wise relative error it does not blow up on values near zero (a logit of
     1e-6 off by 1e-6 is not a 100 % error of the model). An all-zero reference gives the
-    absolute error (the scale is taken as 1).
+    absolute error (the scale is taken as 1). ``scale_floor``: the least scale, for outputs whose
+    range is known (a probability's is 1, ``parity.ranges``).
     """
-    scale = output_scale(reference)
+    scale = max(output_scale(reference), scale_floor)
     return max_abs_error(reference, actual) / (scale if scale > SCALE_FLOOR else 1.0)
 
 
@@ -75,11 +76,15 @@ def cosine_similarity(reference, actual) -> float:
     return float(np.clip(np.dot(ref, act) / norm, -1.0, 1.0))
 
 
-def snr_db(reference, actual) -> float:
-    """Signal-to-noise ratio 10·log10(Σ reference² / Σ (reference - actual)²) in dB; +inf when identical."""
+def snr_db(reference, actual, peak: float | None = None) -> float:
+    """Signal-to-noise ratio 10·log10(Σ reference² / Σ (reference - actual)²) in dB; +inf when identical.
+
+    With ``peak`` (an output of known range) it is the peak SNR used for images: the signal is
+    ``size · peak²``, so a near-zero probability map is not scored as if its noise were the signal's.
+    """
     ref, act = _pair(reference, actual)
     noise = float(np.square(_finite_diff(ref, act)).sum())
-    signal = float(np.square(np.nan_to_num(ref)).sum())
+    signal = float(ref.size * peak ** 2) if peak is not None else float(np.square(np.nan_to_num(ref)).sum())
     if noise == 0.0:
         return math.inf
     if signal == 0.0 or math.isinf(noise):

@@ -71,6 +71,10 @@ def print_report(report, console=None, verbose: bool = False) -> None:
     console.print(f"profile {report.profile}: {report.profile_origin}")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")
+    bounded = [o for o in report.outputs if o.value_range]
+    if bounded:
+        names = ", ".join(f"{o.name} [{o.value_range[0]:g}, {o.value_range[1]:g}]" for o in bounded)
+        console.print(f"[dim]errors scaled by the range the source bounds them to: {names}[/]")
     if verbose or not report.passed:
         for output in report.outputs:
             if output.problem:

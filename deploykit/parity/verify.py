@@ -21,6 +21,7 @@ from deploykit.parity.compare import Localization, ParityReport, compare_output
 from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
 from deploykit.parity.layout import bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
+from deploykit.parity.ranges import bounded_outputs
 from deploykit.progress import NullProgress
 from deploykit.types import REPORT_FILENAME, Artifact, SourceModel
 
@@ -67,6 +68,26 @@ def check_candidate(model: SourceModel, path: Path, target: str, variant: str = 
     return _verify(model, path, target, None, **options)
 
 
+def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int = 4, samples=8, data=None, mean=None,
+                     std=None, data_layout=None, seed=0, **_unused) -> tuple[list[dict], dict[str, float]]:
+    """The first ``limit`` parity inputs in ``path``'s own names and layout, and the least scale of each
+    artifact output (the magnitude of the range the source bounds it to, else 0): what an estimate that
+    compares the artifact with a modified copy of itself needs (``quantize.fp16_mixed``)."""
+    from deploykit.runners import runner_for_artifact
+
+    with contextlib.ExitStack() as stack:
+        art = runner_for_artifact(path, target)
+        stack.enter_context(art)
+        in_bind = bind(model.inputs, art.input_specs, {})
+        out_bind = bind(model.outputs, art.output_specs, {})
+        feeds = _inputs(model, art, in_bind, samples=min(samples, limit), data=data, mean=mean, std=std,
+                        data_layout=data_layout, seed=seed)
+    ranges = bounded_outputs(model)
+    floors = {b.artifact: max(map(abs, ranges[b.source])) if b.source in ranges else 0.0 for b in out_bind if not b.problem}
+    return ([{b.artifact: b.to_artifact(sample[b.source]) for b in in_bind} for sample in feeds.samples[:limit]],
+            floors)
+
+
 def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | None, *, samples=8, data=None, mean=None,
             std=None, data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
             verbose=False) -> ParityReport:
@@ -97,12 +118,14 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
             refs = [src.infer(sample) for sample in feeds.samples]
             outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
         results = []
+        ranges = bounded_outputs(model)
         for b in out_bind:
             if b.problem:
                 results.append(_missing(b, refs))
                 continue
             results.append(compare_output(b.source, [r[b.source] for r in refs], [b.to_source(o[b.artifact]) for o in outs],
-                                          chosen, tolerances, artifact_name=b.artifact, layout=b.note))
+                                          chosen, tolerances, artifact_name=b.artifact, layout=b.note,
+                                          value_range=ranges.get(b.source)))
         location = None
         failed = [r for r in results if not r.passed]
         if localize and failed:

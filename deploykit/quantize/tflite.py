@@ -21,8 +21,10 @@ from deploykit.errors import ConversionError
 _FLOAT32, _FLOAT16, _INT8, _INT4 = 0, 1, 9, 17
 
 
-def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibration) -> dict:
-    """Write the ``scheme`` variant of the fp32 ``base`` to ``out_path``; return its quantization record."""
+def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibration, fp32_layers=()) -> dict:
+    """Write the ``scheme`` variant of the fp32 ``base`` to ``out_path``; return its quantization record.
+
+    ``fp32_layers``: output tensor names of ops left in float besides --keep-float's (fp16_mixed's choice)."""
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -34,7 +36,7 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     engine = quantizer.Quantizer(str(base))
     engine.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                       op_config=config, algorithm_key=algorithm)
-    kept = kept_float_tensors(base.read_bytes(), options.keep_float)
+    kept = tuple(dict.fromkeys(kept_float_tensors(base.read_bytes(), options.keep_float) + tuple(fp32_layers)))
     for name in kept:  # ai-edge-quantizer scopes an op by its output names, each followed by ";"
         engine.update_quantization_recipe(regex=f"^{re.escape(name)};", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                           algorithm_key=AlgorithmName.NO_QUANTIZE)

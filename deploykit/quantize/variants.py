@@ -54,12 +54,27 @@ def _tflite(model, scheme, path, options, workspace, context) -> Made:
 
     base, label, records = workspace.products["tflite-fp32"]
     record = quantize_tflite(base, path, scheme, context.quantize, context.calibration)
-    return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records))
+    if scheme != "fp16":
+        return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records))
+    from deploykit.quantize.fp16_rescue import rescue_fp16
+
+    remade = {}
+
+    def remake(kept, out):
+        remade[out] = quantize_tflite(base, out, scheme, context.quantize, context.calibration, fp32_layers=kept)
+
+    rescued = rescue_fp16("tflite", path, base, remake, workspace, f"{label} + ai-edge-quantizer")
+    if rescued.kept:
+        record = next(iter(remade.values()))
+    if rescued.mixed is not None:
+        record = {**record, "mixed_precision": rescued.mixed}
+    return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records), rescued.attempts)
 
 
 def _coreml(model, scheme, path, options, workspace, context) -> Made:
     if scheme == "fp32":
         converted, records = _convert_coreml(model, path, options, workspace, context, "fp32")
+        workspace.products["coreml-fp32-artifact"] = converted.path  # what an fp16 estimate starts from
         return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records),
                     converted.attempts)
     base, label, records, attempts, fp32 = _fp16_base(model, options, workspace, context)
@@ -85,9 +100,29 @@ def _fp16_base(model, options, workspace, context):
         base = workspace.root / "coreml-fp16" / "base.mlpackage"
         base.parent.mkdir()
         converted, records = _convert_coreml(model, base, options, workspace, context, "fp16")
-        fp32 = {"fp32_ops": fp32_ops(converted.path), "fp32_rule": FP32_VARIANCE_OPS}
-        workspace.products[key] = (converted.path, converted.converter, records, converted.attempts, fp32)
+        attempts, mixed = converted.attempts, {}
+        fp32_artifact = workspace.products.get("coreml-fp32-artifact")
+        if fp32_artifact is not None:
+            attempts, mixed = _mixed_coreml(model, converted, fp32_artifact, options, workspace, context)
+        fp32 = {"fp32_ops": fp32_ops(converted.path), "fp32_rule": FP32_VARIANCE_OPS, **mixed}
+        workspace.products[key] = (converted.path, converted.converter, records, attempts, fp32)
     return workspace.products[key]
+
+
+def _mixed_coreml(model, converted, fp32_artifact: Path, options, workspace, context):
+    """(attempts, record entries): the fp16 base, made again with layers in float32 if it fails (fp16_rescue)."""
+    from deploykit.converters.coreml_common import fp32_layers
+    from deploykit.quantize.fp16_rescue import rescue_fp16
+
+    def remake(kept, out):
+        _convert_coreml(model, out, dataclasses.replace(options, coreml_fp32_layers=tuple(kept)), workspace, context, "fp16")
+
+    rescued = rescue_fp16("coreml", converted.path, fp32_artifact, remake, workspace, converted.converter,
+                          report=converted.parity)
+    if rescued.mixed is None:
+        return converted.attempts, {}
+    return converted.attempts + rescued.attempts[1:], {"mixed_precision": rescued.mixed,
+                                                       "fp32_layers": fp32_layers(converted.path)}
 
 
 def _convert_coreml(model, path: Path, options, workspace, context, precision: str):

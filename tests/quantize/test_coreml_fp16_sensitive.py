@@ -74,7 +74,8 @@ def test_plain_fp16_fails_and_the_fp32_variance_passes(built):
     assert fixed_report
     bad = plain_report.outputs[0].metrics
     good = fixed_report.outputs[0].metrics
-    assert bad["cosine_similarity"] < 0.99 and bad["snr_db"] < 20, bad  # broken, not drifting
+    # Broken, not drifting (a softmax is bounded: its SNR is a peak SNR against the range, parity.ranges)
+    assert bad["cosine_similarity"] < 0.99 and bad["max_rel_error"] > 0.1, bad
     assert good["max_rel_error"] < 1e-2 and good["snr_db"] > 50, good  # within the old fp16 bound too
 
 

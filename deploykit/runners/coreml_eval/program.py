@@ -159,23 +159,27 @@ def _kind(dtype) -> str:
 
 
 def run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool = False,
-        threads: int | None = 1):
+        threads: int | None = 1, fp16_results=None):
     """Outputs by model output name, and (if asked) every op result by MIL name, public dtypes.
 
     ``threads`` caps BLAS threads while running (None: leave BLAS as configured). One is the
     default because the per-layer matrix products are small: on 2 shared cores a multi-threaded
     OpenBLAS spent most of its time spinning (MobileNetV2 224: 0.6 s with 2 threads under load,
     0.05 s with 1).
+
+    ``fp16_results``: a predicate on an op; the float32 results of the main block's ops it accepts are
+    rounded to fp16, which is how an fp32 program is made to estimate its fp16 conversion
+    (``quantize.fp16_mixed``: the evaluator emulates declared fp16 the same way, by rounding results).
     """
     with blas_threads(threads):
-        return _run(program, feeds, keep_intermediates)
+        return _run(program, feeds, keep_intermediates, fp16_results)
 
 
-def _run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool):
+def _run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: bool, fp16_results=None):
     env: dict[str, Any] = dict(program.constants)
     env.update(check_feeds(program, feeds))
     intermediates: dict[str, np.ndarray] | None = {} if keep_intermediates else None
-    _run_steps(program.steps, program.frees, env, program.version, intermediates)
+    _run_steps(program.steps, program.frees, env, program.version, intermediates, fp16_results)
     outputs = {name: public(env[decl.name], decl.dtype) for name, decl in zip(program.output_names, program.outputs)}
     if not keep_intermediates:
         return outputs, None
@@ -183,11 +187,14 @@ def _run(program: Program, feeds: Mapping[str, np.ndarray], keep_intermediates: 
     return outputs, {name: public(v, decls[name].dtype) for name, v in intermediates.items()}
 
 
-def _run_steps(steps, frees, env, version: int, intermediates: dict | None = None) -> None:
+def _run_steps(steps, frees, env, version: int, intermediates: dict | None = None, fp16_results=None) -> None:
     """Execute ``steps`` into ``env``; with ``intermediates`` given, record results and free nothing."""
     for index, node in enumerate(steps):
         impl = ops.lookup(node.type, node.outputs[0].name)
+        rounding = fp16_results is not None and fp16_results(node)
         for name, value in _execute(node, impl.fn, env, version).items():
+            if rounding and isinstance(value, np.ndarray) and value.dtype == np.float32:
+                value = value.astype(np.float16).astype(np.float32)
             env[name] = value
             if intermediates is not None:
                 intermediates[name] = value

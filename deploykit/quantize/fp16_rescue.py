@@ -1,0 +1,89 @@
+"""When an fp16 variant fails its parity profile: make it again with the layers ``fp16_mixed`` chooses
+kept in float32, and keep that one if it passes.
+
+The plain fp16 candidate and the mixed one are both attempts in the artifact's record (``attempts``),
+with their parity; the mixed choice (layers, estimates, cost) is ``quantization.mixed_precision``.
+Without parity checking (``--no-verify``) nothing is estimated: there is no failure to react to.
+When the mixed candidate fails too, or no layer lowers the estimate, the plain candidate stays and
+the pipeline reports its parity failure as usual (exit 1), the record saying what was tried.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from deploykit.converters.ladder import Attempt
+
+
+@dataclass(frozen=True)
+class Rescued:
+    path: Path
+    kept: tuple[str, ...]  # empty when the plain candidate stays
+    mixed: dict | None  # MixedPrecision.to_json() plus the verdict, or None when nothing was tried
+    attempts: tuple[Attempt, ...]
+
+
+def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple[str, ...], Path], None],
+                workspace, converter: str, report=None) -> Rescued:
+    """``candidate`` is the all-fp16 artifact; ``remake(keys, path)`` writes one with the layers ``keys``
+    identify (the estimator's ``selector_keys``) in float32.
+
+    ``report`` is the candidate's fp16 ParityReport when the caller has it already."""
+    from deploykit.parity.profiles import get_profile
+    from deploykit.quantize.fp16_mixed import choose_layers
+
+    check = getattr(workspace, "check", None)
+    if check is None or workspace.samples is None:
+        return Rescued(candidate, (), None, ())
+    started = time.perf_counter()
+    report = report if report is not None else check(candidate, target, "fp16")
+    plain = Attempt("fp16", converter, _since(started), "kept" if report else "parity-failed", parity=report.to_summary())
+    if report:
+        return Rescued(candidate, (), None, ())
+    started = time.perf_counter()
+    feeds, floors = workspace.samples(fp32_artifact, target)
+    estimator = _estimator(target, fp32_artifact, feeds, floors)
+    bound = next(t.limit for t in get_profile("fp16").thresholds if t.metric == "max_rel_error")
+    choice = choose_layers(estimator, bound, workspace.progress)
+    mixed = {**choice.to_json(), "layers": len(estimator.layers)}
+    if not choice.kept:
+        mixed["verdict"] = "no layer kept in float32 lowers the estimated error"
+        return Rescued(candidate, (), mixed, (plain,))
+    attempt_path = candidate.with_name(f"{candidate.stem}.mixed{candidate.suffix}")
+    remake(estimator.selector_keys(choice.kept), attempt_path)
+    second = check(attempt_path, target, "fp16")
+    name = f"fp16 + {len(choice.kept)} float32 layer(s)"
+    mixed["verdict"] = "passed" if second else "parity failed"
+    tried = (plain, Attempt(name, converter, _since(started), "kept" if second else "parity-failed",
+                            parity=second.to_summary()))
+    if not second:
+        _remove(attempt_path)
+        return Rescued(candidate, (), mixed, tried)
+    _remove(candidate)
+    attempt_path.rename(candidate)
+    return Rescued(candidate, choice.kept, mixed, tried)
+
+
+def _estimator(target: str, fp32_artifact: Path, feeds, floors):
+    if target == "tflite":
+        from deploykit.quantize.fp16_estimate_tflite import TFLiteFp16Estimate
+
+        return TFLiteFp16Estimate(fp32_artifact, feeds, floors)
+    from deploykit.quantize.fp16_estimate_coreml import CoreMLFp16Estimate
+
+    return CoreMLFp16Estimate(fp32_artifact, feeds, floors)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)

@@ -1,0 +1,117 @@
+"""Mixed fp16: a model whose fp16 variant fails because of one layer gets that layer kept in float32.
+
+The model: inputs scaled by 1000 (and a ReLU), then a fully-connected layer whose weights are ~5e-7 (below fp16's
+smallest normal number, 6.1e-5: rounded to fp16 they keep 3-4 significant bits: 3 % off at its output), then three ordinary
+layers. Its activations stay in fp16's normal range, so only that one weight tensor breaks fp16.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploykit.errors import ParityError
+from deploykit.pipeline import convert
+from deploykit.quantize import fp16_mixed
+
+WIDTH = 64
+
+
+def _model(path):
+    rng = np.random.default_rng(0)
+    weights = {
+        "tiny": rng.normal(0.0, 5e-7, (WIDTH, WIDTH)),  # the layer fp16 cannot hold
+        "w2": rng.normal(0.0, 1.0 / np.sqrt(WIDTH), (WIDTH, WIDTH)) * 100,
+        "w3": rng.normal(0.0, 1.0 / np.sqrt(WIDTH), (WIDTH, WIDTH)),
+        "w4": rng.normal(0.0, 1.0 / np.sqrt(WIDTH), (10, WIDTH)),
+    }
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    inits += [numpy_helper.from_array(np.zeros(n, np.float32), f"b{i}") for i, n in enumerate((WIDTH, WIDTH, WIDTH, 10))]
+    inits.append(numpy_helper.from_array(np.array(1000.0, np.float32), "gain"))
+    nodes = [
+        helper.make_node("Mul", ["x", "gain"], ["scaled"]),
+        helper.make_node("Relu", ["scaled"], ["a0"]),  # so no converter folds the gain into the weights
+        helper.make_node("Gemm", ["a0", "tiny", "b0"], ["h1"], transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"]),
+        helper.make_node("Gemm", ["a1", "w2", "b1"], ["h2"], transB=1),
+        helper.make_node("Relu", ["h2"], ["a2"]),
+        helper.make_node("Gemm", ["a2", "w3", "b2"], ["h3"], transB=1),
+        helper.make_node("Relu", ["h3"], ["a3"]),
+        helper.make_node("Gemm", ["a3", "w4", "b3"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "tiny_weights", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fp16_mixed")
+    source = _model(folder / "tiny_weights.onnx")
+    convert(source, to=["tflite", "coreml"], out=folder / "out", quantize="fp16")  # raises ParityError if fp16 fails
+    record = json.loads((folder / "out" / "deploykit-report.json").read_text())
+    return folder, source, {(a["target"], a["variant"]): a for a in record["artifacts"]}
+
+
+@pytest.mark.parametrize("target", ["tflite", "coreml"])
+def test_the_one_sensitive_layer_is_kept_in_float32(converted, target):
+    _, _, artifacts = converted
+    fp16 = artifacts[(target, "fp16")]
+    plain, mixed = fp16["attempts"][-2:]
+    assert plain["outcome"] == "parity-failed"
+    assert plain["parity"]["outputs"]["logits"]["max_rel_error"] > 0.01  # all-fp16 misses the fp16 profile
+    assert mixed["outcome"] == "kept" and mixed["name"] == "fp16 + 1 float32 layer(s)"
+    chosen = fp16["quantization"]["mixed_precision"]
+    assert chosen["verdict"] == "passed" and len(chosen["kept_float32"]) == 1
+    assert chosen["estimated_max_rel_error"]["all_fp16"] > 0.01 > chosen["estimated_max_rel_error"]["mixed"]
+    assert fp16["parity"]["passed"] and fp16["parity"]["outputs"]["logits"]["max_rel_error"] <= 0.01
+    # Still an fp16 artifact: one 64x64 layer of four stays float32.
+    assert fp16["size_bytes"] < 0.75 * artifacts[(target, "fp32")]["size_bytes"]
+
+
+def test_coreml_keeps_exactly_the_first_layer(converted):
+    _, _, artifacts = converted
+    quantization = artifacts[("coreml", "fp16")]["quantization"]
+    assert len(quantization["fp32_layers"]) == 1
+    assert quantization["fp32_layers"][0].startswith(quantization["mixed_precision"]["kept_float32"][0])
+
+
+def test_without_parity_checking_nothing_is_rescued(converted, tmp_path):
+    _, source, _ = converted
+    convert(source, to=["tflite"], out=tmp_path / "out", quantize="fp16", verify=False)
+    record = json.loads((tmp_path / "out" / "deploykit-report.json").read_text())
+    fp16 = next(a for a in record["artifacts"] if a["variant"] == "fp16")
+    assert "mixed_precision" not in fp16["quantization"] and not fp16["attempts"]
+
+
+def test_a_model_no_layer_can_save_still_fails(tmp_path, monkeypatch):
+    """With the search allowed no layer, the fp16 failure is reported as before, with what was tried."""
+    monkeypatch.setattr(fp16_mixed, "MAX_LAYERS", 0)
+    source = _model(tmp_path / "tiny_weights.onnx")
+    with pytest.raises(ParityError):
+        convert(source, to=["tflite"], out=tmp_path / "out", quantize="fp16")
+    record = json.loads((tmp_path / "out" / "deploykit-report.json").read_text())
+    fp16 = next(a for a in record["artifacts"] if a["variant"] == "fp16")
+    assert fp16["parity"]["passed"] is False
+    assert fp16["quantization"]["mixed_precision"]["kept_float32"] == []
+
+
+class _Additive:
+    """Each layer adds its own error; layer "c" alone carries most of it."""
+
+    layers = ("a", "b", "c", "d")
+    cost = {"a": 0.002, "b": 0.001, "c": 0.02, "d": 0.003}
+
+    def error(self, kept):
+        return sum(v for k, v in self.cost.items() if k not in kept)
+
+
+def test_greedy_search_stops_once_under_target():
+    choice = fp16_mixed.choose_layers(_Additive(), bound=0.01)
+    assert choice.kept == ("c",)  # 0.026 -> 0.006, exactly the 0.6 x bound target
+    assert choice.plain_error == pytest.approx(0.026) and choice.reached
