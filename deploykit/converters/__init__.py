@@ -24,7 +24,7 @@ class ConvertOptions:
     coreml_target: str = "iOS16"
     coreml_precision: str = "fp32"  # "fp16" for the base of the fp16 and compressed Core ML variants
     coreml_pipeline: object = None  # a coremltools PassPipeline with deploykit's MIL passes, or None (default)
-    coreml_fp32_layers: tuple[str, ...] = ()  # layers an fp16 program keeps in float32 (quantize.fp16_mixed)
+    coreml_fp32_ops: tuple[str, ...] = ()  # ops (saved names) an fp16 program keeps in float32 (quantize.fp16_mixed)
     allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
 
 

@@ -54,23 +54,19 @@ _SQUARE_REDUCTIONS = ("reduce_mean", "reduce_sum")
 _ROOTS = ("sqrt", "rsqrt", "inverse")
 
 
-def fp16_compute_precision(fp32_layers=()):
+def fp16_compute_precision(fp32_ops=()):
     """The ``compute_precision`` of every deploykit fp16 Core ML program: coremltools' FP16ComputePrecision
     (casts at the edges of every op it can type fp16; inputs and outputs stay fp32 at the interface)
-    with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32, and the conv / linear /
-    matmul layers whose weight has a fingerprint in ``fp32_layers`` (``weight_fingerprint``; chosen by
-    ``quantize.fp16_mixed``).
-
-    Layers are found by their weight's value, not their name: op names at the fp16 pass are not the
-    saved program's (they are sanitized when saved, and deploykit's shorten_names runs after it)."""
+    with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32, and the ops whose saved
+    name (first output) is in ``fp32_ops`` (chosen by ``quantize.fp16_mixed``) with their weights."""
     import coremltools as ct
 
-    kept = frozenset(fp32_layers)
+    kept = frozenset(fp32_ops)
 
     def selected(op) -> bool:
         if keeps_fp32(op):
             return False
-        return not (kept and op.op_type in LAYER_OPS and _op_fingerprint(op) in kept)
+        return not (kept and op.outputs and saved_name_in(op.outputs[0].name, kept))
 
     return ct.transform.FP16ComputePrecision(op_selector=selected)
 
@@ -78,22 +74,19 @@ def fp16_compute_precision(fp32_layers=()):
 LAYER_OPS = ("conv", "conv_transpose", "linear", "matmul")
 
 
-def weight_fingerprint(value) -> tuple:
-    """(size, sum, sum of |w|, sum of w²) of a weight in float64: equal for the same weight in the fp32
-    program and at the fp16 pass, and unchanged by the transposes later passes apply to matmul weights."""
-    import numpy as np
+def saved_name_in(name: str, saved: frozenset) -> bool:
+    """Whether the op output ``name`` (as the fp16 pass sees it) is saved under one of ``saved``.
 
-    array = np.asarray(value, dtype=np.float64)
-    return (int(array.size), float(array.sum()), float(np.abs(array).sum()), float(np.square(array).sum()))
+    Names change after the pass: the serializer replaces characters outside [A-Za-z0-9_] with "_"
+    (coremltools' NameSanitizer) and deploykit's shorten_names then drops a prefix the names share
+    (``p2o.pd_op.conv2d.0.0`` is saved as ``op_conv2d_0_0``), so a saved name is the sanitized name or
+    one of its suffixes that starts after a "_"."""
+    import re
 
-
-def _op_fingerprint(op):
-    for name in ("weight", "y", "x"):
-        var = getattr(op, name, None) if name in op.inputs else None
-        value = getattr(var, "val", None) if var is not None else None
-        if value is not None and getattr(value, "ndim", 0) >= 2:
-            return weight_fingerprint(value)
-    return None
+    clean = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    if clean in saved:
+        return True
+    return any(clean[i + 1:] in saved for i, char in enumerate(clean) if char == "_")
 
 
 def fp32_layers(mlmodel_or_path) -> list[str]:
@@ -224,7 +217,7 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
     import coremltools as ct
 
     fp16 = options is not None and options.coreml_precision == "fp16"
-    precision = fp16_compute_precision(options.coreml_fp32_layers) if fp16 else ct.precision.FLOAT32
+    precision = fp16_compute_precision(options.coreml_fp32_ops) if fp16 else ct.precision.FLOAT32
     if options is not None and options.coreml_pipeline is not None:
         kwargs["pass_pipeline"] = options.coreml_pipeline
     try:

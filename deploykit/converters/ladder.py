@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploykit.errors import ConversionError, DeployKitError
+from deploykit.errors import ConversionError, DeployKitError, InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ def climb(rungs: list[Rung], out_path: Path, target: str, workspace, progress=No
                 report = check(candidate, target, variant) if check is not None else None
                 if report is not None and not report:
                     raise _ParityFailed(report)
+        except (UsageError, InputError):
+            _remove(candidate)
+            raise  # the user's input is at fault (e.g. --data that does not fit): no other rung can fix it
         except _ParityFailed as failed:
             attempts.append(Attempt(rung.name, rung.converter, _since(started), "parity-failed",
                                     parity=failed.report.to_summary()))

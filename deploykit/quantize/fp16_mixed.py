@@ -39,6 +39,9 @@ class Estimator(Protocol):
     def error(self, kept: frozenset[str]) -> float:
         """max_rel_error of the emulated fp16 artifact (``kept`` in float32) against the fp32 artifact."""
 
+    def selector_keys(self, kept) -> tuple:
+        """What the variant's maker identifies the kept units by."""
+
 
 @dataclass(frozen=True)
 class MixedPrecision:
@@ -63,7 +66,8 @@ class MixedPrecision:
 
 
 def choose_layers(estimator: Estimator, bound: float, progress=None) -> MixedPrecision:
-    """The fewest layers (greedy, at most ``MAX_LAYERS``) whose float32 brings the estimate under target."""
+    """The fewest layers (greedy, at most ``MAX_LAYERS`` or the estimator's ``max_kept``) whose float32
+    brings the estimate under target."""
     from deploykit.progress import NullProgress
 
     progress = progress or NullProgress()
@@ -76,8 +80,9 @@ def choose_layers(estimator: Estimator, bound: float, progress=None) -> MixedPre
     kept: list[str] = []
     steps: list[tuple[str, float]] = []
     best = plain
+    limit = min(MAX_LAYERS, getattr(estimator, "max_kept", MAX_LAYERS))
     with progress.step("Choosing the layers to keep in float32"):
-        while best > TARGET * bound and len(kept) < MAX_LAYERS and len(kept) < len(candidates):
+        while best > TARGET * bound and len(kept) < limit and len(kept) < len(candidates):
             scored = sorted((estimator.error(frozenset(kept + [layer])), index, layer)
                             for index, layer in enumerate(candidates) if layer not in kept)
             evaluations += len(scored)

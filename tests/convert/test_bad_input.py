@@ -243,3 +243,19 @@ def test_unknown_target_and_deployment_target(model_dir, tmp_path):
         deploykit.convert(save_keras("mobilenet", model_dir), to="tfjs", out=tmp_path / "out")
     with pytest.raises(UsageError, match="deployment target"):
         deploykit.convert(save_keras("mobilenet", model_dir), coreml_target="iOS9", out=tmp_path / "out")
+
+
+def test_data_that_does_not_fit_is_not_retried_by_other_rungs(model_dir, tmp_path):
+    """--data of the wrong shape is the user's error: the ladder stops at it instead of trying the fallback route."""
+    import numpy as np
+
+    from tests.conftest import TORCH_SHAPE
+
+    source = save_onnx("mobilenet", model_dir)
+    data = tmp_path / "data.npz"
+    wrong = (2,) + tuple(TORCH_SHAPE[1:-1]) + (TORCH_SHAPE[-1] + 3,)
+    np.savez(data, image=np.zeros(wrong, np.float32))
+    with pytest.raises(InputError, match="the data has") as info:
+        deploykit.convert(source, to="coreml", out=tmp_path / "out", verify_options={"data": str(data)})
+    assert "also tried" not in info.value.message
+    assert_nothing_written(tmp_path / "out")
