@@ -198,8 +198,8 @@ def _candidate_check(model, verbose: bool, verify_options: dict):
 def _parity_samples(model, verify_options: dict):
     from deploykit.parity.verify import artifact_samples
 
-    def samples(path, target):
-        return artifact_samples(model, Path(path), target, **verify_options)
+    def samples(path, target, prefer=()):
+        return artifact_samples(model, Path(path), target, prefer=prefer, **verify_options)
 
     return samples
 

@@ -2,6 +2,10 @@
 write ``bench/results/corpus.md`` (and ``corpus.json``): model x path -> converted, parity, attempts, error.
 
     .venv/bin/python -m bench.corpus.run [--only NAME,...] [--small] [--targets tflite,coreml] [--tag after]
+    .venv/bin/python -m bench.corpus.run --merge after-tflite,after-coreml --tag after   # one table from two runs
+
+Two runs with one target each (``--targets tflite`` / ``--targets coreml``) use both cores of a 2-core
+machine; ``--merge`` joins their results in corpus order.
 
 Each (source file, target) is its own ``deploykit convert SOURCE --to TARGET --quantize fp16`` run, so
 one path's failure cannot hide another's result. fp32 passes when its parity passes (max error relative
@@ -88,17 +92,26 @@ def write_results(rows: list[dict], tag: str) -> None:
     lines = [f"# Corpus: every model through every path ({tag})", "",
              f"{len(ok32)} of {len(rows)} (model, source format, target) pairs converted and passed fp32 parity; "
              f"{len(ok16)} passed fp16 as well.", "",
-             "| model | source | target | fp32 | max rel err | fp16 | converter | attempts | s | error |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| model | source | target | fp32 | max rel err | fp16 | fp16 max rel err | converter | attempts | s | error |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         fp32, fp16 = r.get("fp32") or {}, r.get("fp16") or {}
-        err = fp32.get("max_rel_error")
+        err, err16 = fp32.get("max_rel_error"), fp16.get("max_rel_error")
         attempts = fp32.get("attempts") or []
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            r["model"], r["format"], r["target"], _mark(fp32), "" if err is None else f"{err:.1e}", _mark(fp16),
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["model"], r["format"], r["target"], _mark(fp32), "" if err is None else f"{err:.1e}",
+            _mark(fp16) + _mixed(fp16), "" if err16 is None else f"{err16:.1e}",
             fp32.get("converter") or "", len(attempts) if attempts else "", r["seconds"],
             (r.get("error") or "").replace("|", "/")[:200]))
     (RESULTS / f"corpus-{tag}.md").write_text("\n".join(lines) + "\n")
+
+
+def _mixed(variant: dict) -> str:
+    """" (mixed: ...)" when the fp16 variant kept was the one with layers in float32 (quantize.fp16_mixed)."""
+    for attempt in variant.get("attempts") or []:
+        if attempt.get("outcome") == "kept" and "float32" in attempt.get("name", ""):
+            return f" (mixed: {attempt['name'].removeprefix('fp16 + ')})"
+    return ""
 
 
 def _mark(variant: dict) -> str:
@@ -114,8 +127,15 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", default="tflite,coreml")
     parser.add_argument("--tag", default="after", help="results file suffix: corpus-<tag>.md")
     parser.add_argument("--models", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--merge", help="comma-separated tags of finished runs to join into corpus-<tag>.md")
     parser.add_argument("extra", nargs="*", help="extra deploykit convert flags (after --)")
     args = parser.parse_args(argv)
+    if args.merge:
+        rows = [row for tag in args.merge.split(",") for row in json.loads((RESULTS / f"corpus-{tag}.json").read_text())]
+        order = {e.name: i for i, e in enumerate(ENTRIES)}
+        rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["format"], r["target"]))
+        write_results(rows, args.tag)
+        return 0
     only = set(args.only.split(",")) if args.only else None
     folders = build(args.models, only, args.small)
     rows = []

@@ -49,7 +49,7 @@ class Workspace:
     # candidate (None with --no-verify). progress: where a ladder shows its attempts.
     check: Callable | None = None
     progress: object = None
-    # samples(artifact_path, target) -> (feeds in the artifact's names and layout, least scale per output):
+    # samples(artifact_path, target, prefer=()) -> (feeds in the artifact's names and layout, least scale per output):
     # the parity inputs, for estimates that run an artifact against a modified copy (quantize.fp16_mixed).
     samples: Callable | None = None
 

@@ -98,7 +98,8 @@ def _convert(source, prepared_path: Path, settings, folder: Path, workspace, add
     without a shape mismatch gives it nothing to do (the rung below made that very candidate)."""
     import onnx
 
-    from deploykit.converters.onnx2tf_remedies import MAX_LAYOUT_FIXES, apply_rewrites, layout_fixes, write_replacements
+    from deploykit.converters.onnx2tf_remedies import MAX_LAYOUT_FIXES, layout_fixes, write_replacements
+    from deploykit.converters.onnx_rewrites import apply_rewrites
 
     started = time.perf_counter()
     copy = folder / "model" / "model.onnx"

@@ -30,6 +30,7 @@ SEGMENTS = 16
 
 class CoreMLFp16Estimate:
     max_kept = SEGMENTS // 4  # a quarter of the program in float32 at most
+    unit = "segment"
 
     def __init__(self, package: Path, feeds: list[dict], floors: dict[str, float]):
         from deploykit.runners.coreml_eval import load_program

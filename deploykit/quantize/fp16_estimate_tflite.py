@@ -22,6 +22,8 @@ _FLOAT32 = 0
 
 
 class TFLiteFp16Estimate:
+    unit = "layer"
+
     def __init__(self, base: Path, feeds: list[dict], floors: dict[str, float]):
         from deploykit.passes import tflite_graph
 

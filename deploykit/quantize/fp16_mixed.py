@@ -10,16 +10,19 @@ bound 0.01; bench/results/corpus.md). coremltools documents the remedy for Core 
    weights rounded to fp16 in a copy of the flatbuffer, as ai-edge-quantizer's float casting does;
    Core ML: every float constant and every op result rounded, as the evaluator emulates an fp16
    program) on a few parity inputs, against the fp32 artifact itself.
-2. Each layer is scored by the error left when it alone stays float32; the ``CANDIDATES`` best are
-   then added greedily, each step keeping the layer that lowers the estimate most, until the estimate
-   is at most ``TARGET`` of the profile's max_rel_error bound or ``MAX_LAYERS`` are kept.
-3. The variant is made again with those layers in float32 and checked with the real parity check.
-   The record lists the layers, the estimates and the verdict (``quantization.mixed_precision``).
+2. The units that can stay float32 are TFLite layers and Core ML program segments (runs of ops:
+   ``fp16_estimate_coreml`` says why). Each is scored by the error left when it alone stays float32;
+   the ``CANDIDATES`` best are then added greedily, each step keeping the unit that lowers the estimate
+   most, until the estimate is at most ``TARGET`` of the profile's max_rel_error bound or the budget
+   (``MAX_LAYERS``, or the estimator's ``max_kept``) is spent.
+3. The variant is made again with those units in float32 and checked with the real parity check.
+   The record lists them, the estimates and the verdict (``quantization.mixed_precision``).
 
 Greedy rather than the individual ranking alone: on PP-OCRv4's detector the single most sensitive
 layer kept alone lowers the estimate from 0.026 to 0.018 while the next four by rank lower it by
-nothing more (errors of fp16 layers interact). ``MAX_LAYERS`` bounds the cost and the size: a model
-that needs more than 8 float32 layers to pass is not an fp16 model, and the failure says so.
+nothing more (errors of fp16 layers interact). The budget bounds the cost and the size: a model that
+needs more than 8 float32 layers, or a quarter of its Core ML program, is not an fp16 model, and the
+failure says so.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     if report:
         return Rescued(candidate, (), None, ())
     started = time.perf_counter()
-    feeds, floors = workspace.samples(fp32_artifact, target)
+    worst = sorted({o.worst_sample for o in report.outputs if not o.passed})
+    feeds, floors = workspace.samples(fp32_artifact, target, prefer=worst)
     estimator = _estimator(target, fp32_artifact, feeds, floors)
     bound = next(t.limit for t in get_profile("fp16").thresholds if t.metric == "max_rel_error")
     choice = choose_layers(estimator, bound, workspace.progress)
@@ -56,7 +57,7 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     attempt_path = candidate.with_name(f"{candidate.stem}.mixed{candidate.suffix}")
     remake(estimator.selector_keys(choice.kept), attempt_path)
     second = check(attempt_path, target, "fp16")
-    name = f"fp16 + {len(choice.kept)} float32 layer(s)"
+    name = f"fp16 + {len(choice.kept)} float32 {getattr(estimator, 'unit', 'layer')}(s)"
     mixed["verdict"] = "passed" if second else "parity failed"
     tried = (plain, Attempt(name, converter, _since(started), "kept" if second else "parity-failed",
                             parity=second.to_summary()))
