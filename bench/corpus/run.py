@@ -2,10 +2,10 @@
 write ``bench/results/corpus.md`` (and ``corpus.json``): model x path -> converted, parity, attempts, error.
 
     .venv/bin/python -m bench.corpus.run [--only NAME,...] [--small] [--targets tflite,coreml] [--tag after]
-    .venv/bin/python -m bench.corpus.run --merge after-tflite,after-coreml --tag after   # one table from two runs
+    .venv/bin/python -m bench.corpus.run --merge after-tflite,after-coreml,rerun --tag after   # one table
 
 Two runs with one target each (``--targets tflite`` / ``--targets coreml``) use both cores of a 2-core
-machine; ``--merge`` joins their results in corpus order.
+machine; ``--merge`` joins their results in corpus order, a later tag's row replacing an earlier one.
 
 Each (source file, target) is its own ``deploykit convert SOURCE --to TARGET --quantize fp16`` run, so
 one path's failure cannot hide another's result. fp32 passes when its parity passes (max error relative
@@ -131,9 +131,12 @@ def main(argv=None) -> int:
     parser.add_argument("extra", nargs="*", help="extra deploykit convert flags (after --)")
     args = parser.parse_args(argv)
     if args.merge:
-        rows = [row for tag in args.merge.split(",") for row in json.loads((RESULTS / f"corpus-{tag}.json").read_text())]
+        merged = {}  # a later tag's row replaces an earlier one for the same pair (a re-run of some pairs)
+        for tag in args.merge.split(","):
+            for row in json.loads((RESULTS / f"corpus-{tag}.json").read_text()):
+                merged[(row["model"], row["format"], row["target"])] = {**row, "run": tag}
         order = {e.name: i for i, e in enumerate(ENTRIES)}
-        rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["format"], r["target"]))
+        rows = sorted(merged.values(), key=lambda r: (order.get(r["model"], len(order)), r["format"], r["target"]))
         write_results(rows, args.tag)
         return 0
     only = set(args.only.split(",")) if args.only else None

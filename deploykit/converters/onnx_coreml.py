@@ -49,7 +49,11 @@ def _direct(source, path: Path, options, workspace) -> None:
     from deploykit.names import feature_names
 
     model = _with_branch_weights(_with_safe_names(prepared(source, workspace).model, feature_names))
-    program = onnx2coreml_facade.to_mil(model, options.coreml_target, options.coreml_precision, DIRECT)
+    # onnx2coreml saturates constants into fp16's range when told the program is fp16 (a Clip's max of
+    # 3.4e38 becomes 65504). An op kept in float32 must keep its constants: openWakeWord's melspectrogram
+    # clips a power spectrum of up to 1e12 before its log.
+    precision = "fp32" if options.coreml_fp32_ops else options.coreml_precision
+    program = onnx2coreml_facade.to_mil(model, options.coreml_target, precision, DIRECT)
     mlmodel = run_ct_convert(program, label=DIRECT, options=options,
                              minimum_deployment_target=getattr(ct.target, options.coreml_target))
     mlmodel.save(str(path))

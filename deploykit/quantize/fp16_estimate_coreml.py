@@ -23,21 +23,21 @@ from types import MappingProxyType
 
 import numpy as np
 
-from deploykit.quantize.fp16_mixed import max_rel_error
+from deploykit.quantize.fp16_mixed import SampledEstimate
 
 SEGMENTS = 16
+FP16_MAX = 65504.0
 
 
-class CoreMLFp16Estimate:
-    max_kept = SEGMENTS // 4  # a quarter of the program in float32 at most
+class CoreMLFp16Estimate(SampledEstimate):
+    max_kept = SEGMENTS // 4  # a quarter of the program in float32 at most, besides ``required``
     unit = "segment"
+    required: tuple[str, ...] = ()  # the ops beyond fp16's range, kept whatever the search finds
 
     def __init__(self, package: Path, feeds: list[dict], floors: dict[str, float]):
         from deploykit.runners.coreml_eval import load_program
 
         self.program = load_program(package)
-        self.feeds = feeds
-        self.floors = floors
         steps = [s for s in self.program.steps if s.outputs]
         count = min(SEGMENTS, len(steps))
         bounds = np.linspace(0, len(steps), count + 1).astype(int)
@@ -51,26 +51,52 @@ class CoreMLFp16Estimate:
             self._ops[label] = tuple(s.outputs[0].name for s in chunk)
             self._constants[label] = {b.name for s in chunk for binds in s.inputs.values() for b in binds
                                       if getattr(b, "name", None) in self.program.constants}
-        self.layers = tuple(self._ops)
         self._rounded = {name: _fp16(value) for name, value in self.program.constants.items()}
-        self._reference = self._run(self.program, None)
+        beyond = self._beyond_fp16(steps, feeds)
+        if beyond:
+            label = f"{len(beyond)} op(s) with values beyond fp16's range ({beyond[0]} ..)"
+            self._ops = {label: beyond, **self._ops}
+            self._constants[label] = {b.name for s in steps if s.outputs[0].name in set(beyond)
+                                      for binds in s.inputs.values() for b in binds
+                                      if getattr(b, "name", None) in self.program.constants}
+            self.required = (label,)
+        self.layers = tuple(self._ops)
+        self._start(feeds, floors)
+
+    def _beyond_fp16(self, steps, feeds) -> tuple[str, ...]:
+        """Ops whose float32 result exceeds fp16's largest value (65504) on a parity input, and the ops that
+        read such a result: in fp16 the first is inf and the second reads inf, whatever else is kept.
+        openWakeWord's melspectrogram takes int16-valued audio (up to 32767): its STFT and power spectrum
+        reach 1e12 before the log brings them back to about 100."""
+        from deploykit.runners.coreml_eval.program import run
+
+        large = set()
+        for feed in feeds:
+            _, intermediates = run(self.program, feed, keep_intermediates=True)
+            large |= {name for name, value in intermediates.items()
+                      if np.issubdtype(np.asarray(value).dtype, np.floating) and np.nanmax(np.abs(value), initial=0.0) > FP16_MAX}
+        readers = {s.outputs[0].name for s in steps
+                   if any(getattr(b, "name", None) in large for binds in s.inputs.values() for b in binds)}
+        return tuple(s.outputs[0].name for s in steps if s.outputs[0].name in large | readers)
 
     def selector_keys(self, kept) -> tuple[str, ...]:
         """The saved names of the kept segments' ops (first output), which the op selector matches."""
         return tuple(name for label in kept for name in self._ops[label])
 
-    def error(self, kept: frozenset[str]) -> float:
+    def _outputs(self, kept, feeds) -> list[dict]:
+        if kept is None:
+            return self._run(self.program, None, feeds)
         exact = set().union(*(self._constants[label] for label in kept)) if kept else set()
         constants = {name: self.program.constants[name] if name in exact else value for name, value in self._rounded.items()}
         program = dataclasses.replace(self.program, constants=MappingProxyType(constants))
         in_fp32 = frozenset(self.selector_keys(kept))
-        return max_rel_error(self._reference, self._run(program, lambda node: node.outputs[0].name not in in_fp32),
-                             self.floors)
+        return self._run(program, lambda node: node.outputs[0].name not in in_fp32, feeds)
 
-    def _run(self, program, rounding) -> list[dict]:
+    @staticmethod
+    def _run(program, rounding, feeds) -> list[dict]:
         from deploykit.runners.coreml_eval.program import run
 
-        return [run(program, feed, fp16_results=rounding)[0] for feed in self.feeds]
+        return [run(program, feed, fp16_results=rounding)[0] for feed in feeds]
 
 
 def _fp16(value):

@@ -14,22 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.quantize.fp16_mixed import max_rel_error
+from deploykit.quantize.fp16_mixed import SampledEstimate
 
 # The ops whose weights ai-edge-quantizer's FLOAT_CASTING stores as float16 (its algorithm_manager).
 CAST_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1, "EMBEDDING_LOOKUP": 1}
 _FLOAT32 = 0
 
 
-class TFLiteFp16Estimate:
+class TFLiteFp16Estimate(SampledEstimate):
     unit = "layer"
 
     def __init__(self, base: Path, feeds: list[dict], floors: dict[str, float]):
         from deploykit.passes import tflite_graph
 
         self.raw = Path(base).read_bytes()
-        self.feeds = feeds
-        self.floors = floors
         graph = tflite_graph.read(self.raw)
         self._spans: dict[str, tuple[int, int]] = {}
         for index, op in enumerate(graph.graph.operators):
@@ -47,25 +45,28 @@ class TFLiteFp16Estimate:
                 continue  # not found once, 4-byte aligned: leave it out rather than patch the wrong bytes
             self._spans[graph.tensor_name(graph.output(index))] = (offset, len(weight))
         self.layers = tuple(self._spans)
-        self._reference = self._run(self.raw)
+        self._start(feeds, floors)
 
     def selector_keys(self, kept) -> tuple[str, ...]:
         """ai-edge-quantizer scopes an op by its output tensor name: the layer names themselves."""
         return tuple(kept)
 
-    def error(self, kept: frozenset[str]) -> float:
+    def _outputs(self, kept, feeds) -> list[dict]:
+        if kept is None:
+            return self._run(self.raw, feeds)
         patched = bytearray(self.raw)
         for name, (offset, size) in self._spans.items():
             if name not in kept:
                 weight = np.frombuffer(self.raw, dtype=np.float32, count=size // 4, offset=offset)
                 patched[offset:offset + size] = weight.astype(np.float16).astype(np.float32).tobytes()
-        return max_rel_error(self._reference, self._run(bytes(patched)), self.floors)
+        return self._run(bytes(patched), feeds)
 
-    def _run(self, content: bytes) -> list[dict]:
+    @staticmethod
+    def _run(content: bytes, feeds) -> list[dict]:
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_content=content)
         signatures = interpreter.get_signature_list()
         key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
         runner = interpreter.get_signature_runner(key)
-        return [{name: np.array(value, copy=True) for name, value in runner(**feed).items()} for feed in self.feeds]
+        return [{name: np.array(value, copy=True) for name, value in runner(**feed).items()} for feed in feeds]

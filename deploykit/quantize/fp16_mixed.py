@@ -13,8 +13,11 @@ bound 0.01; bench/results/corpus.md). coremltools documents the remedy for Core 
 2. The units that can stay float32 are TFLite layers and Core ML program segments (runs of ops:
    ``fp16_estimate_coreml`` says why). Each is scored by the error left when it alone stays float32;
    the ``CANDIDATES`` best are then added greedily, each step keeping the unit that lowers the estimate
-   most, until the estimate is at most ``TARGET`` of the profile's max_rel_error bound or the budget
-   (``MAX_LAYERS``, or the estimator's ``max_kept``) is spent.
+   most, until the estimate is at most ``TARGET`` of the fp16 profile's limits or the budget
+   (``MAX_LAYERS``, or the estimator's ``max_kept``) is spent. The estimate is a *score*: the worst of
+   max_rel_error / its limit, (1 - cosine) / (1 - its limit) and the noise amplitude over the one the SNR
+   limit allows, over outputs and samples, so 1.0 is at the profile's limit whichever metric binds
+   (the corpus's ResNet-50 fails TFLite fp16 on cosine, 0.99969, with max_rel_error at 0.0019).
 3. The variant is made again with those units in float32 and checked with the real parity check.
    The record lists them, the estimates and the verdict (``quantization.mixed_precision``).
 
@@ -33,14 +36,16 @@ from typing import Protocol
 
 CANDIDATES = 16
 MAX_LAYERS = 8
-TARGET = 0.6  # of the profile's max_rel_error bound: the estimate runs on fewer samples than the check
+TARGET = 0.6  # of the profile's limits: the estimate runs on fewer samples than the check
+SCORED = ("max_rel_error", "cosine_similarity", "snr_db")
+NONFINITE = 1e6  # the score of an output with NaN / Inf the fp32 artifact does not have, times 1 + their share
 
 
 class Estimator(Protocol):
-    layers: tuple[str, ...]  # the layers that can stay float32, by the name the variant's maker takes
+    layers: tuple[str, ...]  # the units that can stay float32, by the name the record shows
 
     def error(self, kept: frozenset[str]) -> float:
-        """max_rel_error of the emulated fp16 artifact (``kept`` in float32) against the fp32 artifact."""
+        """The score of the emulated fp16 artifact (``kept`` in float32) against the fp32 artifact."""
 
     def selector_keys(self, kept) -> tuple:
         """What the variant's maker identifies the kept units by."""
@@ -49,43 +54,46 @@ class Estimator(Protocol):
 @dataclass(frozen=True)
 class MixedPrecision:
     kept: tuple[str, ...]
-    plain_error: float  # the estimate with every layer in fp16
-    estimated_error: float  # with ``kept`` in float32
-    bound: float  # the profile's max_rel_error bound
-    steps: tuple[tuple[str, float], ...] = field(default=())  # (layer added, estimate after it)
+    plain_score: float  # the estimate with every unit in fp16
+    estimated_score: float  # with ``kept`` in float32
+    steps: tuple[tuple[str, float], ...] = field(default=())  # (unit added, score after it)
     evaluations: int = 0
     seconds: float = 0.0
 
     @property
     def reached(self) -> bool:
-        return self.estimated_error <= TARGET * self.bound
+        return self.estimated_score <= TARGET
 
     def to_json(self) -> dict:
-        return {"kept_float32": list(self.kept), "estimated_max_rel_error": {"all_fp16": self.plain_error,
-                                                                             "mixed": self.estimated_error},
-                "bound": self.bound, "target": TARGET * self.bound,
-                "steps": [{"layer": layer, "estimate": value} for layer, value in self.steps],
+        return {"kept_float32": list(self.kept), "estimate": {"all_fp16": self.plain_score, "mixed": self.estimated_score},
+                "estimate_is": "the worst metric as a fraction of its fp16 limit (1.0 = at the limit)",
+                "target": TARGET, "steps": [{"kept": unit, "estimate": value} for unit, value in self.steps],
                 "evaluations": self.evaluations, "seconds": round(self.seconds, 1)}
 
 
-def choose_layers(estimator: Estimator, bound: float, progress=None) -> MixedPrecision:
-    """The fewest layers (greedy, at most ``MAX_LAYERS`` or the estimator's ``max_kept``) whose float32
-    brings the estimate under target."""
+def choose_layers(estimator: Estimator, progress=None) -> MixedPrecision:
+    """The fewest units (greedy, at most ``MAX_LAYERS`` or the estimator's ``max_kept``) whose float32
+    brings the estimate under ``TARGET``."""
     from deploykit.progress import NullProgress
 
     progress = progress or NullProgress()
     started = time.perf_counter()
-    with progress.step(f"Estimating the fp16 error of {len(estimator.layers)} layer(s)"):
+    with progress.step(f"Estimating the fp16 error of {len(estimator.layers)} part(s)"):
         plain = estimator.error(frozenset())
         singles = sorted((estimator.error(frozenset([layer])), index, layer) for index, layer in enumerate(estimator.layers))
     evaluations = 1 + len(singles)
-    candidates = [layer for _, _, layer in singles[:CANDIDATES]]
-    kept: list[str] = []
+    required = list(getattr(estimator, "required", ()))  # units that cannot be fp16 at all (values beyond its range)
+    candidates = [layer for _, _, layer in singles if layer not in required][:CANDIDATES]
+    kept: list[str] = list(required)
     steps: list[tuple[str, float]] = []
     best = plain
-    limit = min(MAX_LAYERS, getattr(estimator, "max_kept", MAX_LAYERS))
-    with progress.step("Choosing the layers to keep in float32"):
-        while best > TARGET * bound and len(kept) < limit and len(kept) < len(candidates):
+    if required:
+        best = estimator.error(frozenset(required))
+        evaluations += 1
+        steps.append((required[0], best))
+    limit = min(MAX_LAYERS, getattr(estimator, "max_kept", MAX_LAYERS)) + len(required)
+    with progress.step("Choosing the parts to keep in float32"):
+        while best > TARGET and len(kept) < limit and len(kept) < len(candidates) + len(required):
             scored = sorted((estimator.error(frozenset(kept + [layer])), index, layer)
                             for index, layer in enumerate(candidates) if layer not in kept)
             evaluations += len(scored)
@@ -95,15 +103,64 @@ def choose_layers(estimator: Estimator, bound: float, progress=None) -> MixedPre
             kept.append(layer)
             steps.append((layer, value))
             best = value
-    return MixedPrecision(tuple(kept), plain, best, bound, tuple(steps), evaluations, time.perf_counter() - started)
+    return MixedPrecision(tuple(kept), plain, best, tuple(steps), evaluations, time.perf_counter() - started)
 
 
-def max_rel_error(reference: list[dict], actual: list[dict], floors: dict[str, float]) -> float:
-    """The worst output's max_rel_error over samples, each scaled by max(its peak, the output's floor)."""
+FOCUS = 4  # samples the search runs on: the worst of all parity samples under the all-fp16 estimate
+
+
+class SampledEstimate:
+    """What both estimators share: the fp32 outputs, the all-fp16 estimate on every parity sample, and
+    the search narrowed to the ``FOCUS`` samples that estimate finds worst (the check then runs on all).
+
+    Subclasses set ``layers`` and implement ``_outputs(kept, feeds) -> [outputs per feed]``; their
+    ``_outputs(None, feeds)`` is the unmodified fp32 artifact."""
+
+    def _start(self, feeds: list[dict], floors: dict[str, float]) -> None:
+        self.limits = fp16_limits()
+        self.floors = floors
+        reference = self._outputs(None, feeds)
+        plain = self._outputs(frozenset(), feeds)
+        per_sample = [score([r], [p], floors, self.limits) for r, p in zip(reference, plain)]
+        worst = sorted(range(len(feeds)), key=lambda i: -per_sample[i])[:FOCUS]
+        self.plain_all_samples = max(per_sample, default=0.0)
+        self.feeds = [feeds[i] for i in sorted(worst)]
+        self._reference = [reference[i] for i in sorted(worst)]
+
+    def error(self, kept: frozenset[str]) -> float:
+        return score(self._reference, self._outputs(kept, self.feeds), self.floors, self.limits)
+
+
+def fp16_limits() -> dict[str, float]:
+    """The fp16 profile's limits of the scored metrics."""
+    from deploykit.parity.profiles import get_profile
+
+    return {t.metric: t.limit for t in get_profile("fp16").thresholds if t.metric in SCORED}
+
+
+def score(reference: list[dict], actual: list[dict], floors: dict[str, float], limits: dict[str, float]) -> float:
+    """The worst, over outputs and samples, of each scored metric as a fraction of its limit.
+
+    Outputs with a floor (a range the source bounds them to) are scaled as parity.compare scales them.
+    NaN or Inf that the fp32 artifact does not produce scores above any finite error, by their share of
+    the output (so that keeping the part that overflows in fp16 ranks first)."""
+    import numpy as np
+
     from deploykit.parity import metrics as M
 
     worst = 0.0
     for ref, out in zip(reference, actual):
         for name, value in ref.items():
-            worst = max(worst, M.max_rel_error(value, out[name], floors.get(name, 0.0)))
+            floor = floors.get(name, 0.0)
+            broken = ~np.isfinite(out[name]) & np.isfinite(value)
+            if broken.any():
+                worst = max(worst, NONFINITE * (1.0 + float(broken.mean())))
+                continue
+            if "max_rel_error" in limits:
+                worst = max(worst, M.max_rel_error(value, out[name], floor) / limits["max_rel_error"])
+            if "cosine_similarity" in limits:
+                worst = max(worst, (1.0 - M.cosine_similarity(value, out[name])) / (1.0 - limits["cosine_similarity"]))
+            if "snr_db" in limits:
+                snr = M.snr_db(value, out[name], max(floor, M.output_scale(value)) if floor else None)
+                worst = max(worst, 10.0 ** ((limits["snr_db"] - snr) / 20.0))
     return worst

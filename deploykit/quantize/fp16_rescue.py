@@ -33,7 +33,6 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     identify (the estimator's ``selector_keys``) in float32.
 
     ``report`` is the candidate's fp16 ParityReport when the caller has it already."""
-    from deploykit.parity.profiles import get_profile
     from deploykit.quantize.fp16_mixed import choose_layers
 
     check = getattr(workspace, "check", None)
@@ -48,8 +47,7 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     worst = sorted({o.worst_sample for o in report.outputs if not o.passed})
     feeds, floors = workspace.samples(fp32_artifact, target, prefer=worst)
     estimator = _estimator(target, fp32_artifact, feeds, floors)
-    bound = next(t.limit for t in get_profile("fp16").thresholds if t.metric == "max_rel_error")
-    choice = choose_layers(estimator, bound, workspace.progress)
+    choice = choose_layers(estimator, workspace.progress)
     mixed = {**choice.to_json(), "layers": len(estimator.layers)}
     if not choice.kept:
         mixed["verdict"] = "no layer kept in float32 lowers the estimated error"

@@ -94,3 +94,18 @@ def test_value_range_round_trips_the_report():
     again = ParityReport.from_json(report.to_json())
     assert again.outputs[0].value_range == (0.0, 1.0)
     assert report.to_summary()["outputs"]["p"]["value_range"] == [0.0, 1.0]
+
+
+def test_worst_sample_is_the_one_that_fails_max_rel_error():
+    """A failing max_rel_error names the sample that fails it (what localization and the fp16 estimate
+    use), even when another sample has the lower SNR."""
+    fp32 = get_profile("fp32")
+    refs = [np.ones(100), np.ones(100)]
+    spike = np.zeros(100)
+    spike[0] = 2e-4
+    outs = [refs[0] + 9e-5, refs[1] + spike]  # sample 0: 80.9 dB, within max_rel; sample 1: 94 dB, 2e-4 off
+    assert M.snr_db(refs[0], outs[0]) < M.snr_db(refs[1], outs[1])
+    result = compare_output("y", refs, outs, fp32)
+    assert not result.passed and "max_rel_error" in {c.metric for c in result.failed_checks}
+    assert result.worst_sample == 1
+    assert compare_output("y", refs[:1], outs[:1], fp32).worst_sample == 0

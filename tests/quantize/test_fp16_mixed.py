@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from deploykit.errors import ParityError
+from deploykit.parity import metrics as M
 from deploykit.pipeline import convert
 from deploykit.quantize import fp16_mixed
 
@@ -69,7 +70,7 @@ def test_the_one_sensitive_layer_is_kept_in_float32(converted, target):
     assert mixed["outcome"] == "kept" and mixed["name"] == f"fp16 + 1 float32 {unit}(s)"
     chosen = fp16["quantization"]["mixed_precision"]
     assert chosen["verdict"] == "passed" and len(chosen["kept_float32"]) == 1
-    assert chosen["estimated_max_rel_error"]["all_fp16"] > 0.01 > chosen["estimated_max_rel_error"]["mixed"]
+    assert chosen["estimate"]["all_fp16"] > 1.0 > chosen["estimate"]["mixed"]  # fractions of the fp16 limits
     assert fp16["parity"]["passed"] and fp16["parity"]["outputs"]["logits"]["max_rel_error"] <= 0.01
     # Still an fp16 artifact: one 64x64 layer of four stays float32.
     assert fp16["size_bytes"] < 0.75 * artifacts[(target, "fp32")]["size_bytes"]
@@ -105,16 +106,27 @@ def test_a_model_no_layer_can_save_still_fails(tmp_path, monkeypatch):
 
 
 class _Additive:
-    """Each layer adds its own error; layer "c" alone carries most of it."""
+    """Each layer adds its own error (as a fraction of the limit); layer "c" alone carries most of it."""
 
     layers = ("a", "b", "c", "d")
-    cost = {"a": 0.002, "b": 0.001, "c": 0.02, "d": 0.003}
+    cost = {"a": 0.2, "b": 0.1, "c": 2.0, "d": 0.2}
 
     def error(self, kept):
         return sum(v for k, v in self.cost.items() if k not in kept)
 
 
 def test_greedy_search_stops_once_under_target():
-    choice = fp16_mixed.choose_layers(_Additive(), bound=0.01)
-    assert choice.kept == ("c",)  # 0.026 -> 0.006, exactly the 0.6 x bound target
-    assert choice.plain_error == pytest.approx(0.026) and choice.reached
+    choice = fp16_mixed.choose_layers(_Additive())
+    assert choice.kept == ("c",)  # 2.5 -> 0.5 of the limit, under the 0.6 target
+    assert choice.plain_score == pytest.approx(2.5) and choice.reached
+
+
+def test_score_is_the_binding_metric_as_a_fraction_of_its_limit():
+    limits = fp16_mixed.fp16_limits()
+    ref = [{"y": np.array([1.0, -1.0, 0.5, 0.25])}]
+    off = [{"y": ref[0]["y"] + np.array([0.005, 0.0, 0.0, 0.0])}]  # max_rel 0.005 of the peak 1
+    value = fp16_mixed.score(ref, off, {}, limits)
+    assert value == pytest.approx(max(0.005 / limits["max_rel_error"],
+                                      (1 - M.cosine_similarity(ref[0]["y"], off[0]["y"])) / (1 - limits["cosine_similarity"]),
+                                      10 ** ((limits["snr_db"] - M.snr_db(ref[0]["y"], off[0]["y"])) / 20)))
+    assert fp16_mixed.score(ref, ref, {}, limits) == 0.0
