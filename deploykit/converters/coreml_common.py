@@ -183,13 +183,10 @@ def fp32_ops(mlmodel_or_path) -> list[str]:
     """The op types an ML Program computes in fp32, read from its declared output dtypes (``const`` and
     ``cast`` aside): in an fp16 program, what ``FP32_VARIANCE_OPS`` kept, plus what coremltools keeps
     itself (ops with constants beyond the fp16 range, control flow)."""
-    import coremltools as ct
     from coremltools.proto import MIL_pb2
 
-    model = ct.models.MLModel(str(mlmodel_or_path), skip_model_load=True) if isinstance(mlmodel_or_path, (str, Path)) \
-        else mlmodel_or_path
     fp32 = MIL_pb2.DataType.Value("FLOAT32")
-    spec = model.get_spec()
+    spec = _spec(mlmodel_or_path)
     if spec.WhichOneof("Type") != "mlProgram":
         return []
     found: set[str] = set()

@@ -123,7 +123,6 @@ class SampledEstimate:
         plain = self._outputs(frozenset(), feeds)
         per_sample = [score([r], [p], floors, self.limits) for r, p in zip(reference, plain)]
         worst = sorted(range(len(feeds)), key=lambda i: -per_sample[i])[:FOCUS]
-        self.plain_all_samples = max(per_sample, default=0.0)
         self.feeds = [feeds[i] for i in sorted(worst)]
         self._reference = [reference[i] for i in sorted(worst)]
 
