@@ -27,10 +27,11 @@ class Rescued:
     attempts: tuple[Attempt, ...]
 
 
-def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple[str, ...], Path], None],
+def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple, Path], object],
                 workspace, converter: str, report=None) -> Rescued:
     """``candidate`` is the all-fp16 artifact; ``remake(keys, path)`` writes one with the layers ``keys``
-    identify (the estimator's ``selector_keys``) in float32.
+    identify (the estimator's ``selector_keys``) in float32 and returns its fp16 ParityReport when making it
+    checked it already (the Core ML ladder does), else None.
 
     ``report`` is the candidate's fp16 ParityReport when the caller has it already."""
     from deploykit.quantize.fp16_mixed import choose_layers
@@ -53,8 +54,9 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         mixed["verdict"] = "no layer kept in float32 lowers the estimated error"
         return Rescued(candidate, (), mixed, (plain,))
     attempt_path = candidate.with_name(f"{candidate.stem}.mixed{candidate.suffix}")
-    remake(estimator.selector_keys(choice.kept), attempt_path)
-    second = check(attempt_path, target, "fp16")
+    second = remake(estimator.selector_keys(choice.kept), attempt_path)
+    if second is None:
+        second = check(attempt_path, target, "fp16")
     name = f"fp16 + {len(choice.kept)} float32 {getattr(estimator, 'unit', 'layer')}(s)"
     mixed["verdict"] = "passed" if second else "parity failed"
     tried = (plain, Attempt(name, converter, _since(started), "kept" if second else "parity-failed",

@@ -115,7 +115,9 @@ def _mixed_coreml(model, converted, fp32_artifact: Path, options, workspace, con
     from deploykit.quantize.fp16_rescue import rescue_fp16
 
     def remake(kept, out):
-        _convert_coreml(model, out, dataclasses.replace(options, coreml_fp32_ops=tuple(kept)), workspace, context, "fp16")
+        converted, _ = _convert_coreml(model, out, dataclasses.replace(options, coreml_fp32_ops=tuple(kept)), workspace,
+                                       context, "fp16")
+        return converted.parity  # the ladder checked it as fp16 already
 
     rescued = rescue_fp16("coreml", converted.path, fp32_artifact, remake, workspace, converted.converter,
                           report=converted.parity)
