@@ -61,6 +61,8 @@ class CoreMLFp16Estimate(SampledEstimate):
                                       if getattr(b, "name", None) in self.program.constants}
             self.required = (label,)
         self.layers = tuple(self._ops)
+        self.unit_bytes = {label: sum(_float_bytes(self.program.constants[name]) for name in names)
+                           for label, names in self._constants.items()}
         self._start(feeds, floors)
 
     def _beyond_fp16(self, steps, feeds) -> tuple[str, ...]:
@@ -97,6 +99,10 @@ class CoreMLFp16Estimate(SampledEstimate):
         from deploykit.runners.coreml_eval.program import run
 
         return [run(program, feed, fp16_results=rounding)[0] for feed in feeds]
+
+
+def _float_bytes(value) -> int:
+    return value.nbytes if isinstance(value, np.ndarray) and value.dtype == np.float32 else 0
 
 
 def _fp16(value):

@@ -45,6 +45,7 @@ class TFLiteFp16Estimate(SampledEstimate):
                 continue  # not found once, 4-byte aligned: leave it out rather than patch the wrong bytes
             self._spans[graph.tensor_name(graph.output(index))] = (offset, len(weight))
         self.layers = tuple(self._spans)
+        self.unit_bytes = {name: size for name, (_, size) in self._spans.items()}
         self._start(feeds, floors)
 
     def selector_keys(self, kept) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ kept in float32, and keep that one if it passes.
 The plain fp16 candidate and the mixed one are both attempts in the artifact's record (``attempts``),
 with their parity; the mixed choice (layers, estimates, cost) is ``quantization.mixed_precision``.
 Without parity checking (``--no-verify``) nothing is estimated: there is no failure to react to.
-When the mixed candidate fails too, or no layer lowers the estimate, the plain candidate stays and
+When the mixed candidates fail too, or no layer lowers the estimate, the plain candidate stays and
 the pipeline reports its parity failure as usual (exit 1), the record saying what was tried.
 """
 
@@ -23,8 +23,9 @@ from deploykit.converters.ladder import Attempt
 class Rescued:
     path: Path
     kept: tuple[str, ...]  # empty when the plain candidate stays
-    mixed: dict | None  # MixedPrecision.to_json() plus the verdict, or None when nothing was tried
+    mixed: dict | None  # the last search's MixedPrecision.to_json() plus the verdict, or None when nothing was tried
     attempts: tuple[Attempt, ...]
+    made_as: Path | None = None  # the path ``remake`` wrote the kept artifact to, before it took the candidate's place
 
 
 def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple, Path], object],
@@ -33,40 +34,48 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     identify (the estimator's ``selector_keys``) in float32 and returns its fp16 ParityReport when making it
     checked it already (the Core ML ladder does), else None.
 
-    ``report`` is the candidate's fp16 ParityReport when the caller has it already."""
-    from deploykit.quantize.fp16_mixed import choose_layers
+    ``report`` is the candidate's fp16 ParityReport when the caller has it already. Two searches at most:
+    ``choose_layers`` (a few units), then, when its variant fails the check, ``widen`` (up to half the
+    weight bytes); a widened choice whose estimate is over the limit on every sample is not made."""
+    from deploykit.quantize.fp16_mixed import choose_layers, widen
 
     check = getattr(workspace, "check", None)
     if check is None or workspace.samples is None:
         return Rescued(candidate, (), None, ())
     started = time.perf_counter()
     report = report if report is not None else check(candidate, target, "fp16")
-    plain = Attempt("fp16", converter, _since(started), "kept" if report else "parity-failed", parity=report.to_summary())
+    tried = [Attempt("fp16", converter, _since(started), "kept" if report else "parity-failed", parity=report.to_summary())]
     if report:
         return Rescued(candidate, (), None, ())
     started = time.perf_counter()
     worst = sorted({o.worst_sample for o in report.outputs if not o.passed})
     feeds, floors = workspace.samples(fp32_artifact, target, prefer=worst)
     estimator = _estimator(target, fp32_artifact, feeds, floors)
-    choice = choose_layers(estimator, workspace.progress)
-    mixed = {**choice.to_json(), "layers": len(estimator.layers)}
-    if not choice.kept:
-        mixed["verdict"] = "no layer kept in float32 lowers the estimated error"
-        return Rescued(candidate, (), mixed, (plain,))
-    attempt_path = candidate.with_name(f"{candidate.stem}.mixed{candidate.suffix}")
-    second = remake(estimator.selector_keys(choice.kept), attempt_path)
-    if second is None:
-        second = check(attempt_path, target, "fp16")
-    name = f"fp16 + {len(choice.kept)} float32 {getattr(estimator, 'unit', 'layer')}(s)"
-    mixed["verdict"] = "passed" if second else "parity failed"
-    tried = (plain, Attempt(name, converter, _since(started), "kept" if second else "parity-failed",
-                            parity=second.to_summary()))
-    if not second:
+    unit = getattr(estimator, "unit", "layer")
+    choice, searches = choose_layers(estimator, workspace.progress), []
+    while True:
+        mixed = {**choice.to_json(), "layers": len(estimator.layers), "searches": searches}
+        if not choice.kept or (choice.search == "widened" and choice.estimated_score > 1.0):
+            mixed["verdict"] = ("no layer kept in float32 lowers the estimated error" if not choice.kept else
+                                f"over the fp16 limit with half the weight bytes in float32 ({choice.estimated_score:.2f})")
+            return Rescued(candidate, (), mixed, tuple(tried))
+        attempt_path = candidate.with_name(f"{candidate.stem}.{choice.search}{candidate.suffix}")
+        second = remake(estimator.selector_keys(choice.kept), attempt_path)
+        if second is None:
+            second = check(attempt_path, target, "fp16")
+        mixed["verdict"] = "passed" if second else "parity failed"
+        tried.append(Attempt(f"fp16 + {len(choice.kept)} float32 {unit}(s)", converter, _since(started),
+                             "kept" if second else "parity-failed", parity=second.to_summary()))
+        if second:
+            _remove(candidate)
+            attempt_path.rename(candidate)
+            return Rescued(candidate, choice.kept, mixed, tuple(tried), attempt_path)
         _remove(attempt_path)
-        return Rescued(candidate, (), mixed, tried)
-    _remove(candidate)
-    attempt_path.rename(candidate)
-    return Rescued(candidate, choice.kept, mixed, tried)
+        if choice.search == "widened":
+            return Rescued(candidate, (), mixed, tuple(tried))
+        searches = [{key: mixed[key] for key in ("search", "kept_float32", "float32_weight_share", "estimate", "verdict")}]
+        started = time.perf_counter()
+        choice = widen(estimator, choice, workspace.progress)
 
 
 def _estimator(target: str, fp32_artifact: Path, feeds, floors):

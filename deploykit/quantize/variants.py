@@ -65,7 +65,7 @@ def _tflite(model, scheme, path, options, workspace, context) -> Made:
 
     rescued = rescue_fp16("tflite", path, base, remake, workspace, f"{label} + ai-edge-quantizer")
     if rescued.kept:
-        record = next(iter(remade.values()))
+        record = remade[rescued.made_as]
     if rescued.mixed is not None:
         record = {**record, "mixed_precision": rescued.mixed}
     return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records), rescued.attempts)

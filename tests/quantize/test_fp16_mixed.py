@@ -110,9 +110,41 @@ class _Additive:
 
     layers = ("a", "b", "c", "d")
     cost = {"a": 0.2, "b": 0.1, "c": 2.0, "d": 0.2}
+    unit_bytes = {"a": 10, "b": 10, "c": 10, "d": 70}
 
     def error(self, kept):
         return sum(v for k, v in self.cost.items() if k not in kept)
+
+    error_on_all = error
+
+
+class _Spread(_Additive):
+    """The error is spread: no single layer brings it under the target, three together do."""
+
+    cost = {"a": 0.5, "b": 0.4, "c": 0.6, "d": 0.3}
+    unit_bytes = {"a": 20, "b": 20, "c": 10, "d": 50}
+
+
+def test_widened_search_adds_by_sensitivity_within_half_the_bytes(monkeypatch):
+    monkeypatch.setattr(fp16_mixed, "MAX_LAYERS", 1)  # the greedy search may keep one layer only
+    first = fp16_mixed.choose_layers(_Spread())
+    assert first.kept == ("c",) and not first.reached  # 1.8 -> 1.2
+    wider = fp16_mixed.widen(_Spread(), first)
+    # "a" (0.5) then "b" (0.4): 1.2 -> 0.7 -> 0.3, under the 0.8 target after "a" already stops at 0.7
+    assert wider.kept == ("c", "a") and wider.estimated_score == pytest.approx(0.7)
+    assert wider.search == "widened" and wider.reached and wider.weight_share == pytest.approx(0.3)
+
+
+def test_widened_search_stops_at_half_the_weight_bytes(monkeypatch):
+    class Heavy(_Spread):
+        unit_bytes = {"a": 40, "b": 30, "c": 10, "d": 20}
+
+    monkeypatch.setattr(fp16_mixed, "MAX_LAYERS", 1)
+    wider = fp16_mixed.widen(Heavy(), fp16_mixed.choose_layers(Heavy()))
+    assert wider.kept == ("c", "a")  # adding "b" would hold 0.8 of the bytes
+    monkeypatch.setattr(fp16_mixed, "WIDER_TARGET", 0.1)
+    wider = fp16_mixed.widen(Heavy(), fp16_mixed.choose_layers(Heavy()))
+    assert wider.kept == ("c", "a") and not wider.reached and wider.weight_share == pytest.approx(0.5)
 
 
 def test_greedy_search_stops_once_under_target():
