@@ -15,6 +15,8 @@ from deploykit.quantize.variants import make as make_variant
 from deploykit.errors import ConversionError, DeployKitError, UnsupportedOperatorError
 from deploykit.fsutil import move_into_place, staging_directory, write_text_atomic
 from deploykit.hashing import sha256_path, size_path
+from deploykit.image_io.declare import declared_images
+from deploykit.image_io.wrap import for_target as pixel_model
 from deploykit.layouts import annotate
 from deploykit.noise import capture_output
 from deploykit.progress import NullProgress
@@ -48,6 +50,7 @@ def convert(
     verify_options: dict | None = None,
     allow_flex: bool = False,
     all_or_nothing: bool = False,
+    image_inputs=None,
 ) -> ConversionReport:
     """Convert ``source`` to every target in ``to`` and write the artifacts and ``deploykit-report.json`` to ``out``.
 
@@ -62,6 +65,9 @@ def convert(
     record is written (exit 3). ``all_or_nothing`` restores the strict mode: any failure writes nothing.
     When nothing converted, nothing is written. ``allow_flex`` keeps TFLite artifacts that need
     Select-TF (Flex) ops, which stock LiteRT cannot run (refused by default).
+
+    ``image_inputs`` (``image_io.ImageInputOptions``) makes the named inputs take pixels, with the
+    preprocessing inside the artifacts (``deploykit.image_io``); parity then runs on images.
 
     ``verify`` (default on) runs the source and every artifact on the same inputs and compares them
     (``deploykit.parity``; ``verify_options`` are passed on: samples, data, mean, std, seed, localize, ...).
@@ -87,6 +93,7 @@ def convert(
 
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
+    model = _with_image_inputs(model, image_inputs, qopts)
     stem = _safe_stem(name or model.name)
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
     context = VariantContext(selection, qopts, calibration_data)
@@ -110,6 +117,7 @@ def convert(
                 try:
                     with _quiet(verbose, f"running graph passes for {target}"):
                         prepared, source_records = apply_source_passes(model, target, selection, workspace)
+                    prepared = pixel_model(prepared, model.images, target)
                     with progress.step(f"Converting to {target} {scheme}" if scheme != "fp32" else f"Converting to {target}"):
                         artifacts.append(_convert_one(prepared, target, scheme, staging / filename, options, workspace,
                                                       verbose, context, source_records))
@@ -183,6 +191,18 @@ def _after_partial(exc, failures, out_dir: Path):
     return exc
 
 
+def _with_image_inputs(model: SourceModel, options, qopts) -> SourceModel:
+    from deploykit.image_io.spec import parse_image_inputs
+
+    images = parse_image_inputs(options, model.inputs)
+    if images and qopts.needs_calibration:
+        from deploykit.errors import UsageError
+
+        raise UsageError("--image-input with full-integer int8 is not supported yet: its calibration data would "
+                         "have to be pixels", hint="use fp16, int8-weights or a lut scheme with --image-input")
+    return replace(model, images=images) if images else model
+
+
 def _candidate_check(model, verbose: bool, verify_options: dict):
     """The parity check a conversion ladder runs on each candidate (no localization: that is for the end)."""
     from deploykit.parity.verify import check_candidate
@@ -235,6 +255,7 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
     seconds = time.perf_counter() - started
     inputs, outputs, ops = inspect_artifact(target, made.path)
     inputs, input_notes = annotate(model.inputs, inputs)
+    inputs = declared_images(inputs, model.images, target)
     outputs, output_notes = annotate(model.outputs, outputs)
     size = size_path(made.path)
     with _quiet(verbose, "checking the artifact's graph"):

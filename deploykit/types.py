@@ -22,11 +22,14 @@ class TensorSpec:
     layout: str | None = None
     quantization: tuple[float, int] | None = None  # (scale, zero_point) for integer tensors
     original_name: str | None = None  # the source's name, when the artifact had to rename it (deploykit.names)
+    image: dict[str, Any] | None = None  # an artifact's pixel input: deploykit.image_io.ImageInput.to_json()
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
         if self.original_name is not None:
             data["original_name"] = self.original_name
+        if self.image is not None:
+            data["image"] = dict(self.image)
         if self.quantization is not None:
             data["quantization"] = {"scale": self.quantization[0], "zero_point": self.quantization[1]}
         return data
@@ -41,6 +44,7 @@ class TensorSpec:
             layout=data.get("layout"),
             quantization=(quant["scale"], quant["zero_point"]) if quant else None,
             original_name=data.get("original_name"),
+            image=data.get("image"),
         )
 
     @property
@@ -61,9 +65,10 @@ class SourceModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     handle: Any = field(default=None, compare=False, repr=False)
+    images: tuple = ()  # deploykit.image_io.ImageInput per input the artifacts take as pixels (--image-input)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "path": self.path,
             "framework": self.framework,
             "format": self.format,
@@ -72,6 +77,9 @@ class SourceModel:
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
         }
+        if self.images:
+            data["image_inputs"] = {image.name: image.to_json() for image in self.images}
+        return data
 
 
 @dataclass(frozen=True)

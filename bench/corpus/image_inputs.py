@@ -10,33 +10,14 @@ import math
 
 import numpy as np
 
+from deploykit.image_io.sample_images import SKIN, blob_layer, finish_drawing, natural, smooth_field
+
 
 def normalize(hwc, mean, std) -> np.ndarray:
     """``(x / 255 - mean) / std`` per channel, HWC -> CHW (the channel order of ``hwc`` is kept)."""
     x = np.asarray(hwc, dtype=np.float32) * np.float32(1 / 255.0)
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return x.transpose(2, 0, 1)
-
-
-def _finish(image, size, rng, noise: float) -> np.ndarray:
-    """Downsample the supersampled drawing to ``size`` (w, h), add sensor noise, quantize to uint8."""
-    from PIL import Image
-
-    small = image.resize(size, Image.Resampling.BILINEAR)  # antialiased when reducing
-    array = np.asarray(small, dtype=np.float32)
-    array = array + rng.normal(0.0, noise, array.shape)
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
-
-
-def _smooth_field(height: int, width: int, rng, grid: int, low: float, high: float, channels: int = 3) -> np.ndarray:
-    """A smooth random field: a coarse random grid upsampled bicubically (float32 HxWxC)."""
-    from PIL import Image
-
-    coarse = rng.uniform(0, 1, (grid, grid, channels)).astype(np.float32)
-    planes = [Image.fromarray(np.ascontiguousarray(coarse[..., c])).resize((width, height), Image.Resampling.BICUBIC)
-              for c in range(channels)]
-    planes = [np.asarray(plane) for plane in planes]
-    return low + (high - low) * np.clip(np.stack(planes, axis=-1), 0, 1)
 
 
 # ---- text
@@ -114,7 +95,7 @@ def document(height: int, width: int, rng, dense: bool) -> np.ndarray:
     ss = 2  # supersampling factor
     H, W = height * ss, width * ss
     paper = rng.uniform(222, 250) + rng.uniform(-6, 6, 3)
-    shade = _smooth_field(H, W, rng, 2, rng.uniform(0.86, 0.95), 1.0, channels=1)
+    shade = smooth_field(H, W, rng, 2, rng.uniform(0.86, 0.95), 1.0, channels=1)
     page = np.clip(paper[None, None, :] * shade, 0, 255).astype(np.uint8)
     image = Image.fromarray(page)
     draw = ImageDraw.Draw(image)
@@ -185,7 +166,7 @@ def document(height: int, width: int, rng, dense: bool) -> np.ndarray:
     if dense:  # footer: page number
         _text_line(draw, W / 2 - body * ss, H - margin_y * 0.7, body * ss * 0.8, W / 2 + body * ss * 2, _ink(rng), rng,
                    False, max(1, int(body * ss / 8)))
-    return _finish(image, (width, height), rng, noise=rng.uniform(1.5, 4.0))
+    return finish_drawing(image, (width, height), rng, noise=rng.uniform(1.5, 4.0))
 
 
 def textline_tensor(height: int, width: int, rng) -> np.ndarray:
@@ -212,10 +193,10 @@ def _textline(height: int, width: int, rng) -> np.ndarray:
     H, W = height * ss, width * ss
     dark_bg = rng.random() < 0.15  # light text on a dark sign / banner
     if dark_bg:
-        bg = _smooth_field(H, W, rng, 2, 20, 90)
+        bg = smooth_field(H, W, rng, 2, 20, 90)
         ink = tuple(int(v) for v in rng.integers(200, 255, 3))
     else:
-        bg = _smooth_field(H, W, rng, 2, 200, 250)
+        bg = smooth_field(H, W, rng, 2, 200, 250)
         bg = bg * 0.3 + bg.mean(axis=-1, keepdims=True) * 0.7  # mostly grey paper
         ink = _ink(rng)
     image = Image.fromarray(bg.astype(np.uint8))
@@ -225,56 +206,10 @@ def _textline(height: int, width: int, rng) -> np.ndarray:
     cjk = rng.random() < 0.5
     _text_line(draw, H * rng.uniform(0.05, 0.25), y0, glyph_h, W - H * 0.1, ink, rng, cjk,
                max(2, int(round(glyph_h / rng.uniform(6, 9)))))
-    return _finish(image, (width, height), rng, noise=rng.uniform(1.5, 5.0))
+    return finish_drawing(image, (width, height), rng, noise=rng.uniform(1.5, 5.0))
 
 
 # ---- natural images and faces
-
-UPPER = ((120, 160, 215), (190, 200, 210), (215, 200, 175), (90, 110, 140), (170, 150, 130), (60, 60, 70))  # sky, walls
-LOWER = ((70, 110, 50), (120, 95, 70), (150, 150, 145), (200, 180, 140), (60, 50, 45), (95, 120, 140))  # grass, floor
-SKIN = ((224, 172, 138), (198, 134, 66), (141, 85, 36), (255, 219, 172), (232, 190, 160), (110, 70, 50))
-
-
-def _blob_layer(image, box, color, rng, blur: float) -> None:
-    """Paste a soft-edged ellipse of ``color`` (with a little shading) onto ``image`` in place."""
-    from PIL import Image, ImageDraw, ImageFilter
-
-    mask = Image.new("L", image.size, 0)
-    ImageDraw.Draw(mask).ellipse(box, fill=255)
-    if blur:
-        mask = mask.filter(ImageFilter.GaussianBlur(blur))
-    w, h = image.size
-    shade = _smooth_field(h, w, rng, 3, 0.75, 1.1)
-    fill = np.clip(np.asarray(color, np.float32)[None, None, :] * shade, 0, 255).astype(np.uint8)
-    image.paste(Image.fromarray(fill), (0, 0), mask)
-
-
-def natural(height: int, width: int, rng) -> np.ndarray:
-    """A natural-looking scene (RGB float HxWx3 in 0..255 before quantization): smooth colour gradients,
-    a horizon, soft blobs and ellipses in skin and other colours, fine texture, sensor noise."""
-    from PIL import Image, ImageFilter
-
-    ss = 2
-    H, W = max(height * ss, 8), max(width * ss, 8)
-    top = np.asarray(UPPER[int(rng.integers(len(UPPER)))], np.float32) * rng.uniform(0.7, 1.1)
-    bottom = np.asarray(LOWER[int(rng.integers(len(LOWER)))], np.float32) * rng.uniform(0.6, 1.1)
-    light = _smooth_field(H, W, rng, 3, 0.65, 1.15, channels=1)  # illumination
-    tint = _smooth_field(H, W, rng, 3, -25, 25)  # colour variation
-    horizon = int(H * rng.uniform(0.3, 0.8))
-    base = np.where(np.arange(H)[:, None, None] < horizon, top, bottom) * light + tint
-    texture = _smooth_field(H, W, rng, 24, -18, 18, channels=1)
-    image = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8))
-    image = image.filter(ImageFilter.GaussianBlur(ss))
-    for _ in range(int(rng.integers(2, 7))):
-        cx, cy = rng.uniform(0, W), rng.uniform(0, H)
-        rx, ry = rng.uniform(0.05, 0.3) * W, rng.uniform(0.05, 0.35) * H
-        if rng.random() < 0.5:
-            color = SKIN[int(rng.integers(len(SKIN)))]
-        else:
-            color = tuple(int(v) for v in rng.integers(0, 256, 3))
-        _blob_layer(image, [cx - rx, cy - ry, cx + rx, cy + ry], color, rng, blur=float(rng.uniform(0.5, 4)) * ss)
-    return _finish(image, (width, height), rng, noise=rng.uniform(1.0, 4.0)).astype(np.float32)
-
 
 def letterboxed(height: int, width: int, rng) -> np.ndarray:
     """NudeNet's input: a photo padded bottom/right with black to a square, resized, RGB / 255, CHW."""
@@ -309,8 +244,8 @@ def face_crop(height: int, width: int, rng, whole_face: bool) -> np.ndarray:
     skin = np.asarray(SKIN[int(rng.integers(len(SKIN)))], np.float32)
     hair = tuple(int(v) for v in np.clip(np.array([1.0, 0.8, 0.6]) * rng.uniform(15, 120), 0, 255))
     if rng.random() < 0.8:  # hair behind the top of the head
-        _blob_layer(image, [cx - fw * 0.55, cy - fh * 0.6, cx + fw * 0.55, cy + fh * 0.1], hair, rng, blur=ss)
-    _blob_layer(image, [cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], tuple(int(v) for v in skin), rng, blur=ss)
+        blob_layer(image, [cx - fw * 0.55, cy - fh * 0.6, cx + fw * 0.55, cy + fh * 0.1], hair, rng, blur=ss)
+    blob_layer(image, [cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], tuple(int(v) for v in skin), rng, blur=ss)
     draw = ImageDraw.Draw(image)
     dark = tuple(int(v) for v in np.clip(skin * rng.uniform(0.15, 0.35), 0, 255))
     brow = tuple(int(v) for v in np.clip(skin * 0.35, 0, 255))

@@ -118,8 +118,20 @@ def _find_artifact(path: Path, report_path: Path | None) -> tuple[Path, Artifact
 
 
 def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptions) -> dict[str, Any]:
+    from deploykit.image_io.declare import pixel_normalization, preprocessing_block
+
     inputs = [dict(t.to_json(), normalization=None, labels=None) for t in artifact.inputs]
     outputs = [dict(t.to_json(), normalization=None, labels=None) for t in artifact.outputs]
+    for tensor in inputs:
+        if "image" not in tensor:
+            continue
+        if options.mean is not None or options.std is not None:
+            raise UsageError(f"input {tensor['name']!r} was converted with --image-input: its preprocessing is in the "
+                             "record already", hint="leave out --mean and --std when bundling it")
+        block = tensor["preprocessing"] = preprocessing_block(tensor, artifact.target)
+        del tensor["image"]
+        if block["normalized_by"] == "app":
+            tensor["normalization"] = pixel_normalization(block)
     if options.mean is not None:
         targets = [t for t in inputs if t["layout"] in ("NHWC", "NCHW")] or inputs[:1]
         for tensor in targets:

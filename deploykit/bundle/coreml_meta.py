@@ -101,6 +101,9 @@ def embed(package: Path, meta: CoremlMetadata) -> None:
     normalization = {t["name"]: t["normalization"] for t in meta.inputs if t.get("normalization")}
     if normalization:
         user["com.deploykit.normalization"] = json.dumps(normalization, sort_keys=True)
+    preprocessing = {t["name"]: t["preprocessing"] for t in meta.inputs if t.get("preprocessing")}
+    if preprocessing:
+        user["com.deploykit.preprocessing"] = json.dumps(preprocessing, sort_keys=True)
     _describe_features(description.input, meta.inputs, "Input")
     _describe_features(description.output, meta.outputs, "Output")
     spec_path(package).write_bytes(spec.SerializeToString(deterministic=True))

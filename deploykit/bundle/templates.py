@@ -100,6 +100,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "input_table": "\n".join(_input_row(t) for t in inputs),
         "output_table": "\n".join(_output_row(t) for t in outputs),
         "normalization_note": _normalization_note(first_in),
+        "preprocessing_section": preprocessing_section(inputs),
         "requirements": _requirements(manifest),
     }
     for lang, null in (("swift", "nil"), ("kotlin", "null")):
@@ -165,10 +166,45 @@ def _output_row(t: dict[str, Any]) -> str:
 
 def _normalization_note(t: dict[str, Any]) -> str:
     norm = t.get("normalization")
+    block = t.get("preprocessing")
+    if block and block["normalized_by"] == "model":
+        return "The model normalizes its image input itself: hand it the pixels, prepared as below."
     if not norm:
         return "The model takes its input as is: no normalization was declared at bundle time."
     return (f"Normalize every input value per channel as `(x - mean) / std` with mean {norm['mean']} and "
             f"std {norm['std']} before calling the model (the generated helpers do it).")
+
+
+_FEEDS = {"coreml-image": "a `CVPixelBuffer` / `CGImage` (Core ML image input; Vision can feed it)",
+          "uint8-pixels": "uint8 pixels, channels last, RGB (grayscale for one channel)",
+          "float32-normalized": "float32 values `(pixel - mean) / std` per channel (mean and std below, in 0-255 units)"}
+
+
+def preprocessing_section(inputs) -> str:
+    """The README's table of each image input's preprocessing block: what the app must do, step by step."""
+    parts = []
+    for t in inputs:
+        block = t.get("preprocessing")
+        if not block:
+            continue
+        height, width = block["size"]
+        if block["resize"] == "stretch":
+            resize = f"resize to {width}x{height} (width x height), aspect ratio not kept"
+        elif block["resize"] == "shorter-side":
+            resize = (f"scale so the picture covers {width}x{height}"
+                      + (f" with the shorter side at {block['crop_fraction']:g} of it" if block["crop_fraction"] != 1 else "")
+                      + f", then cut the centre {width}x{height} out (the edges are not seen)")
+        else:
+            resize = f"scale so the whole picture fits {width}x{height}, centre it, pad with {block['fill']}"
+        rows = [("resize", resize), ("interpolation", block["interpolation"]), ("crop", block["crop"]),
+                ("channel order the model computes in", block["color"]),
+                ("normalization", f"(pixel / {'255' if block['pixel_range'] == '0-1' else '1'} - {block['mean']}) / "
+                                  f"{block['std']}, computed by the {block['normalized_by']}"),
+                ("hand the model", _FEEDS[block["feed"]])]
+        parts.append(f"Preprocessing of image input `{t['name']}` (the manifest's `preprocessing` block; "
+                     "`deploykit predict` is the reference implementation):\n\n| step | value |\n| --- | --- |\n"
+                     + "\n".join(f"| {k} | {v} |" for k, v in rows))
+    return "\n\n".join(parts)
 
 
 def _requirements(manifest: dict[str, Any]) -> str:

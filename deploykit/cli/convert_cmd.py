@@ -34,6 +34,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert model.onnx --input images=1x3x320x320 --json > record.json
 
+[bold]Image inputs[/] (the app hands over pixels; see docs/image-inputs.md)
+
+  deploykit convert mobilenet.pt2 --image-input x --pixel-range 0-1 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+
+  deploykit convert caffe_net.onnx --image-input data_0 --color BGR --pixel-range 0-255 --mean 103.9,116.8,123.7 --data photos/
+
 [bold]Quantization[/] (one more artifact per target and scheme, next to fp32; see docs/quantization.md)
 
   deploykit convert model.keras --quantize fp16,int8-weights,lut4
@@ -94,6 +100,29 @@ def convert(
     data: Data = None,
     mean: Mean = None,
     std: Std = None,
+    image_input: Annotated[Optional[list[str]], typer.Option(
+        "--image-input", metavar="NAME",
+        help="The input NAME is an image: the artifacts take pixels (Core ML: an image input Vision feeds; TFLite: "
+             "uint8 RGB, channels last) and apply the preprocessing --color, --pixel-range, --mean and --std "
+             "describe themselves. Repeat per input. Parity then runs on images (--data FOLDER, else generated "
+             "test images).")] = None,
+    color: Annotated[str, typer.Option(
+        "--color", help="With --image-input: the channel order the source model expects: RGB, BGR or GRAY.")] = "RGB",
+    pixel_range: Annotated[str, typer.Option(
+        "--pixel-range", help="With --image-input: the range --mean and --std are in: 0-1 (pixels / 255 first) or 0-255.")] = "0-1",
+    image_input_dtype: Annotated[str, typer.Option(
+        "--image-input-dtype", help="With --image-input, TFLite only: uint8 (pixels; the graph normalizes) or float32 "
+                                    "(the source's normalized tensor; the app normalizes, as the bundle's metadata says).")] = "uint8",
+    resize: Annotated[str, typer.Option(
+        "--resize", help="With --image-input: how an app brings a picture to the input's size (the bundle's preprocessing "
+                         "block; predict and --data images use it): stretch, shorter-side (then a centre crop) or letterbox.")] = "stretch",
+    crop_fraction: Annotated[float, typer.Option(
+        "--crop-fraction", help="With --resize shorter-side: the centre crop's share of the resized shorter side "
+                                "(0.875: torchvision's Resize(256) + CenterCrop(224)).")] = 1.0,
+    interpolation: Annotated[str, typer.Option(
+        "--interpolation", help="With --image-input: bilinear, nearest or bicubic resampling for --resize.")] = "bilinear",
+    letterbox_fill: Annotated[int, typer.Option(
+        "--letterbox-fill", help="With --resize letterbox: the padding's value, 0-255.")] = 0,
     seed: Seed = 0,
     localize: Localize = False,
     verbose: Verbose = False,
@@ -102,6 +131,7 @@ def convert(
 ) -> None:
     from deploykit.cli.options import parse_floats
     from deploykit.cli.output import StepProgress, stdout_json
+    from deploykit.image_io.spec import ImageInputOptions
     from deploykit.pipeline import convert as run_convert
 
     if verbose:
@@ -137,8 +167,11 @@ def convert(
         verify=not no_verify,
         allow_flex=allow_flex,
         all_or_nothing=all_or_nothing,
-        verify_options=dict(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
-                            seed=seed, localize=localize),
+        verify_options=dict(samples=samples, data=data, mean=None if image_input else parse_floats(mean, "--mean"),
+                            std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize),
+        image_inputs=ImageInputOptions(tuple(image_input), color, pixel_range, parse_floats(mean, "--mean"),
+                                       parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
+                                       letterbox_fill) if image_input else None,
     )
     if json_output:
         stdout_json(report.to_json())

@@ -20,8 +20,8 @@ InputShapes = Annotated[
 # The parity check's inputs and source options: the same for `verify` and for the check `convert` ends with.
 Samples = Annotated[int, typer.Option("--samples", "-n", help="Parity check: samples to compare (also caps --data; 0 = all of --data).")]
 Data = Annotated[Optional[Path], typer.Option("--data", help="Parity check: real inputs: .npy, .npz (one array per input) or a folder of images.")]
-Mean = Annotated[Optional[str], typer.Option("--mean", help="Parity check: per-channel mean for --data images in [0, 1] units, e.g. 0.485,0.456,0.406.")]
-Std = Annotated[Optional[str], typer.Option("--std", help="Parity check: per-channel std for --data images in [0, 1] units, e.g. 0.229,0.224,0.225.")]
+Mean = Annotated[Optional[str], typer.Option("--mean", help="Parity check: per-channel mean for --data images in [0, 1] units, e.g. 0.485,0.456,0.406. With --image-input: the model's own preprocessing, in --pixel-range units.")]
+Std = Annotated[Optional[str], typer.Option("--std", help="Parity check: per-channel std for --data images in [0, 1] units, e.g. 0.229,0.224,0.225. With --image-input: the model's own preprocessing, in --pixel-range units.")]
 Seed = Annotated[int, typer.Option("--seed", help="Parity check: seed of the random inputs.")]
 Localize = Annotated[bool, typer.Option("--localize", help="Parity check: on failure, name the first layer where source and artifact diverge.")]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry-point source (loaded with weights_only=True).")]

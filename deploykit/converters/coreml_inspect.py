@@ -38,6 +38,9 @@ def op_histogram(spec) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+_GRAYSCALE = 10  # ImageFeatureType.ColorSpace
+
+
 def signature(spec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     return (tuple(_feature(f) for f in spec.description.input), tuple(_feature(f) for f in spec.description.output))
 
@@ -49,5 +52,6 @@ def _feature(feature) -> TensorSpec:
         return TensorSpec(feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)))
     if kind == "imageType":
         image = feature.type.imageType
-        return TensorSpec(feature.name, (1, 3, int(image.height), int(image.width)), "image", "NCHW")
+        channels = 1 if image.colorSpace == _GRAYSCALE else 3
+        return TensorSpec(feature.name, (1, channels, int(image.height), int(image.width)), "image", "NCHW")
     return TensorSpec(feature.name, (), kind or "unknown")

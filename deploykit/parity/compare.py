@@ -127,6 +127,7 @@ class ParityReport:
         keys = ("max_rel_error", "cosine_similarity", "snr_db", "top1_agreement")
         summary = {
             "passed": self.passed, "profile": self.profile, "samples": self.inputs.get("samples"),
+            "inputs": self.inputs.get("kind"),
             "artifact_runner": self.runners.get("artifact"),
             "outputs": {o.name: {"passed": o.passed, **{k: o.metrics[k] for k in keys if k in o.metrics},
                                  **({"value_range": list(o.value_range)} if o.value_range else {}),

@@ -65,8 +65,14 @@ def print_report(report, console=None, verbose: bool = False) -> None:
         console.print(f"[red]problem:[/] {report.problem}")
     origin = report.inputs
     if origin:
-        what = (f"{origin.get('samples')} seeded random sample(s), seed {origin.get('seed')}" if origin.get("kind") == "random"
-                else f"{origin.get('samples')} sample(s) from {origin.get('path')}")
+        kind = origin.get("kind")
+        if kind == "random":
+            what = f"{origin.get('samples')} seeded random sample(s), seed {origin.get('seed')}"
+        elif kind == "generated images":
+            what = f"{origin.get('samples')} generated test image(s), seed {origin.get('seed')}, fed as pixels"
+        else:
+            what = f"{origin.get('samples')} sample(s) from {origin.get('path')}" + (
+                ", fed as pixels" if origin.get("image_inputs") else "")
         console.print(f"inputs: {what}; runners: {report.runners['source']} vs {report.runners['artifact']}")
     console.print(f"profile {report.profile}: {report.profile_origin}")
     for note in report.notes:

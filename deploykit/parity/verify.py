@@ -18,6 +18,7 @@ from pathlib import Path
 from deploykit.errors import UsageError
 from deploykit.noise import capture_output
 from deploykit.parity.compare import Localization, ParityReport, compare_output
+from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
 from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
 from deploykit.parity.layout import bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
@@ -84,10 +85,11 @@ def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int 
     with contextlib.ExitStack() as stack:
         art = runner_for_artifact(path, target)
         stack.enter_context(art)
-        in_bind = bind(model.inputs, art.input_specs, {})
+        images = images_of(model, None)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, {}), images, art.input_specs, target)
         out_bind = bind(model.outputs, art.output_specs, {})
         feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
-                        data_layout=data_layout, seed=seed)
+                        data_layout=data_layout, seed=seed, images=images)
     ranges = bounded_outputs(model)
     floors = {b.artifact: max(map(abs, ranges[b.source])) if b.source in ranges else 0.0 for b in out_bind if not b.problem}
     count = len(feeds.samples)
@@ -109,7 +111,8 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
         with progress.step(f"Starting {src.name} and {art.name} runners"):
             stack.enter_context(src)
             stack.enter_context(art)
-        in_bind = bind(model.inputs, art.input_specs, layouts)
+        images = images_of(model, recorded)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, layouts), images, art.input_specs, target)
         out_bind = bind(model.outputs, art.output_specs, layouts)
         notes = tuple(art.notes) + ((origin,) if origin.startswith("fp32 assumed") else ())
         runners = {"source": src.name, "artifact": getattr(art, "backend_used", None) or art.name}
@@ -120,9 +123,9 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
             return ParityReport(**header, inputs={}, outputs=(), seconds=_since(started),
                                 problem="inputs do not match: " + "; ".join(broken))
         feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
-                        data_layout=data_layout, seed=seed)
+                        data_layout=data_layout, seed=seed, images=images)
         with progress.step(f"Running {len(feeds)} sample(s) through {src.name} and {runners['artifact']}"):
-            refs = [src.infer(sample) for sample in feeds.samples]
+            refs = [src.infer(source_view(sample, model, images)) for sample in feeds.samples]
             outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
         results = []
         ranges = bounded_outputs(model)
@@ -137,7 +140,8 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
         failed = [r for r in results if not r.passed]
         if localize and failed:
             with progress.step("Localizing the first diverging layer"):
-                location = _localize(src, art, in_bind, feeds, failed[0].worst_sample, chosen)
+                location = _localize(src, art, in_bind, feeds, failed[0].worst_sample, chosen,
+                                     lambda sample: source_view(sample, model, images))
     return ParityReport(**header, inputs=feeds.origin, outputs=tuple(results), localization=location,
                         seconds=_since(started))
 
@@ -174,7 +178,12 @@ def _recorded(path: Path) -> Artifact | None:
     return None
 
 
-def _inputs(model, art, in_bind, *, samples, data, mean, std, data_layout, seed) -> InputSet:
+def _inputs(model, art, in_bind, *, samples, data, mean, std, data_layout, seed, images=None) -> InputSet:
+    if images:
+        if mean is not None or std is not None:
+            raise UsageError("--mean and --std are the image input's preprocessing here (--image-input); "
+                             "they are not given to the parity check separately")
+        return pixel_inputs(model, images, samples=samples, data=data, seed=seed)
     if data is not None:
         return load_data(data, model.inputs, samples=samples, mean=mean, std=std, layout=data_layout)
     if mean is not None or std is not None or data_layout is not None:
@@ -196,13 +205,13 @@ def _missing(binding, refs):
     return OutputResult(binding.source, binding.artifact, shape, {}, (), {}, problem=binding.problem)
 
 
-def _localize(src, art, in_bind, feeds: InputSet, sample_index: int, profile) -> Localization:
+def _localize(src, art, in_bind, feeds: InputSet, sample_index: int, profile, source_feeds) -> Localization:
     from deploykit.errors import DeployKitError
     from deploykit.parity.localize import localize
 
     sample = feeds.samples[sample_index]
     try:
-        source_trace = src.trace(sample)
+        source_trace = src.trace(source_feeds(sample))
         artifact_trace = art.trace({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind})
     except DeployKitError as exc:
         return Localization("unavailable", exc.message + (f" ({exc.hint})" if exc.hint else ""), sample=sample_index)

@@ -132,6 +132,10 @@ def _convert_coreml(model, path: Path, options, workspace, context, precision: s
     clear_coreml_logs()
     options = dataclasses.replace(options, coreml_precision=precision, coreml_pipeline=pipeline)
     converted = path_for(model.framework, "coreml")(model, path, options, workspace)
+    if model.images:
+        from deploykit.image_io.coreml_image import declare_image_inputs
+
+        declare_image_inputs(converted.path, model.images)
     return converted, _prepared_records(model, workspace) + coreml_records(names)
 
 

@@ -1,0 +1,58 @@
+"""The record's view of image inputs: which artifact inputs take pixels, and how."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+
+def declared_images(specs, images, target: str) -> tuple:
+    """``specs`` (an artifact's inputs) with ``image`` set on those that are image inputs: the preprocessing
+    and what the app hands over (``pixels``)."""
+    if not images:
+        return specs
+    by_name = {image.name: image for image in images}
+    out = []
+    for spec in specs:
+        image = by_name.get(spec.original_name or spec.name)
+        if image is None:
+            out.append(spec)
+            continue
+        described = {**image.to_json(), "pixels": _pixels(image, target)}
+        if target == "coreml":
+            del described["dtype"]  # what a TFLite input takes; a Core ML image input is always pixels
+        out.append(replace(spec, image=described))
+    return tuple(out)
+
+
+def _pixels(image, target: str) -> str:
+    color = "grayscale" if image.color == "GRAY" else image.color
+    if target == "coreml":
+        return f"Core ML image ({color}); the program normalizes"
+    if image.dtype == "float32":
+        return "float32 tensor: the app normalizes (x / divisor - mean) / std"
+    return f"uint8 {'grayscale' if image.color == 'GRAY' else 'RGB'}, channels last; the graph normalizes"
+
+
+def preprocessing_block(tensor: dict, target: str) -> dict:
+    """The manifest's ``preprocessing`` for an artifact input recorded with ``image`` (schema: manifest.schema.json)."""
+    image = tensor["image"]
+    shape, layout = tensor["shape"], tensor.get("layout")
+    size = [shape[2], shape[3]] if layout == "NCHW" else [shape[1], shape[2]]
+    if target == "coreml":
+        feed, by = "coreml-image", "model"
+    elif image.get("dtype") == "float32":
+        feed, by = "float32-normalized", "app"
+    else:
+        feed, by = "uint8-pixels", "model"
+    return {"size": [int(v) for v in size], "resize": image.get("resize", "stretch"), "crop": image.get("crop", "none"),
+            "crop_fraction": float(image.get("crop_fraction", 1.0)), "interpolation": image.get("interpolation", "bilinear"),
+            "fill": int(image.get("fill", 0)), "color": image["color"], "pixel_range": image["pixel_range"],
+            "mean": [float(v) for v in image["mean"]], "std": [float(v) for v in image["std"]],
+            "normalized_by": by, "feed": feed}
+
+
+def pixel_normalization(block: dict) -> dict:
+    """``(pixel - mean) / std`` on 0-255 pixel values: the block's normalization as TFLite's
+    NormalizationOptions and the templates apply it (mean and std scaled by the range's divisor)."""
+    divisor = 255.0 if block["pixel_range"] == "0-1" else 1.0
+    return {"mean": [v * divisor for v in block["mean"]], "std": [v * divisor for v in block["std"]]}
