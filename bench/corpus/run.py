@@ -76,8 +76,12 @@ def _from_report(report: dict, target: str) -> dict:
         outputs = parity.get("outputs", {})
         worst = max((o.get("max_rel_error", 0) for o in outputs.values() if isinstance(o.get("max_rel_error"), (int, float))),
                     default=None)
+        mixed = (artifact.get("quantization") or {}).get("mixed_precision")
         found[artifact["variant"]] = {"passed": parity.get("passed"), "max_rel_error": worst, "outputs": len(outputs),
-                                      "converter": artifact.get("converter"), "attempts": artifact.get("attempts")}
+                                      "converter": artifact.get("converter"), "attempts": artifact.get("attempts"),
+                                      "size_bytes": artifact.get("size_bytes"),
+                                      "mixed": None if not mixed else {k: mixed.get(k) for k in (
+                                          "search", "kept_float32", "float32_weight_share", "estimate", "verdict")}}
     failures = [f for f in report.get("failures", []) if f.get("target") == target]
     if failures:
         found["failure"] = failures[0]

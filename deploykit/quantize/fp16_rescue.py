@@ -29,14 +29,18 @@ class Rescued:
 
 
 def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple, Path], object],
-                workspace, converter: str, report=None) -> Rescued:
+                workspace, converter: str, report=None, estimator: str | None = None) -> Rescued:
     """``candidate`` is the all-fp16 artifact; ``remake(keys, path)`` writes one with the layers ``keys``
     identify (the estimator's ``selector_keys``) in float32 and returns its fp16 ParityReport when making it
     checked it already (the Core ML ladder does), else None.
 
     ``report`` is the candidate's fp16 ParityReport when the caller has it already. Two searches at most:
     ``choose_layers`` (a few units), then, when its variant fails the check, ``widen`` (up to half the
-    weight bytes); a widened choice whose estimate is over the limit on every sample is not made."""
+    weight bytes); a widened choice whose estimate is over the limit on every sample is not made.
+
+    ``estimator`` picks the estimate (default: the target's): ``"coreml-weights"`` searches the Core ML
+    program with fp16 weights and float32 compute (``coreml_fp16_weights``), whose all-fp16 form is
+    itself a new candidate, so it is made even when no weight needs keeping."""
     from deploykit.quantize.fp16_mixed import choose_layers, widen
 
     check = getattr(workspace, "check", None)
@@ -50,12 +54,15 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     started = time.perf_counter()
     worst = sorted({o.worst_sample for o in report.outputs if not o.passed})
     feeds, floors = workspace.samples(fp32_artifact, target, prefer=worst)
-    estimator = _estimator(target, fp32_artifact, feeds, floors)
+    estimator = _estimator(estimator or target, fp32_artifact, feeds, floors)
     unit = getattr(estimator, "unit", "layer")
+    label = getattr(estimator, "label", "fp16")
+    new_plain = getattr(estimator, "plain_is_new", False)
     choice, searches = choose_layers(estimator, workspace.progress), []
     while True:
         mixed = {**choice.to_json(), "layers": len(estimator.layers), "searches": searches}
-        if not choice.kept or (choice.search == "widened" and choice.estimated_score > 1.0):
+        if (not choice.kept and not (new_plain and choice.reached)) or (
+                choice.search == "widened" and choice.estimated_score > 1.0):
             mixed["verdict"] = ("no layer kept in float32 lowers the estimated error" if not choice.kept else
                                 f"over the fp16 limit with half the weight bytes in float32 ({choice.estimated_score:.2f})")
             return Rescued(candidate, (), mixed, tuple(tried))
@@ -64,7 +71,8 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         if second is None:
             second = check(attempt_path, target, "fp16")
         mixed["verdict"] = "passed" if second else "parity failed"
-        tried.append(Attempt(f"fp16 + {len(choice.kept)} float32 {unit}(s)", converter, _since(started),
+        name = f"{label} + {len(choice.kept)} float32 {unit}(s)" if choice.kept else label
+        tried.append(Attempt(name, converter, _since(started),
                              "kept" if second else "parity-failed", parity=second.to_summary()))
         if second:
             _remove(candidate)
@@ -78,8 +86,12 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         choice = widen(estimator, choice, workspace.progress)
 
 
-def _estimator(target: str, fp32_artifact: Path, feeds, floors):
-    if target == "tflite":
+def _estimator(kind: str, fp32_artifact: Path, feeds, floors):
+    if kind == "coreml-weights":
+        from deploykit.quantize.fp16_estimate_coreml_weights import CoreMLWeightsEstimate
+
+        return CoreMLWeightsEstimate(fp32_artifact, feeds, floors)
+    if kind == "tflite":
         from deploykit.quantize.fp16_estimate_tflite import TFLiteFp16Estimate
 
         return TFLiteFp16Estimate(fp32_artifact, feeds, floors)

@@ -123,8 +123,28 @@ def _mixed_coreml(model, converted, fp32_artifact: Path, options, workspace, con
                           report=converted.parity)
     if rescued.mixed is None:
         return converted.attempts, {}
-    return converted.attempts + rescued.attempts[1:], {"mixed_precision": rescued.mixed,
-                                                       "fp32_layers": fp32_layers(converted.path)}
+    attempts, record = converted.attempts + rescued.attempts[1:], {"mixed_precision": rescued.mixed}
+    if rescued.mixed["verdict"] != "passed":
+        weights = _fp16_weights_coreml(converted, fp32_artifact, workspace)
+        attempts += weights.attempts[1:]
+        if weights.mixed is not None:
+            record["mixed_precision"] = {**weights.mixed, "compute_fp16": rescued.mixed}
+        if weights.made_as is not None:
+            return attempts, {**record, "activations": "float32", "compute": "float32 (fp16 weights cast at load)",
+                              "fp32_weights": list(weights.kept)}
+    return attempts, {**record, "fp32_layers": fp32_layers(converted.path)}
+
+
+def _fp16_weights_coreml(converted, fp32_artifact: Path, workspace):
+    """The last Core ML fp16 candidate: fp16 weights, float32 compute (``coreml_fp16_weights``)."""
+    from deploykit.quantize.coreml_fp16_weights import write_fp16_weights
+    from deploykit.quantize.fp16_rescue import rescue_fp16
+
+    def remake(kept, out):
+        write_fp16_weights(fp32_artifact, out, tuple(kept))
+
+    return rescue_fp16("coreml", converted.path, fp32_artifact, remake, workspace,
+                       f"{converted.converter} + fp16 weights", report=converted.parity, estimator="coreml-weights")
 
 
 def _convert_coreml(model, path: Path, options, workspace, context, precision: str):

@@ -162,3 +162,42 @@ def test_score_is_the_binding_metric_as_a_fraction_of_its_limit():
                                       (1 - M.cosine_similarity(ref[0]["y"], off[0]["y"])) / (1 - limits["cosine_similarity"]),
                                       10 ** ((limits["snr_db"] - M.snr_db(ref[0]["y"], off[0]["y"])) / 20)))
     assert fp16_mixed.score(ref, ref, {}, limits) == 0.0
+
+
+def _offset_model(path):
+    """Activations near 3000 carrying a signal of a few units: fp16 *results* (spacing 2 there) lose it,
+    fp16 *weights* do not (3000 is exact in fp16, the weights keep 11 bits)."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(0.0, 1.0, (WIDTH, WIDTH)).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.full(WIDTH, 3000.0, np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(0.0, 0.2, (10, WIDTH)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "b2")]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], transB=1),
+        helper.make_node("ReduceMean", ["h1"], ["mean"], axes=[-1], keepdims=1),
+        helper.make_node("Sub", ["h1", "mean"], ["centred"]),
+        helper.make_node("Gemm", ["centred", "w2", "b2"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "offset", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+def test_coreml_falls_back_to_fp16_weights_with_float32_compute(tmp_path, monkeypatch):
+    """With the FLOAT16 program's search allowed nothing, the last candidate is fp16 weights + float32 compute:
+    half the weight bytes, and it passes where fp16 results do not."""
+    monkeypatch.setattr(fp16_mixed, "MAX_LAYERS", 0)
+    source = _offset_model(tmp_path / "offset.onnx")
+    convert(source, to=["coreml"], out=tmp_path / "out", quantize="fp16")
+    record = json.loads((tmp_path / "out" / "deploykit-report.json").read_text())
+    artifacts = {a["variant"]: a for a in record["artifacts"]}
+    fp16 = artifacts["fp16"]
+    plain, last = fp16["attempts"][0], fp16["attempts"][-1]
+    assert (last["name"], last["outcome"]) == ("fp16 weights, float32 compute", "kept")
+    assert plain["outcome"] == "parity-failed"
+    assert plain["parity"]["outputs"]["logits"]["max_rel_error"] > 0.1  # fp16 results lose the signal (0.52)
+    assert fp16["parity"]["passed"] and fp16["parity"]["outputs"]["logits"]["max_rel_error"] < 5e-3  # 1.0e-3
+    assert fp16["quantization"]["activations"] == "float32" and fp16["quantization"]["fp32_weights"] == []
+    assert fp16["op_histogram"].get("cast", 0) >= 2  # each weight stored fp16, cast where it is read
+    assert fp16["size_bytes"] < 0.7 * artifacts["fp32"]["size_bytes"]
