@@ -8,7 +8,7 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import bundle_cmds, convert_cmd
-from deploykit.cli import verify_cmd
+from deploykit.cli import predict_cmd, verify_cmd
 from deploykit.cli import bench_cmd, passes_cmd
 from deploykit.cli.errors import report
 
@@ -45,6 +45,7 @@ def _root(
 convert_cmd.register(app)
 bundle_cmds.register(app)
 verify_cmd.register(app)
+predict_cmd.register(app)
 bench_cmd.register(app)
 passes_cmd.register(app)
 

@@ -46,7 +46,7 @@ def verify(source, artifact, *, target=None, inputs=None, samples=8, data=None, 
         with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
             source = load_source(source, inputs=inputs)
     path = Path(artifact)
-    return _verify(source, path, target or target_of(path), _recorded(path), samples=samples, data=data, mean=mean,
+    return _verify(source, path, target or target_of(path), recorded_entry(path), samples=samples, data=data, mean=mean,
                    std=std, data_layout=data_layout, seed=seed, profile=profile, tolerances=tolerances,
                    localize=localize, progress=progress, verbose=verbose)
 
@@ -159,7 +159,7 @@ def _choose_profile(profile, recorded: Artifact | None):
     return get_profile("fp32"), "fp32 assumed: no deploykit-report.json entry for this artifact and no --profile"
 
 
-def _recorded(path: Path) -> Artifact | None:
+def recorded_entry(path: Path) -> Artifact | None:
     """This artifact's entry in the deploykit-report.json beside it, if any (matched by file name)."""
     report = path.parent / REPORT_FILENAME
     if not report.is_file():

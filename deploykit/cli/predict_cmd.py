@@ -1,0 +1,58 @@
+"""``deploykit predict``: parse flags, call deploykit.predict, print the top-k per picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deploykit.cli.options import JsonOutput
+
+HELP = """Run a converted model on picture files, with the preprocessing its record or bundle declares, and print the top-k classes.
+
+This is the reference implementation of the preprocessing an app must reproduce: each picture is brought to the model's input size with the declared resize mode (stretch, shorter-side then a centre crop, or letterbox), handed over as the model takes pixels (Core ML image, TFLite uint8), and the scores of the class output printed with labels. --dump-input writes the exact tensors fed, to compare with what an app feeds byte for byte.
+
+MODEL is an artifact converted with --image-input (its deploykit-report.json beside it) or a bundle (.zip), which runs only after it verifies against --trusted-key, as an app would. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere.
+
+[bold]Examples[/]
+
+  deploykit predict dist/mobilenet.fp32.tflite photos/ --labels labels.txt --top-k 3
+
+  deploykit predict bundles/com.example.classifier-1.2.0-ios-fp32.zip cat.jpg --trusted-key keys/deploykit.pub --json
+
+  deploykit predict dist/mobilenet.fp32.mlpackage cat.jpg --dump-input fed.npy
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict", help=HELP, no_args_is_help=True)(predict)
+
+
+def predict(
+    model: Annotated[Path, typer.Argument(help="An artifact (.tflite, .mlpackage) with its record beside it, or a bundle (.zip).")],
+    pictures: Annotated[list[Path], typer.Argument(help="Picture files or folders of pictures.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many classes to show per picture.")] = 5,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Class labels, one per line (a bundle brings its own).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="The output holding the class scores (default: the labelled one, else the only one).")] = None,
+    trusted_key: Annotated[Optional[list[Path]], typer.Option("--trusted-key", help="Publisher public key (.pub) a bundle must verify against; repeat to trust several.")] = None,
+    dump_input: Annotated[Optional[Path], typer.Option("--dump-input", help="Write the exact tensors fed to the model (one per picture, stacked) to this .npy file.")] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    from deploykit.bundle.signing import load_public_key
+    from deploykit.cli.output import stdout_json, terminal
+    from deploykit.predict import PredictOptions
+    from deploykit.predict import predict as run
+
+    options = PredictOptions(top_k=top_k, labels=labels, output=output, dump_input=dump_input,
+                             trusted_keys=tuple(load_public_key(k) for k in trusted_key or ()))
+    results = run(model, pictures, options)
+    if json_output:
+        stdout_json({"model": str(model), "predictions": [r.to_json() for r in results]})
+        return
+    console = terminal()
+    for result in results:
+        best = ", ".join(f"{label or f'class {index}'} {score:.3f}" for index, label, score in result.top)
+        console.print(f"[bold]{result.image}[/]: {best}")
+    if results and results[0].scores_are != "probabilities":
+        console.print("[dim]scores: softmax of the model's output (it is not a probability distribution)[/]")
