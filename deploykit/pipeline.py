@@ -16,6 +16,7 @@ from deploykit.errors import ConversionError, DeployKitError, UnsupportedOperato
 from deploykit.fsutil import move_into_place, staging_directory, write_text_atomic
 from deploykit.hashing import sha256_path, size_path
 from deploykit.image_io.declare import declared_images
+from deploykit.labels.attach import annotate_outputs, attach_labels
 from deploykit.image_io.wrap import for_target as pixel_model
 from deploykit.layouts import annotate
 from deploykit.noise import capture_output
@@ -51,6 +52,7 @@ def convert(
     allow_flex: bool = False,
     all_or_nothing: bool = False,
     image_inputs=None,
+    classifier=None,
 ) -> ConversionReport:
     """Convert ``source`` to every target in ``to`` and write the artifacts and ``deploykit-report.json`` to ``out``.
 
@@ -68,6 +70,8 @@ def convert(
 
     ``image_inputs`` (``image_io.ImageInputOptions``) makes the named inputs take pixels, with the
     preprocessing inside the artifacts (``deploykit.image_io``); parity then runs on images.
+    ``classifier`` (``labels.ClassifierOptions``) gives an output labels: a Core ML classifier, TFLite
+    label metadata (``deploykit.labels``).
 
     ``verify`` (default on) runs the source and every artifact on the same inputs and compares them
     (``deploykit.parity``; ``verify_options`` are passed on: samples, data, mean, std, seed, localize, ...).
@@ -94,6 +98,7 @@ def convert(
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
     model = _with_image_inputs(model, image_inputs, qopts)
+    model = _with_classifier(model, classifier)
     stem = _safe_stem(name or model.name)
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
     context = VariantContext(selection, qopts, calibration_data)
@@ -203,6 +208,13 @@ def _with_image_inputs(model: SourceModel, options, qopts) -> SourceModel:
     return replace(model, images=images) if images else model
 
 
+def _with_classifier(model: SourceModel, options) -> SourceModel:
+    from deploykit.labels.spec import parse_classifier
+
+    classifier = parse_classifier(options, model)
+    return replace(model, classifier=classifier) if classifier is not None else model
+
+
 def _candidate_check(model, verbose: bool, verify_options: dict):
     """The parity check a conversion ladder runs on each candidate (no localization: that is for the end)."""
     from deploykit.parity.verify import check_candidate
@@ -252,11 +264,12 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
     started = time.perf_counter()
     with _quiet(verbose, f"converting to {target} {scheme}"):
         made = make_variant(model, target, scheme, path, options, workspace, context)
+        carried = attach_labels(made.path, target, model)
     seconds = time.perf_counter() - started
     inputs, outputs, ops = inspect_artifact(target, made.path)
     inputs, input_notes = annotate(model.inputs, inputs)
     inputs = declared_images(inputs, model.images, target)
-    outputs, output_notes = annotate(model.outputs, outputs)
+    outputs, output_notes = annotate_outputs(model, outputs, target, carried)
     size = size_path(made.path)
     with _quiet(verbose, "checking the artifact's graph"):
         passes, limit = _graph_and_size(model, target, scheme, made, size, workspace, source_records)
@@ -278,6 +291,7 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
         size_limit=limit,
         attempts=tuple(a.to_json() for a in made.attempts),
         select_tf_ops=tuple(_flex_ops(made.path)) if target == "tflite" else (),
+        classifier=carried,
     )
 
 

@@ -77,7 +77,7 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
     with runner_for_artifact(model.path, model.target) as runner:
         name = _output_name(runner.output_specs, options.output or model.labelled_output)
         for path, feed in zip(files, feeds):
-            scores = np.asarray(runner.infer({model.input_spec.name: feed})[name], dtype=np.float64).reshape(-1)
+            scores = _scores(runner.infer({model.input_spec.name: feed})[name], model.labels)
             results.append(_top(str(path), scores, model.labels, options.top_k))
     if options.dump_input is not None:
         import io
@@ -86,6 +86,14 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
         np.save(buffer, np.concatenate(feeds), allow_pickle=False)
         write_bytes_atomic(Path(options.dump_input), buffer.getvalue())
     return results
+
+
+def _scores(value, labels) -> np.ndarray:
+    """The class scores as an array; a Core ML classifier's probability dictionary in label order."""
+    table = value.item() if isinstance(value, np.ndarray) and value.dtype == object else value
+    if isinstance(table, dict):
+        return np.asarray([table[label] for label in labels] if labels else list(table.values()), dtype=np.float64)
+    return np.asarray(value, dtype=np.float64).reshape(-1)
 
 
 def _top(image: str, scores: np.ndarray, labels, k: int) -> Prediction:
@@ -147,8 +155,12 @@ def _open(path: Path, options: PredictOptions) -> _Model:
                          hint="predict the bundle instead, or keep the artifact next to the record `convert` wrote")
     spec = _image_spec([s.to_json() for s in recorded.inputs], path, key="image")
     image = ImageInput.from_json(spec["original_name"] if "original_name" in spec else spec["name"], spec["image"])
-    labels = _read_labels(options.labels) if options.labels else None
-    return _Model(path, target, image, _spec_of(spec), labels, None)
+    classifier = recorded.classifier
+    labels = _read_labels(options.labels) if options.labels else (tuple(classifier["labels"]) if classifier else None)
+    labelled = None
+    if classifier:
+        labelled = classifier["probabilities_feature"] if target == "coreml" else classifier["output"]
+    return _Model(path, target, image, _spec_of(spec), labels, labelled)
 
 
 def _open_bundle(path: Path, options: PredictOptions) -> _Model:
@@ -193,8 +205,6 @@ def _spec_of(tensor: dict):
 
 
 def _read_labels(path: Path) -> tuple[str, ...]:
-    try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"labels file {path}: {exc}") from None
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    from deploykit.labels.spec import read_labels
+
+    return read_labels(Path(path))

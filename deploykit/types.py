@@ -66,6 +66,7 @@ class SourceModel:
     outputs: tuple[TensorSpec, ...]
     handle: Any = field(default=None, compare=False, repr=False)
     images: tuple = ()  # deploykit.image_io.ImageInput per input the artifacts take as pixels (--image-input)
+    classifier: Any = None  # deploykit.labels.Classifier (--labels): the output whose classes have labels
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -79,6 +80,8 @@ class SourceModel:
         }
         if self.images:
             data["image_inputs"] = {image.name: image.to_json() for image in self.images}
+        if self.classifier is not None:
+            data["classifier"] = self.classifier.to_json()
         return data
 
 
@@ -107,6 +110,7 @@ class Artifact:
     size_limit: dict[str, Any] | None = None
     attempts: tuple[dict[str, Any], ...] = ()  # the conversion ladder's attempts (deploykit.converters.ladder)
     select_tf_ops: tuple[str, ...] = ()  # Flex ops a TFLite artifact needs (only with --allow-flex)
+    classifier: dict[str, Any] | None = None  # labels.Classifier.to_json() and how this artifact carries them
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

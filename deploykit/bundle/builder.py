@@ -143,7 +143,11 @@ def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptio
                 raise UsageError("--std values must be positive")
             tensor["normalization"] = {"mean": [float(v) for v in options.mean], "std": [float(v) for v in options.std]}
     if labels:
-        target = next((t for t in outputs if t["shape"] and t["shape"][-1] == len(labels)), None)
+        classifier = artifact.classifier or {}
+        recorded = [t for t in outputs if classifier and (t["name"] in (classifier.get("probabilities_feature"),
+                                                                          classifier.get("output"))
+                                                           or t.get("original_name") == classifier.get("output"))]
+        target = recorded[-1] if recorded else next((t for t in outputs if t["shape"] and t["shape"][-1] == len(labels)), None)
         if target is None:
             shapes = ", ".join(f"{t['name']} {t['shape']}" for t in outputs)
             raise InputError(f"labels file has {len(labels)} lines but no output has {len(labels)} classes ({shapes})")
@@ -154,6 +158,11 @@ def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptio
 def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequence: int,
                 labels: tuple[str, ...] | None, root: Path, options: BundleOptions) -> BuiltBundle:
     platform, runtime, fmt = PLATFORM[artifact.target]
+    if artifact.classifier:  # labels given at conversion (--labels): the record carries them
+        if labels is not None and tuple(labels) != tuple(artifact.classifier["labels"]):
+            raise UsageError(f"{path.name} was converted with other labels ({len(artifact.classifier['labels'])}); "
+                             "a Core ML classifier carries them in its program", hint="leave out --labels when bundling it")
+        labels = tuple(artifact.classifier["labels"])
     io = _io(artifact, labels, options)
     with tempfile.TemporaryDirectory(prefix="deploykit-bundle-") as scratch:
         model_files, compat, embedded = _prepare_model(path, artifact, Path(scratch), io, labels, sequence, options)

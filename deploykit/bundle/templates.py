@@ -24,7 +24,8 @@ from deploykit.errors import InputError
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _FILES = {
     "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitModel.swift.tmpl"},
-    "android": {"integration/kotlin/DeployKitModel.kt": "kotlin/DeployKitModel.kt.tmpl"},
+    "android": {"integration/kotlin/DeployKitModel.kt": "kotlin/DeployKitModel.kt.tmpl",
+                "integration/kotlin/BundleVerifier.kt": "kotlin/BundleVerifier.kt.tmpl"},
 }
 _USAGE = {"ios": "swift/USAGE.md.tmpl", "android": "kotlin/USAGE.md.tmpl"}
 

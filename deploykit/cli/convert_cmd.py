@@ -40,6 +40,10 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert caffe_net.onnx --image-input data_0 --color BGR --pixel-range 0-255 --mean 103.9,116.8,123.7 --data photos/
 
+[bold]Labels[/] (Core ML classifier, TFLite label metadata)
+
+  deploykit convert mobilenet.pt2 --image-input x --labels imagenet_labels.txt --classifier-output logits
+
 [bold]Quantization[/] (one more artifact per target and scheme, next to fp32; see docs/quantization.md)
 
   deploykit convert model.keras --quantize fp16,int8-weights,lut4
@@ -123,6 +127,11 @@ def convert(
         "--interpolation", help="With --image-input: bilinear, nearest or bicubic resampling for --resize.")] = "bilinear",
     letterbox_fill: Annotated[int, typer.Option(
         "--letterbox-fill", help="With --resize letterbox: the padding's value, 0-255.")] = 0,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", help="Class labels, one per line: Core ML gets a classifier (classLabel and a probability per label; a "
+                         "softmax first if the output is logits), TFLite the labels in its metadata.")] = None,
+    classifier_output: Annotated[Optional[str], typer.Option(
+        "--classifier-output", help="With --labels: the output holding the class scores (default: the only output).")] = None,
     seed: Seed = 0,
     localize: Localize = False,
     verbose: Verbose = False,
@@ -132,6 +141,12 @@ def convert(
     from deploykit.cli.options import parse_floats
     from deploykit.cli.output import StepProgress, stdout_json
     from deploykit.image_io.spec import ImageInputOptions
+    from deploykit.labels.spec import ClassifierOptions
+
+    if classifier_output and not labels:
+        from deploykit.errors import UsageError
+
+        raise UsageError("--classifier-output needs --labels")
     from deploykit.pipeline import convert as run_convert
 
     if verbose:
@@ -172,6 +187,7 @@ def convert(
         image_inputs=ImageInputOptions(tuple(image_input), color, pixel_range, parse_floats(mean, "--mean"),
                                        parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
                                        letterbox_fill) if image_input else None,
+        classifier=ClassifierOptions(labels, classifier_output) if labels else None,
     )
     if json_output:
         stdout_json(report.to_json())

@@ -34,6 +34,10 @@ class Binding:
     def to_source(self, value: np.ndarray) -> np.ndarray:
         return value if self.order is None else np.ascontiguousarray(value.transpose(np.argsort(self.order)))
 
+    def reference(self, value: np.ndarray) -> np.ndarray:
+        """The source's output as the artifact's counterpart computes it (a classifier's added softmax)."""
+        return value
+
 
 def channel_orders(rank: int) -> list[tuple[int, ...]]:
     """Permutations that move the channel axis between position 1 and last, for rank >= 3."""

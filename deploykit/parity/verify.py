@@ -18,6 +18,7 @@ from pathlib import Path
 from deploykit.errors import UsageError
 from deploykit.noise import capture_output
 from deploykit.parity.compare import Localization, ParityReport, compare_output
+from deploykit.parity.classifier_outputs import RANGE, ClassifierBinding, classifier_bindings, classifier_of, label_problems
 from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
 from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
 from deploykit.parity.layout import bind
@@ -113,7 +114,8 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
             stack.enter_context(art)
         images = images_of(model, recorded)
         in_bind = image_bindings(bind(model.inputs, art.input_specs, layouts), images, art.input_specs, target)
-        out_bind = bind(model.outputs, art.output_specs, layouts)
+        classifier = classifier_of(model, recorded)
+        out_bind = classifier_bindings(bind(model.outputs, art.output_specs, layouts), classifier, model, art.output_specs)
         notes = tuple(art.notes) + ((origin,) if origin.startswith("fp32 assumed") else ())
         runners = {"source": src.name, "artifact": getattr(art, "backend_used", None) or art.name}
         header = dict(source=model.path, framework=model.framework, artifact=str(path), target=target,
@@ -133,17 +135,19 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
             if b.problem:
                 results.append(_missing(b, refs))
                 continue
-            results.append(compare_output(b.source, [r[b.source] for r in refs], [b.to_source(o[b.artifact]) for o in outs],
-                                          chosen, tolerances, artifact_name=b.artifact, layout=b.note,
-                                          value_range=ranges.get(b.source)))
+            bounded = RANGE if isinstance(b, ClassifierBinding) else ranges.get(b.source)
+            results.append(compare_output(b.source, [b.reference(r[b.source]) for r in refs],
+                                          [b.to_source(o[b.artifact]) for o in outs], chosen, tolerances,
+                                          artifact_name=b.artifact, layout=b.note, value_range=bounded))
         location = None
         failed = [r for r in results if not r.passed]
         if localize and failed:
             with progress.step("Localizing the first diverging layer"):
                 location = _localize(src, art, in_bind, feeds, failed[0].worst_sample, chosen,
                                      lambda sample: source_view(sample, model, images))
+    wrong_labels = label_problems(outs, classifier)
     return ParityReport(**header, inputs=feeds.origin, outputs=tuple(results), localization=location,
-                        seconds=_since(started))
+                        seconds=_since(started), problem="; ".join(wrong_labels) or None)
 
 
 def _choose_profile(profile, recorded: Artifact | None):

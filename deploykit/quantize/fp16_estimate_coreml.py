@@ -30,7 +30,7 @@ FP16_MAX = 65504.0
 
 
 class CoreMLFp16Estimate(SampledEstimate):
-    max_kept = SEGMENTS // 4  # a quarter of the program in float32 at most, besides ``required``
+    max_kept = SEGMENTS // 4  # the first (greedy) search: a quarter of the program at most, besides ``required``
     unit = "segment"
     required: tuple[str, ...] = ()  # the ops beyond fp16's range, kept whatever the search finds
 

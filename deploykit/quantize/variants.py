@@ -74,7 +74,7 @@ def _tflite(model, scheme, path, options, workspace, context) -> Made:
 def _coreml(model, scheme, path, options, workspace, context) -> Made:
     if scheme == "fp32":
         converted, records = _convert_coreml(model, path, options, workspace, context, "fp32")
-        workspace.products["coreml-fp32-artifact"] = converted.path  # what an fp16 estimate starts from
+        workspace.products["coreml-fp32-artifact"] = _plain_copy(converted.path, model, workspace)
         return Made(converted.path, converted.converter, {**FP32, "compute": "float32"}, tuple(records),
                     converted.attempts)
     base, label, records, attempts, fp32 = _fp16_base(model, options, workspace, context)
@@ -88,6 +88,17 @@ def _coreml(model, scheme, path, options, workspace, context) -> Made:
     record = compress_coreml(base, path, scheme, context.quantize)
     return Made(path, f"{label} + {record['engine']}", {**record, **fp32, "fp32_ops": fp32_ops(path)}, tuple(records),
                 attempts)
+
+
+def _plain_copy(path: Path, model, workspace) -> Path:
+    """What an fp16 estimate starts from: the fp32 program as converted. With labels, the artifact itself is
+    made a classifier afterwards (``labels.attach``), whose dictionary output no estimate can score."""
+    if model.classifier is None:
+        return path
+    copy = workspace.root / "coreml-fp32-plain" / path.name
+    copy.parent.mkdir()
+    shutil.copytree(path, copy)
+    return copy
 
 
 def _fp16_base(model, options, workspace, context):

@@ -54,11 +54,7 @@ class CoreMLRunner(Runner):
         self.backend_used = "Core ML numpy evaluator"
         self.notes = ("Core ML run by deploykit's numpy evaluator of the saved ML Program"
                       + (f" ({why_not})" if why_not else ""), NOT_MODELLED)
-        program = self._evaluator.program
-        ins = tuple(TensorSpec(d.name, tuple(d.shape), d.dtype.public.name) for d in program.inputs)
-        outs = tuple(TensorSpec(n, tuple(d.shape) if d.shape is not None else (), d.dtype.public.name)
-                     for n, d in zip(program.output_names, program.outputs))
-        return ins, outs
+        return self._evaluator.input_specs, self._evaluator.output_specs
 
     def deactivate_impl(self) -> None:
         if self._evaluator is not None:

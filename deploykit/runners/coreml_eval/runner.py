@@ -38,8 +38,8 @@ class CoreMLEvaluatorRunner(Runner):
 
     def activate_impl(self):
         self._program = cached_program(self.path)
-        inputs = tuple(TensorSpec(d.name, _shape(d.shape), d.dtype.public.name) for d in self._program.inputs)
-        outputs = tuple(TensorSpec(name, _shape(d.shape), d.dtype.public.name)
+        inputs = tuple(TensorSpec(d.name, _shape(d.shape), _dtype_name(d.dtype)) for d in self._program.inputs)
+        outputs = tuple(TensorSpec(name, _shape(d.shape), _dtype_name(d.dtype))
                         for name, d in zip(self._program.output_names, self._program.outputs))
         return inputs, outputs
 
@@ -71,6 +71,11 @@ class CoreMLEvaluatorRunner(Runner):
                     records.append(Intermediate(out.name, out.name, node.type, value.astype(np.float32), consumed))
                     traced.add(out.name)
         return records
+
+
+def _dtype_name(dtype) -> str:
+    """numpy's name of a tensor's dtype; "str" and "dict" for a classifier's label and probabilities."""
+    return dtype.public.name if dtype.public is not None else dtype.name
 
 
 def _shape(shape) -> tuple:

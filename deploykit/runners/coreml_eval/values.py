@@ -62,6 +62,9 @@ DTYPES: dict[int, DType] = {
 BY_NAME: dict[str, DType] = {d.name: d for d in DTYPES.values()}
 
 
+DICT = DType("dict", None, None)  # a classifier's probabilities: label -> probability (``classify``)
+
+
 def dtype_of(code: int, where: str) -> DType:
     if code not in DTYPES:
         raise UnsupportedOperatorError(f"Core ML evaluator: {where} uses MIL data type {code}, which it does not handle")
@@ -161,6 +164,8 @@ def decode_tensor_value(tensor_value, dtype: DType, shape: tuple[int, ...], wher
 
 def tensor_type(value_type, where: str) -> tuple[DType, tuple[int | None, ...] | None]:
     """(dtype, shape) of a ``ValueType`` that must be a tensor; unknown dims are None."""
+    if value_type.WhichOneof("type") == "dictionaryType":
+        return DICT, ()
     if value_type.WhichOneof("type") != "tensorType":
         kind = value_type.WhichOneof("type")
         raise UnsupportedOperatorError(f"Core ML evaluator: {where} has a {kind} value; only tensors are handled")
@@ -177,7 +182,11 @@ def tensor_type(value_type, where: str) -> tuple[DType, tuple[int | None, ...] |
 
 
 def decode_value(value, blobs, where: str):
-    """A MIL ``Value`` (immediate or in weight.bin) as a runtime array or Python string."""
+    """A MIL ``Value`` (immediate or in weight.bin) as a runtime array or Python string; an immediate list
+    (a classifier's classes) as a tuple of its decoded items."""
+    if value.type.WhichOneof("type") == "listType" and value.WhichOneof("value") == "immediateValue":
+        items = value.immediateValue.list.values
+        return tuple(decode_value(item, blobs, f"{where} item {i}") for i, item in enumerate(items))
     dtype, shape = tensor_type(value.type, where)
     if shape is None or any(d is None for d in shape):
         raise InputError(f"{where}: a constant must have a fully known shape")

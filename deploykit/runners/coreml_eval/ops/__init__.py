@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (imported for their @register side effects)
     attention,
     blocks,
     cast,
+    classify,
     constexpr,
     control_flow,
     conv,
