@@ -104,6 +104,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "preprocessing_section": preprocessing_section(inputs),
         "requirements": _requirements(manifest),
     }
+    ctx.update(_swift_image(first_in, outputs, ctx))
     for lang, null in (("swift", "nil"), ("kotlin", "null")):
         ctx.update({
             f"{lang}_name": _lit(manifest["name"], lang), f"{lang}_version": _lit(manifest["version"], lang),
@@ -116,6 +117,32 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
             f"{lang}_mean": _floats(norm["mean"], lang), f"{lang}_std": _floats(norm["std"], lang),
         })
     return ctx
+
+
+def _swift_image(first_in: dict[str, Any], outputs, ctx: dict[str, str]) -> dict[str, str]:
+    """The Swift image path: Vision's crop-and-scale option where it is exactly the manifest's resize mode."""
+    block = first_in.get("preprocessing") or {}
+    height, width = block.get("size") or (0, 0)
+    option = "nil"
+    if block.get("resize") == "stretch":
+        option = ".scaleFill"
+    elif block.get("resize") == "shorter-side":
+        option = ".centerCrop" if block["crop_fraction"] == 1 else ".scaleFill"  # prepare() cuts the centre first
+    elif block.get("resize") == "letterbox":
+        option = ".scaleFit" if block["fill"] == 0 else ".scaleFill"  # prepare() pads with the fill first
+    classifier = any(t["name"] == "classLabel_probs" for t in outputs)
+    if block:
+        call = ("let results = try DeployKitModelInfo.classify(model, image: cgImage)   // "
+                + ("[VNClassificationObservation]: identifier = label, confidence" if classifier
+                   else "[VNCoreMLFeatureValueObservation]"))
+    else:
+        call = (f"let scores = try DeployKitModelInfo.predict(model, pixels: rgbPixels)   // {ctx['input_shape_text']} "
+                f"floats, {ctx['input_layout']}")
+    return {"swift_image_resize": _lit(block.get("resize", ""), "swift"),
+            "swift_image_crop_fraction": repr(float(block.get("crop_fraction", 1.0))),
+            "swift_image_fill": repr(float(block.get("fill", 0))), "swift_image_width": str(width),
+            "swift_image_height": str(height), "swift_is_classifier": "true" if classifier else "false",
+            "swift_vision_option": option if block else "nil", "swift_usage_call": call}
 
 
 def _lit(value: str, lang: str) -> str:

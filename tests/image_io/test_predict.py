@@ -1,6 +1,7 @@
 """``deploykit predict`` is the reference an app must match: on real photos (the two JPEGs scikit-learn's wheel
 ships) and a generated picture of another aspect ratio, a verified bundle's top-1 and scores are the source
-model's on the same picture with the same preprocessing, for every resize mode and both targets."""
+model's on the same picture with the same preprocessing, for every resize mode and both targets (the Core ML
+artifact a classifier, the TFLite one with label metadata: the labels given at conversion)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from deploykit.image_io.resize import fit
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInput, ImageInputOptions
+from deploykit.labels.spec import ClassifierOptions
 from deploykit.pipeline import convert
 from deploykit.predict import PredictOptions, predict
 from tests.conftest import save_pt2
@@ -49,12 +51,12 @@ def bundles(request, model_dir, tmp_path_factory, keys):
     folder = tmp_path_factory.mktemp(f"predict_{mode}")
     source = save_pt2("mobilenet", model_dir)
     options = ImageInputOptions(("x",), mean=MEAN, std=STD, resize=mode, **MODES[mode])
-    convert(source, to=["tflite", "coreml"], out=folder / "out", image_inputs=options)
     labels = folder / "labels.txt"
     labels.write_text("".join(f"class-{i}\n" for i in range(10)))
+    convert(source, to=["tflite", "coreml"], out=folder / "out", image_inputs=options, classifier=ClassifierOptions(labels))
     built = bundle([folder / "out" / "mobilenet_0.fp32.tflite", folder / "out" / "mobilenet_0.fp32.mlpackage"],
-                   BundleOptions(name="com.example.predict", version="1.0.0", out=folder / "bundles", labels=labels,
-                                 sign_keys=(keys[0],)))
+                   BundleOptions(name="com.example.predict", version="1.0.0", out=folder / "bundles",
+                                 sign_keys=(keys[0],)))  # the labels come from the record
     return mode, source, folder, {b.manifest["platform"]: b.path for b in built}
 
 
@@ -113,3 +115,22 @@ def test_cli_predict_and_its_errors(bundles, pictures, keys, tmp_path):
     assert unsigned.returncode == 2 and "--trusted-key" in unsigned.stderr
     artifact = run("predict", folder / "out" / "mobilenet_0.fp32.tflite", tmp_path / "missing.jpg")
     assert artifact.returncode == 2 and "not found" in artifact.stderr
+
+
+SWIFT = {"stretch": (".scaleFill", "1.0", "0.0"), "shorter-side": (".scaleFill", "0.875", "0.0"),
+         "letterbox": (".scaleFill", "1.0", "114.0")}
+
+
+def test_swift_template_implements_the_block(bundles):
+    """No Swift toolchain here: the rendered Swift is checked for the block's values and Vision's option."""
+    import zipfile
+
+    mode, _, _, built = bundles
+    with zipfile.ZipFile(built["ios"]) as archive:
+        swift = archive.read("integration/swift/DeployKitModel.swift").decode()
+        usage = archive.read("integration/README.md").decode()
+    option, fraction, fill = SWIFT[mode]
+    assert f'imageResize = "{mode}"' in swift and f"visionOption: VNImageCropAndScaleOption? = {option}" in swift
+    assert f"imageCropFraction: CGFloat = {fraction}" in swift and f"imageFill: CGFloat = {fill}" in swift
+    assert "CGSize(width: 32, height: 32)" in swift and "isClassifier = true" in swift
+    assert "DeployKitModelInfo.classify(model, image: cgImage)" in usage and "VNClassificationObservation" in usage
