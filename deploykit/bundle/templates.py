@@ -105,6 +105,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "requirements": _requirements(manifest),
     }
     ctx.update(_swift_image(first_in, outputs, ctx))
+    ctx.update(_kotlin_image(first_in, ctx))
     for lang, null in (("swift", "nil"), ("kotlin", "null")):
         ctx.update({
             f"{lang}_name": _lit(manifest["name"], lang), f"{lang}_version": _lit(manifest["version"], lang),
@@ -143,6 +144,29 @@ def _swift_image(first_in: dict[str, Any], outputs, ctx: dict[str, str]) -> dict
             "swift_image_fill": repr(float(block.get("fill", 0))), "swift_image_width": str(width),
             "swift_image_height": str(height), "swift_is_classifier": "true" if classifier else "false",
             "swift_vision_option": option if block else "nil", "swift_usage_call": call}
+
+
+def _kotlin_image(first_in: dict[str, Any], ctx: dict[str, str]) -> dict[str, str]:
+    """The Kotlin image path: Bitmap operations implementing the preprocessing block."""
+    from deploykit.image_io.declare import pixel_normalization
+
+    block = first_in.get("preprocessing") or {}
+    height, width = block.get("size") or (0, 0)
+    norm = pixel_normalization(block) if block else {"mean": [0.0], "std": [1.0]}
+    if block:
+        call = ("val input = DeployKitModelInfo.toInput(DeployKitModelInfo.prepare(bitmap))   // "
+                f"{width}x{height}, {block['feed']}")
+    else:
+        call = f"val input = DeployKitModelInfo.preprocess(rgbPixels)   // {ctx['input_shape_text']} floats, {ctx['input_layout']}"
+    return {"kotlin_image_resize": _lit(block.get("resize", ""), "kotlin"),
+            "kotlin_image_crop_fraction": repr(float(block.get("crop_fraction", 1.0))),
+            "kotlin_image_fill": str(int(block.get("fill", 0))), "kotlin_image_width": str(width),
+            "kotlin_image_height": str(height), "kotlin_image_filter": _lit(block.get("interpolation", "bilinear"), "kotlin"),
+            "kotlin_image_feed": _lit(block.get("feed", ""), "kotlin"),
+            "kotlin_image_gray": "true" if block.get("color") == "GRAY" else "false",
+            "kotlin_image_bgr": "true" if block.get("color") == "BGR" else "false",
+            "kotlin_pixel_mean": _floats(norm["mean"], "kotlin"), "kotlin_pixel_std": _floats(norm["std"], "kotlin"),
+            "kotlin_usage_call": call}
 
 
 def _lit(value: str, lang: str) -> str:

@@ -134,3 +134,19 @@ def test_swift_template_implements_the_block(bundles):
     assert f"imageCropFraction: CGFloat = {fraction}" in swift and f"imageFill: CGFloat = {fill}" in swift
     assert "CGSize(width: 32, height: 32)" in swift and "isClassifier = true" in swift
     assert "DeployKitModelInfo.classify(model, image: cgImage)" in usage and "VNClassificationObservation" in usage
+
+
+def test_kotlin_template_implements_the_block(bundles):
+    """The Android part needs the Android SDK to compile (the verifier part is compiled: tests/bundle); its
+    rendered constants are the block's."""
+    import zipfile
+
+    mode, _, _, built = bundles
+    with zipfile.ZipFile(built["android"]) as archive:
+        kotlin = archive.read("integration/kotlin/DeployKitModel.kt").decode()
+        usage = archive.read("integration/README.md").decode()
+    _, fraction, fill = SWIFT[mode]
+    assert f'IMAGE_RESIZE = "{mode}"' in kotlin and f"IMAGE_CROP_FRACTION = {fraction}f" in kotlin
+    assert f"IMAGE_FILL = {int(float(fill))}" in kotlin and 'IMAGE_FEED = "uint8-pixels"' in kotlin
+    assert "IMAGE_WIDTH = 32" in kotlin and "IMAGE_HEIGHT = 32" in kotlin
+    assert "DeployKitModelInfo.toInput(DeployKitModelInfo.prepare(bitmap))" in usage
