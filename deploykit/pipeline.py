@@ -98,6 +98,8 @@ def convert(
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
     model = _with_image_inputs(model, image_inputs, qopts)
+    if model.images and verify and (verify_options or {}).get("data"):
+        _check_pictures(model, verify_options["data"], verify_options.get("samples", 8))
     model = _with_classifier(model, classifier)
     stem = _safe_stem(name or model.name)
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
@@ -206,6 +208,13 @@ def _with_image_inputs(model: SourceModel, options, qopts) -> SourceModel:
         raise UsageError("--image-input with full-integer int8 is not supported yet: its calibration data would "
                          "have to be pixels", hint="use fp16, int8-weights or a lut scheme with --image-input")
     return replace(model, images=images) if images else model
+
+
+def _check_pictures(model: SourceModel, data, samples: int) -> None:
+    """Read the parity pictures once before converting: a broken file fails in a second, not after the conversion."""
+    from deploykit.parity.image_feeds import pixel_inputs
+
+    pixel_inputs(model, {image.name: image for image in model.images}, samples=samples, data=data, seed=0)
 
 
 def _with_classifier(model: SourceModel, options) -> SourceModel:

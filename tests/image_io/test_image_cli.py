@@ -96,3 +96,24 @@ def test_resize_modes():
     assert np.array_equal(centre, np.asarray(picture)[:, 20:60])  # scale 1, the centre 40 columns
     gray = fit(picture.convert("L"), ImageInput("x", color="GRAY", resize="letterbox", fill=114), 16, 16)
     assert gray.shape == (16, 16, 1) and (gray[:4] == 114).all()
+
+
+def test_unreadable_pictures_and_labels_exit_2(model_dir, tmp_path):
+    source = save_pt2("mobilenet", model_dir)
+    photos = _photos(tmp_path / "photos", [(40, 40)])
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 10)
+    result = run("convert", source, "--to", "tflite", "--out", tmp_path / "out", "--image-input", "x", "--data", photos)
+    assert result.returncode == 2 and "broken.jpg: not a readable image" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(bytes(range(256)))
+    result = run("convert", source, "--to", "tflite", "--out", tmp_path / "out", "--labels", labels)
+    assert result.returncode == 2 and "is not UTF-8 text" in result.stderr
+    out = tmp_path / "ok"
+    assert run("convert", source, "--to", "tflite", "--out", out, "--image-input", "x", "--no-verify").returncode == 0
+    result = run("predict", out / "mobilenet_0.fp32.tflite", photos / "broken.jpg")
+    assert result.returncode == 2 and "not a readable image" in result.stderr and "Traceback" not in result.stderr
+    plain = tmp_path / "plain"
+    assert run("convert", source, "--to", "tflite", "--out", plain, "--no-verify").returncode == 0
+    result = run("predict", plain / "mobilenet_0.fp32.tflite", photos / "photo_0.png")
+    assert result.returncode == 2 and "exactly one image input" in result.stderr
