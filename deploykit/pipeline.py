@@ -17,6 +17,7 @@ from deploykit.fsutil import move_into_place, staging_directory, write_text_atom
 from deploykit.hashing import sha256_path, size_path
 from deploykit.image_io.declare import declared_images
 from deploykit.labels.attach import annotate_outputs, attach_labels
+from deploykit.app_io import with_app_io
 from deploykit.image_io.wrap import for_target as pixel_model
 from deploykit.layouts import annotate
 from deploykit.noise import capture_output
@@ -97,10 +98,7 @@ def convert(
 
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
-    model = _with_image_inputs(model, image_inputs, qopts)
-    if model.images and verify and (verify_options or {}).get("data"):
-        _check_pictures(model, verify_options["data"], verify_options.get("samples", 8))
-    model = _with_classifier(model, classifier)
+    model = with_app_io(model, image_inputs, classifier, qopts, verify_options if verify else None)
     stem = _safe_stem(name or model.name)
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
     context = VariantContext(selection, qopts, calibration_data)
@@ -196,32 +194,6 @@ def _after_partial(exc, failures, out_dir: Path):
         exc.message = f"{exc.message} (failed: {failed})"
         exc.args = (exc.message,)
     return exc
-
-
-def _with_image_inputs(model: SourceModel, options, qopts) -> SourceModel:
-    from deploykit.image_io.spec import parse_image_inputs
-
-    images = parse_image_inputs(options, model.inputs)
-    if images and qopts.needs_calibration:
-        from deploykit.errors import UsageError
-
-        raise UsageError("--image-input with full-integer int8 is not supported yet: its calibration data would "
-                         "have to be pixels", hint="use fp16, int8-weights or a lut scheme with --image-input")
-    return replace(model, images=images) if images else model
-
-
-def _check_pictures(model: SourceModel, data, samples: int) -> None:
-    """Read the parity pictures once before converting: a broken file fails in a second, not after the conversion."""
-    from deploykit.parity.image_feeds import pixel_inputs
-
-    pixel_inputs(model, {image.name: image for image in model.images}, samples=samples, data=data, seed=0)
-
-
-def _with_classifier(model: SourceModel, options) -> SourceModel:
-    from deploykit.labels.spec import parse_classifier
-
-    classifier = parse_classifier(options, model)
-    return replace(model, classifier=classifier) if classifier is not None else model
 
 
 def _candidate_check(model, verbose: bool, verify_options: dict):
