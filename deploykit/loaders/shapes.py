@@ -19,6 +19,9 @@ def parse_input_specs(values: list[str]) -> dict[str | None, tuple]:
     specs: dict[str | None, tuple] = {}
     for raw in values:
         match = _SPEC.match(raw.strip())
+        if not match and ("[" in raw or ".." in raw):
+            raise UsageError(f"--input {raw!r}: flexible input sizes (enumerated [a,b,...] or ranges (lo..hi)) are not "
+                             "supported yet", hint="fix one size per input, e.g. NAME=1x3x224x224, and convert once per size")
         if not match:
             raise UsageError(f"bad --input {raw!r}", hint="write NAME=1x3x224x224 (the name may be left out for a single input)")
         dims = tuple(int(d) for d in re.split(r"[x,]", match["dims"]))
