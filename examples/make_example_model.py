@@ -1,6 +1,7 @@
 """Build the example model: a small MobileNet-style Keras classifier (33k parameters), trained for
 about 20 seconds on the handwritten digits that ship with scikit-learn (nothing is downloaded).
-Writes examples/models/digits.keras and examples/models/labels.txt.
+Writes examples/models/digits.keras, examples/models/labels.txt and, in examples/models/pictures/, six
+held-out digits as 32x32 PNG pictures (for `deploykit predict` in run_example.sh).
 
 The 1,797 images are shuffled once with a fixed seed, then split 1,500 for training and 297 held
 out. Why shuffled: the dataset is ordered by writer, and the last 297 images come from writers the
@@ -67,10 +68,21 @@ def build_digits_model(epochs: int = 30, seed: int = 0):
 def main(out_dir: str = "examples/models") -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, accuracy, _ = build_digits_model()
+    model, accuracy, (test_x, test_y) = build_digits_model()
     model.save(out / "digits.keras")
     (out / "labels.txt").write_text("".join(f"{d}\n" for d in range(10)))
-    print(f"wrote {out / 'digits.keras'} (held-out accuracy {accuracy:.3f}) and {out / 'labels.txt'}")
+    save_pictures(test_x[:6], test_y[:6], out / "pictures")
+    print(f"wrote {out / 'digits.keras'} (held-out accuracy {accuracy:.3f}), {out / 'labels.txt'} and {out / 'pictures'}")
+
+
+def save_pictures(images, labels, folder: Path) -> None:
+    """Held-out digits as the pictures an app would have (uint8 RGB PNG), named after their true label."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(folder / f"{index}_digit_{label}.png")
 
 
 if __name__ == "__main__":

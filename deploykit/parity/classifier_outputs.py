@@ -52,7 +52,7 @@ def classifier_bindings(bindings, classifier: Classifier | None, model, artifact
     names = {spec.name for spec in artifact_specs}
     if classifier is None or PROBABILITIES_FEATURE not in names:
         return bindings
-    shape = next(tuple(o.shape) for o in model.outputs if o.name == classifier.output)
+    shape = next(tuple(1 if d is None else d for d in o.shape) for o in model.outputs if o.name == classifier.output)
     return tuple(ClassifierBinding(b.source, PROBABILITIES_FEATURE, classifier=classifier, shape=shape)
                  if b.source == classifier.output else b for b in bindings)
 

@@ -101,7 +101,7 @@ def test_a_softmax_output_gets_no_second_softmax(tmp_path, labels_file):
     import keras
 
     keras.utils.set_random_seed(0)
-    inp = keras.Input((8,), batch_size=1, name="features")
+    inp = keras.Input((8,), name="features")  # batch None, as Keras models declare it
     out = keras.layers.Dense(10, activation="softmax", name="probs")(keras.layers.Dense(16, activation="relu")(inp))
     keras.Model(inp, out).save(tmp_path / "probs.keras")
     convert(tmp_path / "probs.keras", to=["coreml"], out=tmp_path / "out", classifier=ClassifierOptions(labels_file))
