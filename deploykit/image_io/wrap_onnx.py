@@ -9,6 +9,16 @@ from __future__ import annotations
 from deploykit.image_io.spec import image_geometry
 
 
+def _rename_uses(graph, old: str, new: str) -> None:
+    """Every read of ``old``, in subgraphs (If / Loop bodies read outer values by name) too."""
+    for node in graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        for attribute in node.attribute:
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                if not any(v.name == old for v in body.input):  # a body input of that name shadows the outer one
+                    _rename_uses(body, old, new)
+
+
 def wrap(model, images: dict, specs):
     import numpy as np
     import onnx
@@ -24,8 +34,7 @@ def wrap(model, images: dict, specs):
         if image is None:
             continue
         name, inner = value_info.name, f"{value_info.name}__normalized"
-        for node in graph.node:
-            node.input[:] = [inner if i == name else i for i in node.input]
+        _rename_uses(graph, name, inner)
         pixels = pixel_specs[name]
         tensor_type = value_info.type.tensor_type
         tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(pixels.dtype))

@@ -4,6 +4,7 @@ the declared resize mode; the bundle's manifest carries the preprocessing block 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 import json
 import zipfile
 
@@ -117,3 +118,33 @@ def test_unreadable_pictures_and_labels_exit_2(model_dir, tmp_path):
     assert run("convert", source, "--to", "tflite", "--out", plain, "--no-verify").returncode == 0
     result = run("predict", plain / "mobilenet_0.fp32.tflite", photos / "photo_0.png")
     assert result.returncode == 2 and "exactly one image input" in result.stderr
+
+
+def test_onnx_preamble_reaches_subgraphs(tmp_path):
+    """An If branch that reads the image input by its outer name reads the normalized value after wrapping."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from deploykit.image_io.wrap import for_target
+    from deploykit.loaders import load_source
+
+    branch = lambda name, op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["x"], [f"{name}_out"])], name, [],
+        [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1, 3, 4, 4])])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+             helper.make_node("Greater", ["m", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", "Relu"), else_branch=branch("else", "Neg"))]
+    graph = helper.make_graph(nodes, "branchy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    path = tmp_path / "branchy.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    image = ImageInput("x", mean=(0.5,) * 3, std=(0.25,) * 3)
+    model = load_source(path)
+    wrapped = for_target(replace(model, images=(image,)), (image,), "tflite")
+    onnx.checker.check_model(wrapped.handle)
+    pixels = np.stack(sample_images(1, 4, 4, seed=2)).transpose(0, 3, 1, 2)  # the ONNX preamble keeps NCHW
+    by_hand = ((pixels / 255.0 - 0.5) / 0.25).astype(np.float32)
+    run_graph = lambda proto, feed: ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": feed})[0]  # noqa: E731
+    assert np.allclose(run_graph(wrapped.handle, pixels.astype(np.uint8)), run_graph(model.handle, by_hand), atol=1e-6)
