@@ -16,7 +16,6 @@ import numpy as np
 
 from deploykit.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import TensorSpec
 
 BACKENDS = ("auto", "mlmodel", "numpy")
 NOT_MODELLED = "device GPU / Neural Engine fp16 accumulation is not modelled"
