@@ -19,6 +19,12 @@ def with_app_io(model: SourceModel, image_inputs, classifier, qopts, verify_opti
     if images and qopts.needs_calibration:
         raise UsageError("--image-input with full-integer int8 is not supported yet: its calibration data would "
                          "have to be pixels", hint="use fp16, int8-weights or a lut scheme with --image-input")
+    flexible = [image.name for image in images if next(t for t in model.inputs if t.name == image.name).flexible]
+    if flexible:
+        # The preprocessing block names the one size an app resizes its pictures to.
+        raise UsageError(f"--image-input {flexible[0]} with flexible sizes is not supported: an image input's "
+                         "preprocessing resizes to one size", hint="give the image input one size, or leave out "
+                         "--image-input and feed the flexible input tensors")
     model = replace(model, images=images, classifier=parse_classifier(classifier, model))
     if images and verify_options and verify_options.get("data"):
         from deploykit.parity.image_feeds import pixel_inputs

@@ -16,6 +16,8 @@ from deploykit.errors import ConversionError, DeployKitError, UnsupportedOperato
 from deploykit.fsutil import move_into_place, staging_directory, write_text_atomic
 from deploykit.hashing import sha256_path, size_path
 from deploykit.image_io.declare import declared_images
+from deploykit.flexible import carry as carry_flexible
+from deploykit.flexible import has_flexible
 from deploykit.labels.attach import annotate_outputs, attach_labels
 from deploykit.app_io import with_app_io
 from deploykit.image_io.wrap import for_target as pixel_model
@@ -145,6 +147,11 @@ def convert(
             parity_reports = verify_artifacts(model, checkable, staging, progress=progress, verbose=verbose,
                                               **verify_options)
             summaries = {a.path: r.to_summary() for a, r in zip(checkable, parity_reports)}
+            if checkable:
+                from deploykit.parity.sizes import check_other_sizes
+
+                parity_reports, summaries = check_other_sizes(model, checkable, staging, parity_reports, summaries,
+                                                              progress=progress, verbose=verbose, **verify_options)
             artifacts = [replace(a, parity=summaries.get(a.path) or _unchecked_flex(a)) for a in artifacts]
         with progress.step("Writing outputs"):
             for artifact in artifacts:
@@ -229,11 +236,12 @@ def _raise_on_parity_failure(parity_reports) -> None:
     if not failed:
         return
     from deploykit.errors import ParityError
+    from deploykit.parity.sizes import at_size
 
     lines = []
     for r in failed:
         detail = r.problem or "; ".join(_describe_failure(o) for o in r.failures)
-        lines.append(f"{Path(r.artifact).name} ({r.profile}): {detail}")
+        lines.append(f"{Path(r.artifact).name}{at_size(r)} ({r.profile}): {detail}")
     raise ParityError("the artifact drifts from the source: " + " | ".join(lines),
                       hint="the artifacts and deploykit-report.json were written for inspection; "
                            "rerun `deploykit verify SOURCE ARTIFACT --localize` to find the first diverging layer")
@@ -247,7 +255,8 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
         made = make_variant(model, target, scheme, path, options, workspace, context)
         carried = attach_labels(made.path, target, model)
     seconds = time.perf_counter() - started
-    inputs, outputs, ops = inspect_artifact(target, made.path)
+    inputs, outputs, ops = inspect_artifact(target, made.path, dynamic=has_flexible(model.inputs))
+    inputs = carry_flexible(inputs, model.inputs, target)
     inputs, input_notes = annotate(model.inputs, inputs)
     inputs = declared_images(inputs, model.images, target)
     outputs, output_notes = annotate_outputs(model, outputs, target, carried)
@@ -339,13 +348,15 @@ def _calibration(qopts, model):
     return load_calibration(qopts.calibration, model.inputs, qopts.calibration_samples)
 
 
-def inspect_artifact(target: str, path: Path):
-    """(inputs, outputs, op histogram) of a written artifact, read back from the file itself."""
+def inspect_artifact(target: str, path: Path, dynamic: bool = False):
+    """(inputs, outputs, op histogram) of a written artifact, read back from the file itself. ``dynamic``:
+    a TFLite dimension resizable at run time is recorded as None (for flexible inputs); otherwise the
+    allocated size is (a SavedModel's dynamic batch is 1, as apps run it)."""
     if target == "tflite":
         from deploykit.converters import tflite_inspect
 
         interpreter = tflite_inspect.open_interpreter(str(path))
-        ins, outs = tflite_inspect.signature(interpreter)
+        ins, outs = tflite_inspect.signature(interpreter, dynamic=dynamic)
         return ins, outs, tflite_inspect.op_histogram(interpreter)
     from deploykit.converters import coreml_inspect
 

@@ -23,6 +23,8 @@ class TensorSpec:
     quantization: tuple[float, int] | None = None  # (scale, zero_point) for integer tensors
     original_name: str | None = None  # the source's name, when the artifact had to rename it (deploykit.names)
     image: dict[str, Any] | None = None  # an artifact's pixel input: deploykit.image_io.ImageInput.to_json()
+    # The sizes an input accepts besides ``shape`` (its default): deploykit.flexible.FlexibleShape.to_json()
+    flexible: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
@@ -30,6 +32,8 @@ class TensorSpec:
             data["original_name"] = self.original_name
         if self.image is not None:
             data["image"] = dict(self.image)
+        if self.flexible is not None:
+            data["flexible"] = dict(self.flexible)
         if self.quantization is not None:
             data["quantization"] = {"scale": self.quantization[0], "zero_point": self.quantization[1]}
         return data
@@ -45,6 +49,7 @@ class TensorSpec:
             quantization=(quant["scale"], quant["zero_point"]) if quant else None,
             original_name=data.get("original_name"),
             image=data.get("image"),
+            flexible=data.get("flexible"),
         )
 
     @property

@@ -102,6 +102,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "output_table": "\n".join(_output_row(t) for t in outputs),
         "normalization_note": _normalization_note(first_in),
         "preprocessing_section": preprocessing_section(inputs),
+        "flexible_section": flexible_section(inputs, manifest["platform"]),
         "requirements": _requirements(manifest),
     }
     ctx.update(_swift_image(first_in, outputs, ctx))
@@ -208,12 +209,47 @@ def _floats(values, lang: str) -> str:
 def _input_row(t: dict[str, Any]) -> str:
     norm = t.get("normalization")
     text = f"(x - {norm['mean']}) / {norm['std']}" if norm else "none"
-    return f"| `{t['name']}` | {t['dtype']} | {'x'.join(map(str, t['shape']))} | {t.get('layout') or '-'} | {text} |"
+    return f"| `{t['name']}` | {t['dtype']} | {_shape_text(t)} | {t.get('layout') or '-'} | {text} |"
 
 
 def _output_row(t: dict[str, Any]) -> str:
     labels = f"`{t['labels']['path']}` ({t['labels']['count']})" if t.get("labels") else "-"
-    return f"| `{t['name']}` | {t['dtype']} | {'x'.join(map(str, t['shape']))} | {labels} |"
+    return f"| `{t['name']}` | {t['dtype']} | {_shape_text(t)} | {labels} |"
+
+
+def _shape_text(t: dict[str, Any]) -> str:
+    from deploykit.flexible import FlexibleShape
+
+    if t.get("flexible"):
+        return FlexibleShape.from_json(t["flexible"]).compact()
+    return "x".join("?" if d is None else str(d) for d in t["shape"]) or "scalar"
+
+
+_RESIZE_CALL = {
+    "android": "call `interpreter.resizeInput(index, intArrayOf(...))` and `interpreter.allocateTensors()` first",
+    "ios": "pass an `MLMultiArray` of that size (Core ML refuses sizes it does not accept)",
+}
+
+
+def flexible_section(inputs, platform: str) -> str:
+    """The README paragraph on inputs that take more than one size (empty when every input is fixed)."""
+    from deploykit.flexible import FlexibleShape
+
+    lines = []
+    for t in inputs:
+        if not t.get("flexible"):
+            continue
+        accepted = FlexibleShape.from_json(t["flexible"])
+        what = ("one of these sizes: " + ", ".join("x".join(map(str, s)) for s in accepted.shapes)
+                if accepted.kind == "enumerated" else
+                "any size within " + accepted.describe() + " (each dimension from its low to its high end)")
+        lines.append(f"- `{t['name']}` accepts {what}; the default is {'x'.join(map(str, t['shape']))}.")
+    if not lines:
+        return ""
+    checked = ("every listed size" if all(FlexibleShape.from_json(t["flexible"]).kind == "enumerated"
+                                          for t in inputs if t.get("flexible")) else "the low end, middle and high end")
+    return ("### Flexible input sizes\n\n" + "\n".join(lines) + f"\n\nParity with the source model was checked at "
+            f"{checked}. To run at another size, {_RESIZE_CALL.get(platform, 'feed an input of that size')}.")
 
 
 def _normalization_note(t: dict[str, Any]) -> str:

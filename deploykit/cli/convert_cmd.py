@@ -44,6 +44,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert mobilenet.pt2 --image-input x --labels imagenet_labels.txt --classifier-output logits
 
+[bold]Flexible input sizes[/] (PyTorch and Keras sources; parity at every size; see docs/flexible-sizes.md)
+
+  deploykit convert detector.pt2 --input "image=1x3x[320,480,640]x[320,480,640]"
+
+  deploykit convert net.py:build --input "x=(1..8)x3x(160..640)x(160..640)" --to coreml
+
 [bold]Quantization[/] (one more artifact per target and scheme, next to fp32; see docs/quantization.md)
 
   deploykit convert model.keras --quantize fp16,int8-weights,lut4

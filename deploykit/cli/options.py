@@ -14,7 +14,9 @@ InputShapes = Annotated[
     Optional[list[str]],
     typer.Option("--input", "-i", metavar="[NAME=]1x3x224x224",
                   help="Fix an input's shape (repeat per input; the name may be left out for a single input). "
-                       "A dynamic batch dimension defaults to 1."),
+                       "A dynamic batch dimension defaults to 1. Flexible sizes (convert only): [224,320] per "
+                       "dimension enumerates sizes (every combination), 1x3x224x224|1x3x320x320 lists whole shapes, "
+                       "(160..640) is a range; parity runs at each size (see docs/flexible-sizes.md)."),
 ]
 
 # The parity check's inputs and source options: the same for `verify` and for the check `convert` ends with.

@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def _shape(spec) -> str:
-    text = "x".join(str(d) for d in spec.shape)
+    from deploykit.flexible import flexible_of
+
+    flexible = flexible_of(spec)
+    text = flexible.compact() if flexible else "x".join("?" if d is None else str(d) for d in spec.shape)
     dtype = "" if spec.dtype == "float32" else f" {spec.dtype}"
     return f"{spec.name} {text}{dtype}" + (f" {spec.layout}" if spec.layout else "")
 
@@ -25,7 +28,9 @@ def _parity(summary) -> str:
     if "skipped" in summary:
         return "[yellow]not checked[/] (Select-TF ops)"
     verdict = "[green]pass[/]" if summary.get("passed") else "[red]FAIL[/]"
-    return f"{verdict} {summary.get('profile')}"
+    sizes = summary.get("sizes")
+    at = f" at {sum(e['passed'] for e in sizes)}/{len(sizes)} sizes" if sizes else ""
+    return f"{verdict} {summary.get('profile')}{at}"
 
 
 def print_conversion(report, out_dir: Path) -> None:

@@ -10,6 +10,7 @@ import typer
 
 from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
                                    Weights)
+from deploykit.errors import UsageError
 
 HELP = """Check that converted artifacts compute what the source model computes.
 
@@ -77,6 +78,10 @@ def verify(
     targets = _expand(artifacts)
     with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
         model = load_source(source, inputs=input_shapes or None, weights=weights, allow_h5=allow_h5)
+    if any(t.flexible for t in model.inputs):
+        # One run compares one size; `convert` checks every accepted size and records each.
+        raise UsageError("verify compares one input size: give --input a single shape (e.g. x=1x3x320x320) "
+                         "and run it once per size", hint="deploykit convert checks every flexible size itself")
     reports = [run_verify(model, path, progress=progress, **options) for path in targets]
     if not json_output and not quiet:
         for result in reports:

@@ -20,8 +20,23 @@ def tensor_types(inputs):
 
     from deploykit.names import feature_names
 
-    return [ct.TensorType(name=name, shape=t.shape, dtype=np.dtype(t.dtype).type)
+    return [ct.TensorType(name=name, shape=coreml_shape(t), dtype=np.dtype(t.dtype).type)
             for name, t in zip(feature_names(t.name for t in inputs), inputs)]
+
+
+def coreml_shape(spec):
+    """The static shape, or Core ML's ``EnumeratedShapes`` / ``RangeDim`` shape of a flexible input."""
+    import coremltools as ct
+
+    from deploykit.flexible import flexible_of
+
+    flexible = flexible_of(spec)
+    if flexible is None:
+        return spec.shape
+    if flexible.kind == "enumerated":
+        return ct.EnumeratedShapes(shapes=[list(s) for s in flexible.shapes], default=list(flexible.default))
+    return ct.Shape(shape=tuple(low if low == high else ct.RangeDim(lower_bound=low, upper_bound=high, default=low)
+                                for low, high in flexible.bounds))
 
 
 def output_types(outputs, named: bool):

@@ -41,6 +41,35 @@ def op_histogram(spec) -> dict[str, int]:
 _GRAYSCALE = 10  # ImageFeatureType.ColorSpace
 
 
+def accepted_shapes(array) -> dict | None:
+    """A multi-array input's ``EnumeratedShapes`` / ``shapeRange`` as ``FlexibleShape.to_json()``, None when fixed."""
+    from deploykit.flexible import FlexibleShape
+
+    which = array.WhichOneof("ShapeFlexibility")
+    if which == "enumeratedShapes" and len(array.enumeratedShapes.shapes) > 1:
+        shapes = tuple(tuple(int(d) for d in s.shape) for s in array.enumeratedShapes.shapes)
+        default = tuple(int(d) for d in array.shape)
+        ordered = (default,) + tuple(s for s in shapes if s != default) if default in shapes else shapes
+        return FlexibleShape("enumerated", shapes=ordered).to_json()
+    if which == "shapeRange":
+        bounds = tuple((int(r.lowerBound), int(r.upperBound)) for r in array.shapeRange.sizeRanges)
+        if any(low != high for low, high in bounds):
+            return FlexibleShape("range", bounds=bounds).to_json()
+    return None
+
+
+def flexible_inputs(package) -> dict[str, dict]:
+    """Input name -> accepted shapes, for the inputs of an .mlpackage that take more than one size."""
+    spec = load_spec(package)
+    found = {}
+    for feature in spec.description.input:
+        if feature.type.WhichOneof("Type") == "multiArrayType":
+            accepted = accepted_shapes(feature.type.multiArrayType)
+            if accepted:
+                found[feature.name] = accepted
+    return found
+
+
 def signature(spec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     return (tuple(_feature(f) for f in spec.description.input), tuple(_feature(f) for f in spec.description.output))
 
@@ -49,7 +78,8 @@ def _feature(feature) -> TensorSpec:
     kind = feature.type.WhichOneof("Type")
     if kind == "multiArrayType":
         array = feature.type.multiArrayType
-        return TensorSpec(feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)))
+        return TensorSpec(feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)),
+                          flexible=accepted_shapes(array))
     if kind == "imageType":
         image = feature.type.imageType
         channels = 1 if image.colorSpace == _GRAYSCALE else 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.converters import Converted
+from deploykit.flexible import has_flexible, refuse
 from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert, tensor_types
 
 LABEL = "keras->coreml (coremltools)"
@@ -13,6 +14,8 @@ LABEL = "keras->coreml (coremltools)"
 def convert(source, out_path: Path, options, workspace) -> Converted:
     # coremltools cannot take a Keras 3 SavedModel directory ("Only a single concrete function is
     # supported"); its serving signature, a single concrete function, converts.
+    if source.format == "savedmodel" and has_flexible(source.inputs):
+        raise refuse(source, LABEL, "a SavedModel converts through its serving signature, whose shapes are fixed")
     model = [source.handle["signature"]] if source.format == "savedmodel" else source.handle
     mlmodel = run_ct_convert(
         model,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.tflite_common import run_tflite_converter
+from deploykit.converters.tflite_common import dynamic_shape, run_tflite_converter
+from deploykit.flexible import has_flexible, refuse
 
 LABEL = "keras->tflite (tf.lite.TFLiteConverter)"
 
@@ -21,6 +22,8 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     from deploykit.tflite_flatbuffer import set_signature
 
     if source.format == "savedmodel":
+        if has_flexible(source.inputs):
+            raise refuse(source, LABEL, "a SavedModel converts through its serving signature, whose shapes are fixed")
         converter = tf.lite.TFLiteConverter.from_saved_model(source.handle["path"])
         out_path.write_bytes(run_tflite_converter(converter, LABEL))
         return Converted(out_path, LABEL)
@@ -31,7 +34,8 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
 
 def _from_keras_model(tf, source):
     model = source.handle
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in source.inputs]
+    # A flexible dimension is left unknown (None): LiteRT resizes it at run time (resize_tensor_input).
+    specs = [tf.TensorSpec(dynamic_shape(t), t.dtype, name=t.name) for t in source.inputs]
 
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 

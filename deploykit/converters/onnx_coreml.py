@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploykit.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
 
@@ -27,6 +28,8 @@ def rungs(source, options, workspace) -> list[Rung]:
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
+    if has_flexible(source.inputs):
+        raise refuse(source, "onnx->coreml (onnx2coreml)", "onnx2coreml lowers static shapes only")
     variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
     ladder = rungs(source, options, workspace)
     kept = workspace.products.get(("coreml-rung", source.path))

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from deploykit.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
 from deploykit.converters.onnx2tf_run import named_tflite, run_onnx2tf_isolated
@@ -32,6 +33,8 @@ RUNG_BUDGET = 1800.0  # seconds per rung, across the layout fix's re-runs
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
     """Climb the ladder; the pipeline installs ``workspace.check`` (fp32 parity) and ``progress``."""
+    if has_flexible(source.inputs):
+        raise refuse(source, "onnx->tflite (onnx2tf)", "onnx2tf's layout rewrites need every dimension known")
     climbed = climb(rungs(source, options, workspace), out_path, "tflite", _FlexAware(workspace, options.allow_flex))
     return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path),
                      attempts=climbed.attempts, parity=climbed.parity)

@@ -18,3 +18,13 @@ def run_tflite_converter(converter, label: str) -> bytes:
             ) from exc
         first = (text.strip().splitlines() or [type(exc).__name__])[0][:400]
         raise ConversionError(f"{label}: {first}", hint="rerun with --verbose to see the converter's log") from exc
+
+
+def dynamic_shape(spec) -> tuple:
+    """The input shape a TFLite converter is given: the flexible dimensions unknown (None), the rest static."""
+    from deploykit.flexible import flexible_of
+
+    flexible = flexible_of(spec)
+    if flexible is None:
+        return tuple(spec.shape)
+    return tuple(low if low == high else None for low, high in flexible.dim_bounds)

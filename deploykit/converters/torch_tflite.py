@@ -6,10 +6,12 @@ ONNX exporter, which accepts ScriptModules) -> onnx2tf, and its inputs become NH
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from deploykit.converters import Converted
 from deploykit.errors import ConversionError, UnsupportedOperatorError
+from deploykit.flexible import has_flexible, refuse
 
 LABEL = "torch->tflite (litert-torch)"
 LABEL_SCRIPT = "torchscript->onnx->tflite (torch.onnx + onnx2tf)"
@@ -21,6 +23,9 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     module = source.handle["module"]
     examples = example_tensors(source.inputs)
     if source.handle["torchscript"]:
+        if has_flexible(source.inputs):
+            raise refuse(source, LABEL_SCRIPT, "a TorchScript module is exported to ONNX and onnx2tf, which need "
+                                               "every dimension known")
         return _via_onnx(source, module, examples, out_path, workspace)
     import litert_torch
 
@@ -28,16 +33,94 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
 
     staging = out_path.with_suffix(".litert.tflite")
     try:
-        litert_torch.convert(module, examples).export(str(staging))
+        if has_flexible(source.inputs):
+            examples, dynamic = dynamic_examples(source.inputs)
+            litert_torch.convert(module, examples, dynamic_shapes=dynamic).export(str(staging))
+        else:
+            litert_torch.convert(module, examples).export(str(staging))
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+        if has_flexible(source.inputs) and ("Constraints violated" in text or "specializ" in text):
+            raise ConversionError(f"{LABEL}: torch.export cannot keep the flexible sizes: {text}{_suggestion(exc)}",
+                                  hint="the model computes with a size it was given (a reshape to fixed numbers, a "
+                                       "stride that needs multiples); narrow the sizes or enumerate the ones it takes") from exc
         if "lower" in text.lower() or "not supported" in text.lower() or "unsupported" in text.lower():
             raise UnsupportedOperatorError(f"{LABEL}: {text}", hint="replace the operator, or convert to coreml only") from exc
         raise ConversionError(f"{LABEL}: {text}", hint="rerun with --verbose to see the converter's log") from exc
     # litert-torch names the signature args_0 / output_0; apps should see the model's own names.
-    out_path.write_bytes(set_signature(staging.read_bytes(), [t.name for t in source.inputs], [t.name for t in source.outputs]))
+    named = set_signature(staging.read_bytes(), [t.name for t in source.inputs], [t.name for t in source.outputs])
+    if has_flexible(source.inputs):
+        from deploykit.converters.tflite_dynamic import mark_dynamic_outputs
+
+        named = mark_dynamic_outputs(named, source.inputs)
+    out_path.write_bytes(named)
     staging.unlink()
     return Converted(out_path, LABEL)
+
+
+def dynamic_examples(inputs):
+    """(example tensors, torch.export dynamic_shapes) for inputs with flexible sizes.
+
+    torch.export specialises an example dimension of 0 or 1 to a constant, so a flexible dimension's
+    example is at least 2 (the low end of a (1..8) batch would freeze it at 1)."""
+    import torch
+
+    from deploykit.flexible import flexible_of
+    from deploykit.loaders.torch_loader import example_tensors
+
+    specs, dynamic = [], []
+    for index, spec in enumerate(inputs):
+        flexible = flexible_of(spec)
+        if flexible is None:
+            specs.append(spec)
+            dynamic.append(None)
+            continue
+        shape, dims = list(spec.shape), {}
+        for axis, (low, high) in enumerate(flexible.dim_bounds):
+            if low != high:
+                dims[axis], shape[axis] = _export_dim(f"{_identifier(spec.name)}_{axis}", flexible, axis)
+        specs.append(replace(spec, shape=tuple(shape)))
+        dynamic.append(dims)
+    return example_tensors(tuple(specs)), tuple(dynamic)
+
+
+def _suggestion(exc) -> str:
+    """torch.export's own "Suggested fixes" (e.g. ``size = 2*_size``: the model takes even sizes only), on one line."""
+    lines = str(exc).splitlines()
+    if "Suggested fixes:" not in [line.strip() for line in lines]:
+        return ""
+    start = [line.strip() for line in lines].index("Suggested fixes:") + 1
+    fixes = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        fixes.append(line.strip())
+    return f" (torch.export suggests: {'; '.join(fixes[:4])})" if fixes else ""
+
+
+def _export_dim(name: str, flexible, axis: int):
+    """(torch.export's dimension, the example size) for one flexible axis.
+
+    Enumerated sizes with a common factor k become ``k * Dim(low / k, high / k)``: a model with stride-2 or
+    ceil-mode pooling guards on odd sizes (MTCNN's P-Net: "not all values ... satisfy the generated
+    guard"), and the sizes asked for never need them. The example's size (its quotient, for a factor) is
+    at least 2, since torch.export freezes a dimension whose example is 0 or 1."""
+    import math
+
+    import torch
+
+    low, high = flexible.dim_bounds[axis]
+    if flexible.kind == "enumerated":
+        values = sorted({shape[axis] for shape in flexible.shapes})
+        factor = math.gcd(*values)
+        if factor > 1 and high // factor >= 2:
+            example = next(v for v in values if v // factor >= 2)
+            return factor * torch.export.Dim(name, min=max(low // factor, 1), max=high // factor), example
+    return torch.export.Dim(name, min=low, max=high), max(low, 2)
+
+
+def _identifier(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name) or "input"
 
 
 def _via_onnx(source, module, examples, out_path: Path, workspace) -> Converted:

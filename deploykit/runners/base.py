@@ -133,7 +133,13 @@ class Runner:
 
 
 def _check_one(runner: str, spec: TensorSpec, value: np.ndarray) -> np.ndarray:
-    if len(spec.shape) != value.ndim or any(
+    if spec.flexible:
+        from deploykit.flexible import FlexibleShape
+
+        accepted = FlexibleShape.from_json(spec.flexible)
+        if not accepted.accepts(value.shape):
+            raise UsageError(f"{runner}: input {spec.name!r} accepts {accepted.describe()}, got {value.shape}")
+    elif len(spec.shape) != value.ndim or any(
         isinstance(want, int) and want > 0 and want != got for want, got in zip(spec.shape, value.shape)
     ):
         raise UsageError(f"{runner}: input {spec.name!r} expects shape {tuple(spec.shape)}, got {value.shape}")

@@ -53,7 +53,7 @@ class CoreMLRunner(Runner):
         self.backend_used = "Core ML numpy evaluator"
         self.notes = ("Core ML run by deploykit's numpy evaluator of the saved ML Program"
                       + (f" ({why_not})" if why_not else ""), NOT_MODELLED)
-        return self._evaluator.input_specs, self._evaluator.output_specs
+        return _with_accepted_shapes(self.path, self._evaluator.input_specs), self._evaluator.output_specs
 
     def deactivate_impl(self) -> None:
         if self._evaluator is not None:
@@ -78,6 +78,16 @@ class CoreMLRunner(Runner):
                 op = evaluation.op_types.get(name, "?")
                 records.append(Intermediate(name, name, op, array.astype(np.float32)))
         return records
+
+
+def _with_accepted_shapes(path: str, specs):
+    """The evaluator's inputs with the sizes the package accepts: Core ML refuses any other size, so must this."""
+    from dataclasses import replace
+
+    from deploykit.converters.coreml_inspect import flexible_inputs
+
+    accepted = flexible_inputs(path)
+    return tuple(replace(s, flexible=accepted[s.name]) if s.name in accepted else s for s in specs)
 
 
 def _load_mlmodel(path: str):

@@ -49,7 +49,9 @@ class LiteRTRunner(Runner):
         dtype = np.dtype(detail["dtype"]).name
         if quant and self.dequantize:
             dtype = "float32"  # this runner takes and gives floats for quantized tensors
-        return TensorSpec(name, tuple(int(d) for d in detail["shape"]), dtype, None, quant)
+        from deploykit.converters.tflite_inspect import signature_shape
+
+        return TensorSpec(name, signature_shape(detail), dtype, None, quant)
 
     @property
     def quantized_io(self) -> dict[str, tuple[float, int, str]]:

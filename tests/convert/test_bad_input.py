@@ -46,8 +46,8 @@ def test_artifact_given_as_source(tmp_path):
     ("image=1x3xA", "bad --input"),
     ("label=1x3x32x32", "not inputs of the model"),
     ("1x3x64x64", "fixes shape"),
-    ("image=1x3x[32,64]x[32,64]", "flexible input sizes .* not supported yet"),
-    ("image=1x3x(32..64)x(32..64)", "flexible input sizes .* not supported yet"),
+    ("image=1x3x[32,64]x[32,64]", "fixes dimension 2 to 32"),
+    ("image=1x3x(32..64)x(32..64)", "only its dynamic dimensions can be flexible"),
 ])
 def test_wrong_input_spec(spec, message, model_dir, tmp_path):
     with pytest.raises(UsageError, match=message):

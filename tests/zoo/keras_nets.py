@@ -128,12 +128,13 @@ SMALL_NETS = {
 }
 
 
-def build(name: str, seed: int = 0):
-    """A small seeded Keras network from SMALL_NETS, or "mobilenet_v2" (keras.applications, random weights)."""
+def build(name: str, seed: int = 0, size: int | None = 32):
+    """A small seeded Keras network from SMALL_NETS, or "mobilenet_v2" (keras.applications, random weights).
+    ``size=None`` leaves height and width dynamic (for flexible input sizes)."""
     keras, _ = _layers()
     keras.utils.set_random_seed(seed)
     if name == "mobilenet_v2":
         model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
     else:
-        model = SMALL_NETS[name]()
+        model = SMALL_NETS[name](size=size)
     return _randomize_batchnorm(model, seed)
