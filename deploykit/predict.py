@@ -77,8 +77,11 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
     with runner_for_artifact(model.path, model.target) as runner:
         name = _output_name(runner.output_specs, options.output or model.labelled_output)
         for path, feed in zip(files, feeds):
-            scores = _scores(runner.infer({model.input_spec.name: feed})[name], model.labels)
-            results.append(_top(str(path), scores, model.labels, options.top_k))
+            value = runner.infer({model.input_spec.name: feed})[name]
+            if _positions(value) > 1:
+                results.append(_top_classes(str(path), value, model.labels, options.top_k, name))
+            else:
+                results.append(_top(str(path), _scores(value, model.labels), model.labels, options.top_k))
     if options.dump_input is not None:
         import io
 
@@ -102,6 +105,31 @@ def _top(image: str, scores: np.ndarray, labels, k: int) -> Prediction:
     order = np.argsort(-shown, kind="stable")[:k]
     top = tuple((int(i), labels[i] if labels and i < len(labels) else None, float(shown[i])) for i in order)
     return Prediction(image, top, "probabilities" if is_distribution else "softmax of the output")
+
+
+def _positions(value) -> int:
+    """How many score vectors an output holds: 1 for a classifier (N, 1xN), boxes or cells for a detector."""
+    array = np.asarray(value)
+    if array.dtype == object or array.ndim < 2:
+        return 1
+    return int(np.prod([d for d in array.shape[:-1]])) if array.shape[-1] > 1 else 1
+
+
+def _top_classes(image: str, value, labels, k: int, name: str) -> Prediction:
+    """A detector's scores: each class's best score over all positions (the class axis is the last one as long
+    as the labels), so predict says which classes the detector sees in the picture, at what confidence."""
+    array = np.asarray(value, dtype=np.float64)
+    if not labels:
+        axis = array.ndim - 1
+    else:
+        axes = [a for a, size in enumerate(array.shape) if size == len(labels)]
+        if not axes:
+            raise UsageError(f"output {name!r} has shape {array.shape}: no axis has the {len(labels)} classes of the labels")
+        axis = axes[-1]
+    best = np.moveaxis(array, axis, -1).reshape(-1, array.shape[axis]).max(axis=0)
+    order = np.argsort(-best, kind="stable")[:k]
+    top = tuple((int(i), labels[i] if labels and i < len(labels) else None, float(best[i])) for i in order)
+    return Prediction(image, top, "best score per class over all positions")
 
 
 def _output_name(specs, wanted: str | None) -> str:
@@ -159,8 +187,14 @@ def _open(path: Path, options: PredictOptions) -> _Model:
     labels = _read_labels(options.labels) if options.labels else (tuple(classifier["labels"]) if classifier else None)
     labelled = None
     if classifier:
-        labelled = classifier["probabilities_feature"] if target == "coreml" else classifier["output"]
+        labelled = classifier["probabilities_feature"] if target == "coreml" and classifier.get("axis") is None \
+            else _artifact_name(recorded.outputs, classifier["output"])
     return _Model(path, target, image, _spec_of(spec), labels, labelled)
+
+
+def _artifact_name(outputs, source_name: str) -> str:
+    """The artifact's name for the source's output (Core ML renames names that are not identifiers)."""
+    return next((t.name for t in outputs if source_name in (t.name, t.original_name)), source_name)
 
 
 def _open_bundle(path: Path, options: PredictOptions) -> _Model:

@@ -54,5 +54,7 @@ def predict(
     for result in results:
         best = ", ".join(f"{label or f'class {index}'} {score:.3f}" for index, label, score in result.top)
         console.print(f"[bold]{result.image}[/]: {best}")
-    if results and results[0].scores_are != "probabilities":
+    if results and results[0].scores_are == "softmax of the output":
         console.print("[dim]scores: softmax of the model's output (it is not a probability distribution)[/]")
+    elif results and results[0].scores_are != "probabilities":
+        console.print(f"[dim]scores: {results[0].scores_are} (a detector's class scores)[/]")

@@ -10,6 +10,12 @@ def attach_labels(path: Path, target: str, model) -> dict | None:
     classifier = model.classifier
     if classifier is None:
         return None
+    if target == "coreml" and not classifier.is_classifier:
+        from deploykit.labels.coreml_classifier import label_metadata
+
+        label_metadata(path, classifier)
+        return {**classifier.to_json(), "carried_as": "Core ML metadata: com.deploykit.labels and "
+                                                      "com.deploykit.labels_output (axis of the class scores)"}
     if target == "coreml":
         from deploykit.labels.coreml_classifier import make_classifier
 
@@ -30,7 +36,7 @@ def annotate_outputs(model, outputs, target: str, carried: dict | None):
     from deploykit.labels.spec import PREDICTED_FEATURE, PROBABILITIES_FEATURE
     from deploykit.layouts import annotate
 
-    if carried is None or target != "coreml":
+    if carried is None or target != "coreml" or carried.get("axis") is not None:
         return annotate(model.outputs, outputs)
     features = {PREDICTED_FEATURE, PROBABILITIES_FEATURE}
     others, notes = annotate(tuple(o for o in model.outputs if o.name != carried["output"]),

@@ -63,3 +63,23 @@ def make_classifier(package: Path, classifier: Classifier, images=()) -> None:
         declare_image_inputs(staged, images)
     shutil.rmtree(package)
     staged.rename(package)
+
+
+def label_metadata(package: Path, classifier: Classifier) -> None:
+    """A detector's labels in the package's user-defined metadata (the program is unchanged): the keys the
+    bundle writes too (``bundle.coreml_meta``), plus which output and axis the labels name."""
+    import json
+
+    from deploykit.bundle.coreml_meta import read_spec, spec_path
+    from deploykit.names import feature_names
+
+    spec = read_spec(package)
+    (name,) = feature_names([classifier.output])
+    user = spec.description.metadata.userDefined
+    user["com.deploykit.labels"] = json.dumps(list(classifier.labels), ensure_ascii=False)
+    user["com.deploykit.labels_output"] = json.dumps({"output": name, "axis": classifier.axis})
+    for feature in spec.description.output:
+        if feature.name == name:
+            feature.shortDescription = (f"class scores along axis {classifier.axis}: {len(classifier.labels)} labels "
+                                        "in com.deploykit.labels")
+    spec_path(package).write_bytes(spec.SerializeToString(deterministic=True))

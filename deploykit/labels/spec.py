@@ -14,17 +14,30 @@ PROBABILITIES_FEATURE = "classLabel_probs"  # coremltools' name for the dictiona
 
 @dataclass(frozen=True)
 class Classifier:
+    """The labels of one output. ``axis`` None: a classifier output (one score per class, N or 1xN), which
+    Core ML makes a classifier. ``axis`` k: the class axis of a detector's score tensor (e.g. 1 x boxes x
+    classes), whose labels travel as metadata only: Core ML's classifier is one label per prediction."""
+
     output: str
     labels: tuple[str, ...]
     softmax_added: bool  # the output is logits: Core ML's classifier gets a softmax first
+    axis: int | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.axis is None
 
     def to_json(self) -> dict:
+        if not self.is_classifier:
+            return {"output": self.output, "labels": list(self.labels), "softmax_added": False, "axis": self.axis,
+                    "kind": "class scores"}
         return {"output": self.output, "labels": list(self.labels), "softmax_added": self.softmax_added,
-                "predicted_feature": PREDICTED_FEATURE, "probabilities_feature": PROBABILITIES_FEATURE}
+                "predicted_feature": PREDICTED_FEATURE, "probabilities_feature": PROBABILITIES_FEATURE,
+                "kind": "classifier"}
 
     @classmethod
     def from_json(cls, data: dict) -> "Classifier":
-        return cls(data["output"], tuple(data["labels"]), bool(data["softmax_added"]))
+        return cls(data["output"], tuple(data["labels"]), bool(data["softmax_added"]), data.get("axis"))
 
 
 @dataclass(frozen=True)
@@ -50,11 +63,23 @@ def parse_classifier(options: ClassifierOptions | None, model) -> Classifier | N
     spec = next(o for o in model.outputs if o.name == name)
     classes = spec.shape[-1] if spec.shape else None
     if len(spec.shape) not in (1, 2) or (len(spec.shape) == 2 and spec.shape[0] not in (1, None)):
-        raise UsageError(f"--classifier-output {name!r} has shape {'x'.join(map(str, spec.shape))}: a classifier output "
-                         "is one score per class (N or 1xN)")
+        return _class_scores(spec, labels, options.labels)
     if classes != len(labels):
         raise InputError(f"{options.labels} has {len(labels)} labels; output {name!r} has {classes} classes")
     return Classifier(name, labels, softmax_added=not _is_probability(model, name))
+
+
+def _class_scores(spec, labels: tuple[str, ...], path) -> Classifier:
+    """A detector's score output (e.g. 1 x 2100 x 10): its class axis is the one as long as the labels
+    (the last, if several are). YOLO-style outputs that pack box coordinates with the scores on one axis
+    (1 x 84 x 8400) have none, and are refused rather than guessed."""
+    shape = "x".join("?" if d is None else str(d) for d in spec.shape)
+    axes = [axis for axis, size in enumerate(spec.shape) if size == len(labels)]
+    if not axes:
+        raise InputError(f"{path} has {len(labels)} labels; no axis of output {spec.name!r} (shape {shape}) has "
+                         f"{len(labels)} entries", hint="name the output that holds one score per class (N or 1xN, or a "
+                         "detector's boxes x classes scores) with --classifier-output")
+    return Classifier(spec.name, labels, softmax_added=False, axis=axes[-1])
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

@@ -93,7 +93,7 @@ def _coreml(model, scheme, path, options, workspace, context) -> Made:
 def _plain_copy(path: Path, model, workspace) -> Path:
     """What an fp16 estimate starts from: the fp32 program as converted. With labels, the artifact itself is
     made a classifier afterwards (``labels.attach``), whose dictionary output no estimate can score."""
-    if model.classifier is None:
+    if model.classifier is None or not model.classifier.is_classifier:
         return path
     copy = workspace.root / "coreml-fp32-plain" / path.name
     copy.parent.mkdir()
