@@ -137,7 +137,7 @@ def convert(
         "--labels", help="Class labels, one per line: Core ML gets a classifier (classLabel and a probability per label; a "
                          "softmax first if the output is logits), TFLite the labels in its metadata.")] = None,
     classifier_output: Annotated[Optional[str], typer.Option(
-        "--classifier-output", help="With --labels: the output holding the class scores (default: the only output).")] = None,
+        "--classifier-output", help="With --labels: the output holding the class scores (default: the only output). A score vector (N, 1xN) makes a Core ML classifier; a detector's scores (1 x boxes x classes) get the labels on their class axis as metadata (docs/labels.md).")] = None,
     seed: Seed = 0,
     localize: Localize = False,
     verbose: Verbose = False,
