@@ -254,6 +254,10 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
     with _quiet(verbose, f"converting to {target} {scheme}"):
         made = make_variant(model, target, scheme, path, options, workspace, context)
         carried = attach_labels(made.path, target, model)
+        if target == "coreml":
+            from deploykit.converters.coreml_reproducible import make_reproducible
+
+            make_reproducible(made.path)
     seconds = time.perf_counter() - started
     inputs, outputs, ops = inspect_artifact(target, made.path, dynamic=has_flexible(model.inputs))
     inputs = carry_flexible(inputs, model.inputs, target)
