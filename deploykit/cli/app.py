@@ -9,7 +9,7 @@ import typer
 from deploykit import __version__
 from deploykit.cli import bundle_cmds, convert_cmd
 from deploykit.cli import predict_cmd, verify_cmd
-from deploykit.cli import bench_cmd, passes_cmd
+from deploykit.cli import bench_cmd, build_cmd, passes_cmd
 from deploykit.cli.errors import report
 
 EXIT_CODES_HELP = (
@@ -43,6 +43,7 @@ def _root(
 
 
 convert_cmd.register(app)
+build_cmd.register(app)
 bundle_cmds.register(app)
 verify_cmd.register(app)
 predict_cmd.register(app)

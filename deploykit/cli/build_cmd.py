@@ -1,0 +1,113 @@
+"""``deploykit build``: the whole chain described once in deploykit.toml (docs/build.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deploykit.cli.options import JsonOutput, Quiet
+
+HELP = """Convert, verify and bundle every model a deploykit.toml names, as one reviewed build.
+
+The config lists models (source, inputs, image input, labels, targets, variants per target, calibration and parity data, bundle metadata) and the signing key (a path or an environment variable, never the key itself). Every (model, target, variant) is one job, in OUT/jobs/MODEL/TARGET/VARIANT/; a job whose inputs did not change (content hashes of the source and data files, its config section, deploykit's and the tools' versions) is reused, not rebuilt. Jobs run in worker processes (--jobs). The build record is OUT/deploykit-build.json. The config is checked before anything runs: an error names the line, the key, the value and what is allowed.
+
+Exit codes: 0 every job built and passed parity, 1 a parity failure, 2 a bad config, 3 a conversion failure.
+
+[bold]Examples[/]
+
+  deploykit build --init model.keras          # write a commented deploykit.toml for this model
+
+  deploykit build                             # ./deploykit.toml
+
+  deploykit build ci/deploykit.toml --jobs 2 --only digits/coreml
+
+  deploykit build --plan --json               # the job list, for a CI matrix
+
+  deploykit build --force                     # rebuild every job
+"""
+
+
+def build(
+    config: Annotated[Optional[Path], typer.Argument(help="The config file (default ./deploykit.toml).")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", metavar="MODEL", help="Write a commented starter config for MODEL to CONFIG (default deploykit.toml) and stop.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", metavar="MODEL[/TARGET[/VARIANT]]", help="Build only these jobs (repeatable).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: build.jobs in the config, else one per core).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild every selected job, changed or not.")] = False,
+    plan_only: Annotated[bool, typer.Option("--plan", help="Print the jobs and whether each would run or be reused; build nothing.")] = False,
+    no_bundle: Annotated[bool, typer.Option("--no-bundle", help="Convert and verify only.")] = False,
+    json_output: JsonOutput = False,
+    quiet: Quiet = False,
+) -> None:
+    from deploykit.build.config import CONFIG_NAME, load_config
+    from deploykit.build.run import BuildOptions
+    from deploykit.build.run import build as run_build
+    from deploykit.cli.output import StepProgress, stdout_json, terminal
+
+    if init is not None:
+        from deploykit.build.starter import write_starter
+
+        path = write_starter(init, config or Path(CONFIG_NAME))
+        terminal().print(f"wrote {path}: review it, then run `deploykit build {path}`")
+        return
+    loaded = load_config(config)
+    if plan_only:
+        _print_plan(loaded, tuple(only or ()), force, json_output)
+        return
+    progress = StepProgress(quiet=quiet or json_output)
+    result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle), progress)
+    if json_output:
+        stdout_json(result.to_json())
+    elif not quiet:
+        _print_result(result, terminal())
+    _exit_for(result)
+
+
+def _print_plan(config, only, force, json_output) -> None:
+    from deploykit.build.jobs import previous
+    from deploykit.build.plan import plan
+    from deploykit.cli.output import stdout_json, terminal
+
+    rows = [{**job.to_json(), "action": "run" if force or previous(config.out, job) is None else "reuse"}
+            for job in plan(config, only)]
+    if json_output:
+        stdout_json({"config": str(config.path), "jobs": rows})
+        return
+    console = terminal()
+    for row in rows:
+        console.print(f"{row['action']:>5}  {row['id']}")
+
+
+def _print_result(result, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(result.jobs)} jobs, {result.workers} worker(s), {result.seconds} s")
+    for column in ("job", "status", "time", "size", "parity"):
+        table.add_column(column)
+    for job in result.jobs:
+        status = "reused" if job.get("reused") else job["status"]
+        colour = {"ok": "green", "reused": "cyan"}.get(status, "red")
+        parity = {True: "pass", False: "FAIL", None: "-"}[job.get("parity")]
+        table.add_row(job["id"], f"[{colour}]{status}[/]", f"{job['seconds']} s", str(job.get("size_bytes", "-")), parity)
+    console.print(table)
+    for job in result.failed:
+        console.print(f"[red]{job['id']}[/]: {job.get('message')} (log: jobs/{job['id']}/log.txt)")
+    for made in result.bundles:
+        console.print(f"bundle {made['bundle']}  sha256 {made['sha256'][:16]}")
+    if result.record_path:
+        console.print(f"record: {result.record_path}")
+
+
+def _exit_for(result) -> None:
+    from deploykit.errors import EXIT_CONVERSION, EXIT_PARITY
+
+    statuses = {job["status"] for job in result.jobs}
+    if "failed" in statuses:
+        raise typer.Exit(EXIT_CONVERSION)
+    if "parity-failed" in statuses:
+        raise typer.Exit(EXIT_PARITY)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build", help=HELP, no_args_is_help=False)(build)
