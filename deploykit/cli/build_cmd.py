@@ -13,7 +13,9 @@ HELP = """Convert, verify and bundle every model a deploykit.toml names, as one 
 
 The config lists models (source, inputs, image input, labels, targets, variants per target, calibration and parity data, bundle metadata) and the signing key (a path or an environment variable, never the key itself). Every (model, target, variant) is one job, in OUT/jobs/MODEL/TARGET/VARIANT/; a job whose inputs did not change (content hashes of the source and data files, its config section, deploykit's and the tools' versions) is reused, not rebuilt. Jobs run in worker processes (--jobs). The build record is OUT/deploykit-build.json. The config is checked before anything runs: an error names the line, the key, the value and what is allowed.
 
-Exit codes: 0 every job built and passed parity, 1 a parity failure, 2 a bad config, 3 a conversion failure.
+With --baseline the build is compared with a previous one: per job, parity must pass, and accuracy on the validation data, artifact size and host latency may not regress beyond the limits in [models.gates] (accuracy_drop in points, size_growth and latency_growth in percent); --junit writes one test case per job and gate.
+
+Exit codes: 0 every job built, passed parity and its gates, 1 a parity or gate failure, 2 a bad config, 3 a conversion failure.
 
 [bold]Examples[/]
 
@@ -26,6 +28,8 @@ Exit codes: 0 every job built and passed parity, 1 a parity failure, 2 a bad con
   deploykit build --plan --json               # the job list, for a CI matrix
 
   deploykit build --force                     # rebuild every job
+
+  deploykit build --baseline last/deploykit-build.json --junit gates.xml   # fail on a regression
 """
 
 
@@ -37,6 +41,8 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild every selected job, changed or not.")] = False,
     plan_only: Annotated[bool, typer.Option("--plan", help="Print the jobs and whether each would run or be reused; build nothing.")] = False,
     no_bundle: Annotated[bool, typer.Option("--no-bundle", help="Convert and verify only.")] = False,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous deploykit-build.json (or deploykit-report.json, or a folder holding one): fail with exit 1 when a job regresses beyond the config's [models.gates].")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the gates as JUnit XML (one test case per job and gate).")] = None,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
@@ -56,7 +62,8 @@ def build(
         _print_plan(loaded, tuple(only or ()), force, json_output)
         return
     progress = StepProgress(quiet=quiet or json_output)
-    result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle), progress)
+    result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle,
+                                                  baseline=baseline, junit=junit), progress)
     if json_output:
         stdout_json(result.to_json())
     elif not quiet:
@@ -93,10 +100,31 @@ def _print_result(result, console) -> None:
     console.print(table)
     for job in result.failed:
         console.print(f"[red]{job['id']}[/]: {job.get('message')} (log: jobs/{job['id']}/log.txt)")
+    _print_gates(result, console)
     for made in result.bundles:
         console.print(f"bundle {made['bundle']}  sha256 {made['sha256'][:16]}")
     if result.record_path:
         console.print(f"record: {result.record_path}")
+
+
+def _print_gates(result, console) -> None:
+    from rich.table import Table
+
+    shown = [g for g in result.gates if g.status != "passed" or g.gate != "parity"]
+    if not shown:
+        return
+    table = Table(title="gates against the baseline")
+    for column in ("job", "gate", "baseline", "now", "limit", "result"):
+        table.add_column(column)
+    for gate in shown:
+        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[gate.status]
+        text = gate.status + (f": {gate.message}" if gate.message else "")
+        table.add_row(gate.job, gate.gate, _number(gate.baseline), _number(gate.current), gate.limit, f"[{colour}]{text}[/]")
+    console.print(table)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def _exit_for(result) -> None:
@@ -105,7 +133,7 @@ def _exit_for(result) -> None:
     statuses = {job["status"] for job in result.jobs}
     if "failed" in statuses:
         raise typer.Exit(EXIT_CONVERSION)
-    if "parity-failed" in statuses:
+    if "parity-failed" in statuses or result.gates_failed:
         raise typer.Exit(EXIT_PARITY)
 
 

@@ -1,0 +1,160 @@
+"""``deploykit build``: plan the jobs, reuse the unchanged ones, run the rest in worker processes, then bundle.
+
+Workers are separate processes (``spawn``: TensorFlow and PyTorch are not fork-safe once imported), each
+converting one job at a time; ``jobs=1`` runs them in this process, one after the other. The build
+record ``OUT/deploykit-build.json`` lists every job (run or reused) and every bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploykit.build.config import BuildConfig
+from deploykit.build.jobs import job_dir, previous, run_job
+from deploykit.build.plan import Job, plan
+
+BUILD_RECORD = "deploykit-build.json"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    only: tuple[str, ...] = ()
+    jobs: int | None = None  # None: the config's build.jobs, 0 there meaning one per core
+    force: bool = False
+    bundle: bool = True
+    baseline: Path | None = None  # a previous deploykit-build.json / deploykit-report.json (build.gates)
+    junit: Path | None = None  # write the gates as JUnit XML here
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    jobs: tuple[dict, ...]
+    bundles: tuple[dict, ...] = ()
+    seconds: float = 0.0
+    workers: int = 1
+    record_path: Path | None = None
+    failed: tuple[dict, ...] = field(default=())
+    gates: tuple = ()  # build.gates.GateResult
+
+    @property
+    def gates_failed(self) -> tuple:
+        return tuple(g for g in self.gates if g.status == "failed")
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+
+        return {"schema": "deploykit.build/1", "workers": self.workers, "seconds": self.seconds,
+                "jobs": list(self.jobs), "bundles": list(self.bundles), "gates": [asdict(g) for g in self.gates]}
+
+
+def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=None) -> BuildResult:
+    from deploykit.fsutil import write_text_atomic
+    from deploykit.progress import NullProgress
+
+    from deploykit.build.gates import load_baseline
+
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    # Read first: a bad path fails before any conversion, and the baseline may be this folder's own last record.
+    baseline = load_baseline(options.baseline) if options.baseline is not None else None
+    todo, records = [], {}
+    for job in plan(config, options.only):
+        reused = None if options.force else previous(config.out, job)
+        if reused is not None:
+            records[job.id] = {**reused, "reused": True}
+        else:
+            todo.append(job)
+    workers = _workers(config, options, len(todo))
+    for record in _execute(config, todo, workers, progress):
+        records[record["id"]] = {**record, "reused": False}
+    ordered = tuple(records[job.id] for job in plan(config, options.only))
+    bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()
+    gates = _gates(config, ordered, baseline)
+    result = BuildResult(ordered, bundles, round(time.perf_counter() - started, 1), workers,
+                         config.out / BUILD_RECORD, tuple(r for r in ordered if r["status"] != "ok"), gates)
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config.out / BUILD_RECORD, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    if options.junit is not None:
+        from deploykit.build.gates import junit_xml
+
+        write_text_atomic(Path(options.junit), junit_xml(list(gates)))
+    return result
+
+
+def _gates(config: BuildConfig, jobs, baseline) -> tuple:
+    from deploykit.build.gates import check_gates
+
+    return tuple(check_gates(jobs, baseline, {m.name: m.settings.get("gates", {}) for m in config.models}))
+
+
+def _workers(config: BuildConfig, options: BuildOptions, count: int) -> int:
+    wanted = options.jobs if options.jobs is not None else config.jobs
+    return max(1, min(wanted or os.cpu_count() or 1, count or 1))
+
+
+def _execute(config: BuildConfig, todo: list[Job], workers: int, progress):
+    if workers == 1:
+        for job in todo:
+            with progress.step(f"Building {job.id}"):
+                yield run_job(str(config.path), job.id, job.key)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, str(config.path), job.id, job.key): job for job in todo}
+        for future in as_completed(futures):
+            job = futures[future]
+            record = future.result()
+            with progress.step(f"{job.id}: {record['status']} in {record['seconds']} s"):
+                pass
+            yield record
+
+
+def _bundles(config: BuildConfig, records, progress) -> list[dict]:
+    """One signed bundle per built artifact of each model with a [models.bundle] table."""
+    from deploykit.bundle.builder import BundleOptions, bundle
+
+    keys = _signing_keys(config)
+    made = []
+    for model in config.models:
+        meta = model.settings.get("bundle")
+        if not meta:
+            continue
+        for record in records:
+            if record["model"] != model.name or record["status"] != "ok" or not record.get("artifact"):
+                continue
+            artifact = job_dir(config.out, record["id"]) / record["artifact"]
+            with progress.step(f"Bundling {record['id']}"):
+                built = bundle([artifact], BundleOptions(
+                    name=meta["name"], version=meta["version"], out=config.out / "bundles", sequence=meta.get("sequence"),
+                    sign_keys=keys, author=meta.get("author", ""), license=meta.get("license", ""),
+                    description=meta.get("description", "")))
+            made.extend({"job": record["id"], **b.to_json()} for b in built)
+    return made
+
+
+def _signing_keys(config: BuildConfig) -> tuple:
+    from deploykit.bundle.signing import load_signing_key
+    from deploykit.errors import UsageError
+
+    signing = config.signing
+    if "key" in signing:
+        return (load_signing_key(config.resolve(signing["key"])),)
+    if "key_env" in signing:
+        import tempfile
+
+        pem = os.environ.get(signing["key_env"])
+        if not pem:
+            raise UsageError(f"signing.key_env: the environment variable {signing['key_env']} is not set",
+                             hint="export the PEM private key in it (keep the key out of the config file)")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "signing.key"
+            path.write_text(pem, "utf-8")
+            path.chmod(0o600)
+            return (load_signing_key(path),)
+    return ()

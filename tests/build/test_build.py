@@ -1,0 +1,131 @@
+"""``deploykit build``: config checking with line numbers, the job plan and its keys, and real builds that
+are reused when nothing changed and give byte-identical bundles serially, incrementally and in parallel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deploykit.build.config import ConfigError, load_config
+from deploykit.build.plan import plan
+from deploykit.build.run import BuildOptions, build
+from tests.convert.test_cli import run
+
+CONFIG = """[build]
+out = "out"
+
+[signing]
+key = "keys/deploykit.key"
+
+[[models]]
+name = "classifier"
+source = "classifier.keras"
+targets = ["tflite", "coreml"]
+inputs = ["image=1x32x32x3"]
+variants = { tflite = ["fp16"], coreml = ["fp16"] }
+samples = 4
+
+[models.bundle]
+name = "com.example.classifier"
+version = "1.0.0"
+"""
+
+
+def _write(folder: Path, text: str = CONFIG) -> Path:
+    path = folder / "deploykit.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (('targets = ["tflite", "coreml"]', 'targets = ["tflite", "coreml", "tflit"]'),
+     r"deploykit.toml:10: models\[0\].targets: 'tflit' is not allowed \(did you mean 'tflite'\?"),
+    (('samples = 4', 'sample = 4'), r"deploykit.toml:13: unknown key 'sample' \(did you mean 'samples'\?"),
+    (('version = "1.0.0"\n', ''), r"deploykit.toml:15: models\[0\].bundle.version is missing"),
+    (('coreml = ["fp16"]', 'coreml = ["int8"]'), r"models\[0\].variants: 'int8' does not exist for coreml"),
+    (('samples = 4', 'samples = 0'), r"deploykit.toml:13: models\[0\].samples: 0 is below 1"),
+    (('[build]', '[build'), "not valid TOML"),
+])
+def test_a_bad_config_names_the_line_the_key_and_what_is_allowed(tmp_path, change, message):
+    path = _write(tmp_path, CONFIG.replace(*change))
+    (tmp_path / "classifier.keras").write_bytes(b"")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_the_plan_and_what_changes_a_jobs_key(tmp_path):
+    path = _write(tmp_path, CONFIG + CONFIG[CONFIG.index("[[models]]"):].replace('name = "classifier"', 'name = "other"')
+                  .replace("com.example.classifier", "com.example.other").replace("classifier.keras", "other.keras"))
+    (tmp_path / "classifier.keras").write_bytes(b"first")
+    (tmp_path / "other.keras").write_bytes(b"other")
+    jobs = plan(load_config(path))
+    assert [j.id for j in jobs][:4] == ["classifier/tflite/fp32", "classifier/tflite/fp16", "classifier/coreml/fp32",
+                                        "classifier/coreml/fp16"]
+    assert [j.id for j in plan(load_config(path), ("other/coreml",))] == ["other/coreml/fp32", "other/coreml/fp16"]
+    with pytest.raises(ConfigError, match="--only 'nobody' matches no job"):
+        plan(load_config(path), ("nobody",))
+    (tmp_path / "classifier.keras").write_bytes(b"second")
+    changed = plan(load_config(path))
+    assert all(a.key != b.key for a, b in zip(jobs[:4], changed[:4]))  # the source's bytes changed
+    assert [a.key for a in jobs[4:]] == [b.key for b in changed[4:]]  # the other model's did not
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    from deploykit.bundle.signing import generate_keypair
+    from tests.zoo import keras_nets
+
+    folder = tmp_path_factory.mktemp("project")
+    keras_nets.build("mobilenet").save(folder / "classifier.keras")
+    generate_keypair(folder / "keys")
+    return _write(folder)
+
+
+def _bundle_hashes(result) -> dict:
+    return {Path(b["bundle"]).name: b["sha256"] for b in result.bundles}
+
+
+def test_build_then_rebuild_nothing_then_parallel_gives_the_same_bundles(project):
+    config = load_config(project)
+    first = build(config, BuildOptions(jobs=1))
+    assert [j["status"] for j in first.jobs] == ["ok"] * 4 and not any(j["reused"] for j in first.jobs)
+    assert all(j["parity"] is True for j in first.jobs)
+    assert sorted(_bundle_hashes(first)) == [f"com.example.classifier-1.0.0-{p}-{v}.zip"
+                                             for p in ("android", "ios") for v in ("fp16", "fp32")]
+    record = json.loads((config.out / "deploykit-build.json").read_text())
+    assert [j["id"] for j in record["jobs"]] == [j["id"] for j in first.jobs]
+    job_record = json.loads((config.out / "jobs/classifier/coreml/fp16/dist/deploykit-report.json").read_text())
+    assert [a["variant"] for a in job_record["artifacts"]] == ["fp16"]  # only this job's artifact is kept
+
+    again = build(config, BuildOptions(jobs=1))
+    assert all(j["reused"] for j in again.jobs) and again.seconds < first.seconds / 3
+    assert _bundle_hashes(again) == _bundle_hashes(first)
+
+    parallel = build(config, BuildOptions(jobs=2, force=True))
+    assert parallel.workers == 2 and not any(j["reused"] for j in parallel.jobs)
+    assert _bundle_hashes(parallel) == _bundle_hashes(first)
+
+
+def test_cli_plan_json_and_a_bad_config_exit_2(project, tmp_path):
+    result = run("build", project, "--plan", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["jobs"]
+    assert [r["id"] for r in rows] == ["classifier/tflite/fp32", "classifier/tflite/fp16", "classifier/coreml/fp32",
+                                       "classifier/coreml/fp16"]
+    assert {r["action"] for r in rows} <= {"run", "reuse"}
+    bad = _write(tmp_path, CONFIG.replace("targets", "target"))
+    result = run("build", bad)
+    assert result.returncode == 2 and "deploykit.toml:10: unknown key 'target' (did you mean 'targets'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_init_writes_a_config_that_loads(tmp_path):
+    (tmp_path / "net.keras").write_bytes(b"x")
+    result = run("build", tmp_path / "deploykit.toml", "--init", tmp_path / "net.keras")
+    assert result.returncode == 0, result.stderr
+    config = load_config(tmp_path / "deploykit.toml")
+    assert config.models[0].name == "net" and config.models[0].variants == {"tflite": ("fp32", "fp16"), "coreml": ("fp32", "fp16")}
+    again = run("build", tmp_path / "deploykit.toml", "--init", tmp_path / "net.keras")
+    assert again.returncode == 2 and "does not overwrite" in again.stderr
