@@ -65,14 +65,31 @@ def build_digits_model(epochs: int = 30, seed: int = 0):
     return model, float(accuracy), (test_x, test_y)
 
 
-def main(out_dir: str = "examples/models") -> None:
+VALIDATION_PICTURES = 200
+
+
+def main(out_dir: str = "examples/models", epochs: str = "30") -> None:
+    """``epochs`` below 30 trains a deliberately worse model (the CI gate example: 1 epoch reaches ~30 %)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, accuracy, (test_x, test_y) = build_digits_model()
+    model, accuracy, (test_x, test_y) = build_digits_model(epochs=int(epochs))
     model.save(out / "digits.keras")
     (out / "labels.txt").write_text("".join(f"{d}\n" for d in range(10)))
     save_pictures(test_x[:6], test_y[:6], out / "pictures")
-    print(f"wrote {out / 'digits.keras'} (held-out accuracy {accuracy:.3f}), {out / 'labels.txt'} and {out / 'pictures'}")
+    save_validation(test_x[6:6 + VALIDATION_PICTURES], test_y[6:6 + VALIDATION_PICTURES], out / "validation")
+    print(f"wrote {out / 'digits.keras'} (held-out accuracy {accuracy:.3f}), {out / 'labels.txt'}, {out / 'pictures'} "
+          f"and {out / 'validation'}")
+
+
+def save_validation(images, labels, folder: Path) -> None:
+    """Held-out digits as labelled pictures, one sub-folder per label (what `deploykit build` measures accuracy on);
+    none of them is among the six in pictures/."""
+    import numpy as np
+    from PIL import Image
+
+    for index, (image, label) in enumerate(zip(images, labels)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(folder / str(label) / f"{index:03d}.png")
 
 
 def save_pictures(images, labels, folder: Path) -> None:

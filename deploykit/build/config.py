@@ -164,7 +164,7 @@ def _build(data: dict, path: Path) -> BuildConfig:
     build = data.get("build", {})
     root = path.resolve().parent
     out = Path(build.get("out", "build"))
-    return BuildConfig(path=path, root=root, out=out if out.is_absolute() else root / out, jobs=int(build.get("jobs", 0)),
+    return BuildConfig(path=path, root=root, out=out if out.is_absolute() else (root / out).resolve(), jobs=int(build.get("jobs", 0)),
                        models=tuple(models), signing=signing, publish=data.get("publish", {}))
 
 

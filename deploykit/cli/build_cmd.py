@@ -89,20 +89,28 @@ def _print_plan(config, only, force, json_output) -> None:
 def _print_result(result, console) -> None:
     from rich.table import Table
 
+    from deploykit.cli.tables import human_size
+
     table = Table(title=f"{len(result.jobs)} jobs, {result.workers} worker(s), {result.seconds} s")
-    for column in ("job", "status", "time", "size", "parity"):
+    for column in ("job", "status", "time", "size", "parity", "top-1", "latency"):
         table.add_column(column)
     for job in result.jobs:
         status = "reused" if job.get("reused") else job["status"]
         colour = {"ok": "green", "reused": "cyan"}.get(status, "red")
         parity = {True: "pass", False: "FAIL", None: "-"}[job.get("parity")]
-        table.add_row(job["id"], f"[{colour}]{status}[/]", f"{job['seconds']} s", str(job.get("size_bytes", "-")), parity)
+        accuracy = job.get("accuracy") or {}
+        top1 = f"{accuracy['top1']:g} %" if accuracy else "-"
+        latency = f"{job['latency']['median_ms']:.2f} ms" if job.get("latency") else "-"
+        size = human_size(job["size_bytes"]) if job.get("size_bytes") else "-"
+        table.add_row(job["id"], f"[{colour}]{status}[/]", f"{job['seconds']} s", size, parity, top1, latency)
     console.print(table)
     for job in result.failed:
         console.print(f"[red]{job['id']}[/]: {job.get('message')} (log: jobs/{job['id']}/log.txt)")
     _print_gates(result, console)
-    for made in result.bundles:
-        console.print(f"bundle {made['bundle']}  sha256 {made['sha256'][:16]}")
+    if result.bundles:
+        folder = Path(result.bundles[0]["bundle"]).parent
+        console.print(f"{len(result.bundles)} signed bundles in {folder}: "
+                      + ", ".join(Path(b["bundle"]).name for b in result.bundles), soft_wrap=True)
     if result.record_path:
         console.print(f"record: {result.record_path}")
 
@@ -110,16 +118,20 @@ def _print_result(result, console) -> None:
 def _print_gates(result, console) -> None:
     from rich.table import Table
 
-    shown = [g for g in result.gates if g.status != "passed" or g.gate != "parity"]
+    if not result.gates:
+        return
+    shown = [g for g in result.gates if g.status != "passed"]
+    passed = len(result.gates) - len(shown)
+    console.print(f"gates: {passed} of {len(result.gates)} passed" + (", the others:" if shown else ""))
     if not shown:
         return
-    table = Table(title="gates against the baseline")
-    for column in ("job", "gate", "baseline", "now", "limit", "result"):
-        table.add_column(column)
+    table = Table()
+    for column in ("job", "gate", "baseline -> now", "limit", "result"):
+        table.add_column(column, overflow="fold")
     for gate in shown:
-        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[gate.status]
-        text = gate.status + (f": {gate.message}" if gate.message else "")
-        table.add_row(gate.job, gate.gate, _number(gate.baseline), _number(gate.current), gate.limit, f"[{colour}]{text}[/]")
+        colour = "red" if gate.status == "failed" else "yellow"
+        table.add_row(gate.job, gate.gate, f"{_number(gate.baseline)} -> {_number(gate.current)}", gate.limit,
+                      f"[{colour}]{gate.status}[/]" + (f": {gate.message}" if gate.message else ""))
     console.print(table)
 
 
