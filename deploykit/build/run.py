@@ -26,6 +26,8 @@ class BuildOptions:
     jobs: int | None = None  # None: the config's build.jobs, 0 there meaning one per core
     force: bool = False
     bundle: bool = True
+    executor: str = "local"  # "local" (worker processes here) | "ray" (one Ray task per job)
+    ray_address: str | None = None  # an existing Ray cluster; None starts a local instance
     baseline: Path | None = None  # a previous deploykit-build.json / deploykit-report.json (build.gates)
     junit: Path | None = None  # write the gates as JUnit XML here
 
@@ -69,7 +71,13 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
         else:
             todo.append(job)
     workers = _workers(config, options, len(todo))
-    for record in _execute(config, todo, workers, progress):
+    if options.executor == "ray":
+        from deploykit.build.ray_executor import execute_on_ray
+
+        executed = execute_on_ray(config, todo, options.ray_address, workers, progress)
+    else:
+        executed = _execute(config, todo, workers, progress)
+    for record in executed:
         records[record["id"]] = {**record, "reused": False}
     ordered = tuple(records[job.id] for job in plan(config, options.only))
     bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()

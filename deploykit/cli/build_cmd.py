@@ -27,6 +27,8 @@ Exit codes: 0 every job built, passed parity and its gates, 1 a parity or gate f
 
   deploykit build --plan --json               # the job list, for a CI matrix
 
+  deploykit build --executor ray --ray-address ray://head:10001   # one Ray task per job
+
   deploykit build --force                     # rebuild every job
 
   deploykit build --baseline last/deploykit-build.json --junit gates.xml   # fail on a regression
@@ -41,6 +43,8 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild every selected job, changed or not.")] = False,
     plan_only: Annotated[bool, typer.Option("--plan", help="Print the jobs and whether each would run or be reused; build nothing.")] = False,
     no_bundle: Annotated[bool, typer.Option("--no-bundle", help="Convert and verify only.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (worker processes on this machine) or ray (one Ray task per job; needs the ray extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray instance with --jobs CPUs).")] = None,
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous deploykit-build.json (or deploykit-report.json, or a folder holding one): fail with exit 1 when a job regresses beyond the config's [models.gates].")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the gates as JUnit XML (one test case per job and gate).")] = None,
     json_output: JsonOutput = False,
@@ -57,13 +61,18 @@ def build(
         path = write_starter(init, config or Path(CONFIG_NAME))
         terminal().print(f"wrote {path}: review it, then run `deploykit build {path}`")
         return
+    if executor not in ("local", "ray"):
+        from deploykit.errors import UsageError
+
+        raise UsageError(f"--executor {executor!r}: use local or ray")
     loaded = load_config(config)
     if plan_only:
         _print_plan(loaded, tuple(only or ()), force, json_output)
         return
     progress = StepProgress(quiet=quiet or json_output)
     result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle,
-                                                  baseline=baseline, junit=junit), progress)
+                                                  baseline=baseline, junit=junit, executor=executor,
+                                                  ray_address=ray_address), progress)
     if json_output:
         stdout_json(result.to_json())
     elif not quiet:

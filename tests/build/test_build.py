@@ -87,7 +87,7 @@ def _bundle_hashes(result) -> dict:
     return {Path(b["bundle"]).name: b["sha256"] for b in result.bundles}
 
 
-def test_build_then_rebuild_nothing_then_parallel_gives_the_same_bundles(project):
+def test_serial_incremental_parallel_and_ray_builds_give_the_same_bundles(project):
     config = load_config(project)
     first = build(config, BuildOptions(jobs=1))
     assert [j["status"] for j in first.jobs] == ["ok"] * 4 and not any(j["reused"] for j in first.jobs)
@@ -106,6 +106,11 @@ def test_build_then_rebuild_nothing_then_parallel_gives_the_same_bundles(project
     parallel = build(config, BuildOptions(jobs=2, force=True))
     assert parallel.workers == 2 and not any(j["reused"] for j in parallel.jobs)
     assert _bundle_hashes(parallel) == _bundle_hashes(first)
+
+    # A local Ray instance with 2 CPUs, started by the executor: one task per job, the same bundles.
+    on_ray = build(config, BuildOptions(jobs=2, force=True, executor="ray"))
+    assert [j.get("executor") for j in on_ray.jobs] == ["ray"] * 4 and all(j["status"] == "ok" for j in on_ray.jobs)
+    assert _bundle_hashes(on_ray) == _bundle_hashes(first)
 
 
 def test_cli_plan_json_and_a_bad_config_exit_2(project, tmp_path):
