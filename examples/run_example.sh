@@ -4,9 +4,10 @@
 #      scikit-learn's bundled digits: nothing is downloaded), and a signing key
 #   2. `deploykit build`: convert to TFLite (fp32, fp16, int8-weights) and Core ML (fp32, fp16, lut4), app-ready
 #      (pixel input, labels), each checked against Keras, top-1 accuracy measured, signed bundles written
-#   3. build again against the first build as baseline: nothing is rebuilt, the gates pass
-#   4. predict on held-out pictures with a verified bundle (the reference an app must match), publish the
-#      bundles to a static repository, pull and verify one as an app would
+#   3. build again against the first build as baseline: nothing is rebuilt, the gates pass, and the bundles
+#      are published to a static repository (dist/repo, channel stable)
+#   4. predict on held-out pictures with a verified bundle (the reference an app must match), then pull and
+#      verify one from the repository as an app would
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DK=.venv/bin/deploykit
@@ -14,10 +15,9 @@ DK=.venv/bin/deploykit
 [ -f dist/keys/deploykit.key ] || $DK keygen --out dist/keys
 $DK build examples/deploykit.toml
 cp dist/build/deploykit-build.json dist/baseline.json
-$DK build examples/deploykit.toml --baseline dist/baseline.json --junit dist/gates.xml
+$DK build examples/deploykit.toml --baseline dist/baseline.json --junit dist/gates.xml --publish
 $DK predict dist/build/bundles/com.example.digits-1.0.0-ios-fp16.zip examples/models/pictures --top-k 1 \
     --trusted-key dist/keys/deploykit.pub
-$DK publish dist/build/bundles/*.zip --repo dist/repo --channel stable --sign-key dist/keys/deploykit.key
 $DK pull --repo dist/repo --channel stable --name com.example.digits --platform android \
     --variant fp16 --trusted-key dist/keys/deploykit.pub --dest dist/installed
 echo "done: jobs and signed bundles in dist/build (record: dist/build/deploykit-build.json), gates in dist/gates.xml, installed model in dist/installed"

@@ -30,6 +30,7 @@ class BuildOptions:
     ray_address: str | None = None  # an existing Ray cluster; None starts a local instance
     baseline: Path | None = None  # a previous deploykit-build.json / deploykit-report.json (build.gates)
     junit: Path | None = None  # write the gates as JUnit XML here
+    publish: bool = False  # publish the bundles to [publish] repository / channel when everything passed
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class BuildResult:
     record_path: Path | None = None
     failed: tuple[dict, ...] = field(default=())
     gates: tuple = ()  # build.gates.GateResult
+    published: dict | None = None  # the channel after publishing, or {"skipped": why}
 
     @property
     def gates_failed(self) -> tuple:
@@ -50,7 +52,8 @@ class BuildResult:
         from dataclasses import asdict
 
         return {"schema": "deploykit.build/1", "workers": self.workers, "seconds": self.seconds,
-                "jobs": list(self.jobs), "bundles": list(self.bundles), "gates": [asdict(g) for g in self.gates]}
+                "jobs": list(self.jobs), "bundles": list(self.bundles), "gates": [asdict(g) for g in self.gates],
+                "published": self.published}
 
 
 def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=None) -> BuildResult:
@@ -63,6 +66,8 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
     started = time.perf_counter()
     # Read first: a bad path fails before any conversion, and the baseline may be this folder's own last record.
     baseline = load_baseline(options.baseline) if options.baseline is not None else None
+    if options.publish:
+        _check_publish(config, options)
     todo, records = [], {}
     for job in plan(config, options.only):
         reused = None if options.force else previous(config.out, job)
@@ -82,8 +87,10 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
     ordered = tuple(records[job.id] for job in plan(config, options.only))
     bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()
     gates = _gates(config, ordered, baseline)
+    failed = tuple(r for r in ordered if r["status"] != "ok")
+    published = _publish(config, bundles, failed, gates, progress) if options.publish else None
     result = BuildResult(ordered, bundles, round(time.perf_counter() - started, 1), workers,
-                         config.out / BUILD_RECORD, tuple(r for r in ordered if r["status"] != "ok"), gates)
+                         config.out / BUILD_RECORD, failed, gates, published)
     config.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config.out / BUILD_RECORD, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
     if options.junit is not None:
@@ -91,6 +98,35 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
 
         write_text_atomic(Path(options.junit), junit_xml(list(gates)))
     return result
+
+
+def _check_publish(config: BuildConfig, options: BuildOptions) -> None:
+    from deploykit.build.config import ConfigError
+
+    if not config.publish:
+        raise ConfigError(f"{config.path}: --publish needs a [publish] table with repository (and channel, rollout)")
+    if not config.signing:
+        raise ConfigError(f"{config.path}: --publish needs [signing]: the channel index must be signed")
+    if not options.bundle:
+        raise ConfigError("--publish publishes the bundles; it cannot be combined with --no-bundle")
+
+
+def _publish(config: BuildConfig, bundles, failed, gates, progress) -> dict:
+    """Publish every bundle of this build, only when every job built and passed its gates: a release that
+    regressed must not reach a device."""
+    from deploykit.bundle.repository import publish
+
+    regressions = [g for g in gates if g.status == "failed"]
+    if failed or regressions or not bundles:
+        why = (f"{len(failed)} job(s) did not build or pass parity" if failed else
+               f"{len(regressions)} gate(s) failed" if regressions else "no bundles")
+        return {"skipped": why}
+    spec = config.publish
+    channel = spec.get("channel", "stable")
+    with progress.step(f"Publishing {len(bundles)} bundles to {spec['repository']} ({channel})"):
+        result = publish([b["bundle"] for b in bundles], config.resolve(spec["repository"]).resolve(), channel,
+                         _signing_keys(config)[0], rollout=float(spec.get("rollout", 100)))
+    return result.to_json()
 
 
 def _gates(config: BuildConfig, jobs, baseline) -> tuple:

@@ -47,6 +47,7 @@ def build(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray instance with --jobs CPUs).")] = None,
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous deploykit-build.json (or deploykit-report.json, or a folder holding one): fail with exit 1 when a job regresses beyond the config's [models.gates].")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the gates as JUnit XML (one test case per job and gate).")] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Publish the bundles to the config's [publish] repository and channel, only when every job built and passed its gates.")] = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
@@ -72,7 +73,7 @@ def build(
     progress = StepProgress(quiet=quiet or json_output)
     result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle,
                                                   baseline=baseline, junit=junit, executor=executor,
-                                                  ray_address=ray_address), progress)
+                                                  ray_address=ray_address, publish=publish), progress)
     if json_output:
         stdout_json(result.to_json())
     elif not quiet:
@@ -120,6 +121,12 @@ def _print_result(result, console) -> None:
         folder = Path(result.bundles[0]["bundle"]).parent
         console.print(f"{len(result.bundles)} signed bundles in {folder}: "
                       + ", ".join(Path(b["bundle"]).name for b in result.bundles), soft_wrap=True)
+    if result.published is not None:
+        if "skipped" in result.published:
+            console.print(f"[red]not published[/]: {result.published['skipped']}")
+        else:
+            console.print(f"published: channel {result.published['channel']} version {result.published['version']} "
+                          f"in {result.published['repo']}")
     if result.record_path:
         console.print(f"record: {result.record_path}")
 

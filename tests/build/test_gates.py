@@ -25,7 +25,14 @@ def run(*args):
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-CONFIG = """[[models]]
+CONFIG = """[signing]
+key = "keys/deploykit.key"
+
+[publish]
+repository = "repo"
+channel = "stable"
+
+[[models]]
 name = "digits"
 source = "digits.keras"
 targets = ["tflite"]
@@ -37,6 +44,10 @@ input = "image"
 
 [models.labels]
 file = "labels.txt"
+
+[models.bundle]
+name = "com.example.digits"
+version = "1.0.0"
 
 [models.gates]
 accuracy_drop = 2.0
@@ -96,7 +107,10 @@ def _digits_project(folder: Path, epochs: int) -> None:
 
 
 def test_a_worse_model_fails_the_gate_with_exit_1(tmp_path):
+    from deploykit.bundle.signing import generate_keypair
+
     (tmp_path / "deploykit.toml").write_text(CONFIG)
+    generate_keypair(tmp_path / "keys")
     _digits_project(tmp_path, epochs=30)
     first = run("build", tmp_path / "deploykit.toml", "--json")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -105,14 +119,19 @@ def test_a_worse_model_fails_the_gate_with_exit_1(tmp_path):
     assert job["accuracy"]["samples"] == 100 and job["accuracy"]["top1"] > 90  # the example model: ~99 % on held-out digits
     (tmp_path / "baseline.json").write_text(first.stdout)
 
-    same = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "baseline.json")
+    same = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "baseline.json", "--publish")
     assert same.returncode == 0 and "gates: 3 of 3 passed" in same.stderr, same.stderr[-2000:]
+    assert "published: channel stable version 1" in same.stderr
+    channel = (tmp_path / "repo" / "channels" / "stable.json").read_bytes()
 
     _digits_project(tmp_path, epochs=1)
-    worse = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "baseline.json", "--junit", tmp_path / "gates.xml")
+    worse = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "baseline.json", "--junit", tmp_path / "gates.xml",
+                "--publish")
     assert worse.returncode == 1, worse.stdout[-2000:] + worse.stderr[-2000:]
     assert "gates: 2 of 3 passed" in worse.stderr, worse.stderr[-3000:]
     assert "accuracy" in worse.stderr and "failed: dropped" in worse.stderr
+    assert "not published: 1 gate(s) failed" in worse.stderr
+    assert (tmp_path / "repo" / "channels" / "stable.json").read_bytes() == channel  # the regression never shipped
     suite = ET.parse(tmp_path / "gates.xml").getroot()
     assert suite.find("testcase[@classname='digits/tflite/fp32'][@name='accuracy']/failure") is not None
     rebuilt = json.loads((tmp_path / "build" / "deploykit-build.json").read_text())
