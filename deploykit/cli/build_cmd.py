@@ -13,7 +13,9 @@ HELP = """Convert, verify and bundle every model a deploykit.toml names, as one 
 
 The config lists models (source, inputs, image input, labels, targets, variants per target, calibration and parity data, bundle metadata) and the signing key (a path or an environment variable, never the key itself). Every (model, target, variant) is one job, in OUT/jobs/MODEL/TARGET/VARIANT/; a job whose inputs did not change (content hashes of the source and data files, its config section, deploykit's and the tools' versions) is reused, not rebuilt. Jobs run in worker processes (--jobs). The build record is OUT/deploykit-build.json. The config is checked before anything runs: an error names the line, the key, the value and what is allowed.
 
-With --baseline the build is compared with a previous one: per job, parity must pass, and accuracy on the validation data, artifact size and host latency may not regress beyond the limits in [models.gates] (accuracy_drop in points, size_growth and latency_growth in percent); --junit writes one test case per job and gate.
+With --publish the bundles go to the config's \\[publish] repository and channel, only when every job built and passed its gates.
+
+With --baseline the build is compared with a previous one: per job, parity must pass, and accuracy on the validation data, artifact size and host latency may not regress beyond the limits in \\[models.gates] (accuracy_drop in points, size_growth and latency_growth in percent); --junit writes one test case per job and gate.
 
 Exit codes: 0 every job built, passed parity and its gates, 1 a parity or gate failure, 2 a bad config, 3 a conversion failure.
 
@@ -45,9 +47,9 @@ def build(
     no_bundle: Annotated[bool, typer.Option("--no-bundle", help="Convert and verify only.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local (worker processes on this machine) or ray (one Ray task per job; needs the ray extra).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: an existing cluster (default: start a local Ray instance with --jobs CPUs).")] = None,
-    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous deploykit-build.json (or deploykit-report.json, or a folder holding one): fail with exit 1 when a job regresses beyond the config's [models.gates].")] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="A previous deploykit-build.json (or deploykit-report.json, or a folder holding one): fail with exit 1 when a job regresses beyond the config's \\[models.gates].")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the gates as JUnit XML (one test case per job and gate).")] = None,
-    publish: Annotated[bool, typer.Option("--publish", help="Publish the bundles to the config's [publish] repository and channel, only when every job built and passed its gates.")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Publish the bundles to the config's \\[publish] repository and channel, only when every job built and passed its gates.")] = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
@@ -115,7 +117,13 @@ def _print_result(result, console) -> None:
         table.add_row(job["id"], f"[{colour}]{status}[/]", f"{job['seconds']} s", size, parity, top1, latency)
     console.print(table)
     for job in result.failed:
-        console.print(f"[red]{job['id']}[/]: {job.get('message')} (log: jobs/{job['id']}/log.txt)")
+        log = result.record_path.parent / "jobs" / job["id"] / "log.txt" if result.record_path else None
+        console.print(f"[red]{job['id']}[/]: {job.get('message')}", soft_wrap=True)
+        if log is not None and log.is_file():
+            tail = [line for line in log.read_text("utf-8", errors="replace").splitlines() if line.strip()][-5:]
+            for line in tail:
+                console.print(f"  [dim]{line[:200]}[/]", markup=True, highlight=False)
+            console.print(f"  full log: {log}")
     _print_gates(result, console)
     if result.bundles:
         folder = Path(result.bundles[0]["bundle"]).parent

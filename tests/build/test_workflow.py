@@ -72,3 +72,11 @@ def test_the_workflow_plans_builds_slices_and_assembles(tmp_path):
     gates = record["gates"]
     assert gates and all(g["status"] == "passed" for g in gates), [g for g in gates if g["status"] != "passed"]
     assert (project / "dist" / "gates.xml").read_text().count("<testcase") == len(gates)
+
+    # The fanned-out build gives the bundles a local build gives.
+    assembled = {b["bundle"].rsplit("/", 1)[-1]: b["sha256"] for b in record["bundles"]}
+    local = subprocess.run([str(project / ".venv" / "bin" / "deploykit"), "build", "examples/deploykit.toml", "--force",
+                            "--jobs", "2", "--json", "--quiet"], cwd=project, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert local.returncode == 0, local.stderr[-2000:]
+    assert {b["bundle"].rsplit("/", 1)[-1]: b["sha256"] for b in json.loads(local.stdout)["bundles"]} == assembled
