@@ -35,12 +35,17 @@ def execute_on_ray(config, todo, address: str | None, workers: int, progress):
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(run_job)
         pending = {task.remote(str(config.path), job.id, job.key): job for job in todo}
+        for job in todo:  # Ray schedules them as CPUs free up; the rows show them as submitted
+            _started = getattr(progress, "job_started", None)
+            if _started is not None:
+                _started(job.id)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             record = {**ray.get(done[0]), "executor": "ray"}
-            with progress.step(f"{job.id}: {record['status']} in {record['seconds']} s (Ray)"):
-                pass
+            finished = getattr(progress, "job_finished", None)
+            if finished is not None:
+                finished(job.id, record["status"], record["seconds"])
             yield record
     finally:
         if started_here:

@@ -76,14 +76,18 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
         else:
             todo.append(job)
     workers = _workers(config, options, len(todo))
+    _hook(progress, "jobs_planned", [job.id for job in todo])
     if options.executor == "ray":
         from deploykit.build.ray_executor import execute_on_ray
 
         executed = execute_on_ray(config, todo, options.ray_address, workers, progress)
     else:
         executed = _execute(config, todo, workers, progress)
-    for record in executed:
-        records[record["id"]] = {**record, "reused": False}
+    try:
+        for record in executed:
+            records[record["id"]] = {**record, "reused": False}
+    finally:
+        _hook(progress, "jobs_done")
     ordered = tuple(records[job.id] for job in plan(config, options.only))
     bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()
     gates = _gates(config, ordered, baseline)
@@ -140,22 +144,38 @@ def _workers(config: BuildConfig, options: BuildOptions, count: int) -> int:
     return max(1, min(wanted or os.cpu_count() or 1, count or 1))
 
 
+def _hook(progress, name: str, *args) -> None:
+    """Call a job-progress hook when the progress object has one (the CLI's live rows); plain steps otherwise."""
+    method = getattr(progress, name, None)
+    if method is not None:
+        method(*args)
+
+
 def _execute(config: BuildConfig, todo: list[Job], workers: int, progress):
     if workers == 1:
         for job in todo:
-            with progress.step(f"Building {job.id}"):
-                yield run_job(str(config.path), job.id, job.key)
+            _hook(progress, "job_started", job.id)
+            record = run_job(str(config.path), job.id, job.key)
+            _hook(progress, "job_finished", job.id, record["status"], record["seconds"])
+            yield record
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_job, str(config.path), job.id, job.key): job for job in todo}
+        # The pool takes jobs in submission order as workers free up: the first `workers` start now,
+        # the next one each time one finishes.
+        waiting = list(todo)
+        for job in waiting[:workers]:
+            _hook(progress, "job_started", job.id)
+        del waiting[:workers]
         for future in as_completed(futures):
             job = futures[future]
             record = future.result()
-            with progress.step(f"{job.id}: {record['status']} in {record['seconds']} s"):
-                pass
+            _hook(progress, "job_finished", job.id, record["status"], record["seconds"])
+            if waiting:
+                _hook(progress, "job_started", waiting.pop(0).id)
             yield record
 
 

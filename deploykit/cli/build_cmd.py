@@ -56,7 +56,7 @@ def build(
     from deploykit.build.config import CONFIG_NAME, load_config
     from deploykit.build.run import BuildOptions
     from deploykit.build.run import build as run_build
-    from deploykit.cli.output import StepProgress, stdout_json, terminal
+    from deploykit.cli.output import stdout_json, terminal
 
     if init is not None:
         from deploykit.build.starter import write_starter
@@ -72,7 +72,9 @@ def build(
     if plan_only:
         _print_plan(loaded, tuple(only or ()), force, json_output)
         return
-    progress = StepProgress(quiet=quiet or json_output)
+    from deploykit.cli.job_rows import JobRows
+
+    progress = JobRows(quiet=quiet or json_output)
     result = run_build(loaded, BuildOptions(only=tuple(only or ()), jobs=jobs, force=force, bundle=not no_bundle,
                                                   baseline=baseline, junit=junit, executor=executor,
                                                   ray_address=ray_address, publish=publish), progress)
