@@ -70,6 +70,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "calibration": Field("str", help="calibration data for int8 (.npy, .npz or an image folder)"),
         "validation": Field("str", help="an image folder with one sub-folder per label, or an .npz with x and y"),
         "samples": Field("int", minimum=1, help="parity samples (default 8)"),
+        "tolerances": Field("list[str]", help='parity threshold overrides as in `verify --tolerance`, e.g. ["logits:snr_db=30"]'),
         "data": Field("str", help="parity data (.npy, .npz or an image folder)"),
         "coreml_target": Field("str", help="minimum deployment target, e.g. iOS16"),
         "image": Field("table"), "labels": Field("table"), "bundle": Field("table"), "gates": Field("table"),
@@ -157,6 +158,8 @@ def _build(data: dict, path: Path) -> BuildConfig:
         raise ConfigError(f"{path}: signing: give key or key_env, not both")
     models = []
     for index, entry in enumerate(data["models"]):
+        if "tolerances" in entry:
+            _check_tolerances(entry["tolerances"], path, index)
         targets = tuple(entry.get("targets", TARGETS))
         variants = _variants(entry.get("variants", ["fp32"]), targets, path, index)
         settings = {k: v for k, v in entry.items() if k not in ("name", "source", "targets", "variants")}
@@ -166,6 +169,16 @@ def _build(data: dict, path: Path) -> BuildConfig:
     out = Path(build.get("out", "build"))
     return BuildConfig(path=path, root=root, out=out if out.is_absolute() else (root / out).resolve(), jobs=int(build.get("jobs", 0)),
                        models=tuple(models), signing=signing, publish=data.get("publish", {}))
+
+
+def _check_tolerances(values, path: Path, index: int) -> None:
+    from deploykit.errors import DeployKitError
+    from deploykit.parity.profiles import parse_tolerances
+
+    try:
+        parse_tolerances(values)
+    except DeployKitError as exc:
+        raise ConfigError(f"{path}: models[{index}].tolerances: {exc.message}", hint=exc.hint) from None
 
 
 def _variants(value, targets, path: Path, index: int) -> dict[str, tuple[str, ...]]:

@@ -99,6 +99,10 @@ def _convert(config: BuildConfig, model, target: str, variant: str, out: Path) -
 
         classifier = ClassifierOptions(config.resolve(settings["labels"]["file"]), settings["labels"].get("output"))
     verify_options = {"samples": settings.get("samples", 8)}
+    if "tolerances" in settings:
+        from deploykit.parity.profiles import parse_tolerances
+
+        verify_options["tolerances"] = parse_tolerances(settings["tolerances"])
     if "data" in settings:
         verify_options["data"] = str(config.resolve(settings["data"]))
     convert(_source(config, model.source), to=target, out=out, inputs=settings.get("inputs"),

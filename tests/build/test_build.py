@@ -47,6 +47,7 @@ def _write(folder: Path, text: str = CONFIG) -> Path:
     (('coreml = ["fp16"]', 'coreml = ["int8"]'), r"models\[0\].variants: 'int8' does not exist for coreml"),
     (('samples = 4', 'samples = 0'), r"deploykit.toml:13: models\[0\].samples: 0 is below 1"),
     (('[build]', '[build'), "not valid TOML"),
+    (('samples = 4', 'samples = 4\ntolerances = ["bogus"]'), r"models\[0\].tolerances: bad --tolerance 'bogus'"),
 ])
 def test_a_bad_config_names_the_line_the_key_and_what_is_allowed(tmp_path, change, message):
     path = _write(tmp_path, CONFIG.replace(*change))
@@ -134,3 +135,19 @@ def test_init_writes_a_config_that_loads(tmp_path):
     assert config.models[0].name == "net" and config.models[0].variants == {"tflite": ("fp32", "fp16"), "coreml": ("fp32", "fp16")}
     again = run("build", tmp_path / "deploykit.toml", "--init", tmp_path / "net.keras")
     assert again.returncode == 2 and "does not overwrite" in again.stderr
+
+
+def test_a_tolerance_in_the_config_decides_parity(project, tmp_path):
+    """An impossible bound (max_rel_error 1e-12) fails the job's parity: the job is kept, marked, and the CLI exits 1."""
+    import shutil
+
+    shutil.copy(project.parent / "classifier.keras", tmp_path / "classifier.keras")
+    strict = CONFIG.replace("[signing]\nkey = \"keys/deploykit.key\"\n", "").replace(
+        'variants = { tflite = ["fp16"], coreml = ["fp16"] }', 'targets = ["tflite"]\ntolerances = ["max_rel_error=1e-12"]'
+    ).replace('targets = ["tflite", "coreml"]\n', "")
+    config = _write(tmp_path, strict)
+    result = run("build", config, "--no-bundle")
+    assert result.returncode == 1, result.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "deploykit-build.json").read_text())
+    (job,) = record["jobs"]
+    assert job["status"] == "parity-failed" and "max_rel_error" in job["message"] and job["parity"] is False
