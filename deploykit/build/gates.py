@@ -33,10 +33,12 @@ class GateResult:
     message: str
 
 
-def load_baseline(path: str | Path) -> dict[str, dict]:
-    """Job id -> {accuracy, size_bytes, latency_ms} from a deploykit-build.json, a deploykit-report.json, or a folder
-    holding either."""
+def load_baseline(path: str | Path, config=None) -> dict[str, dict]:
+    """Job id -> {accuracy, size_bytes, latency_ms} from a deploykit-build.json, a deploykit-report.json, a folder
+    holding either, or a static repository (the channel's current release, read from its signed bundles)."""
     path = Path(path)
+    if path.is_dir() and (path / "channels").is_dir():
+        return repository_baseline(path, config)
     if path.is_dir():
         for name in ("deploykit-build.json", "deploykit-report.json"):
             if (path / name).is_file():
@@ -54,6 +56,39 @@ def load_baseline(path: str | Path) -> dict[str, dict]:
         stem = lambda artifact: Path(artifact["path"]).name.split(".")[0]  # noqa: E731 - name.variant.suffix
         return {f"{stem(a)}/{a['target']}/{a['variant']}": {"size_bytes": a.get("size_bytes")} for a in data["artifacts"]}
     raise InputError(f"baseline {path} is neither a deploykit build record nor a convert record")
+
+
+def repository_baseline(repo: Path, config) -> dict[str, dict]:
+    """The release in production: the channel index (``[publish] channel``, default stable) is verified with the
+    config's signing key, then each bundle of each model's current release; their manifests carry what the
+    build that made them measured (``provenance.measured``). Latency is not in a bundle, so that gate skips."""
+    from deploykit.bundle.manifest import parse_json
+    from deploykit.bundle.repository import _read_index
+    from deploykit.bundle.verify import verify_bundle
+    from deploykit.build.run import _signing_keys
+
+    if config is None or not config.signing:
+        raise InputError(f"baseline {repo} is a repository: its channel is verified with the config's [signing] key")
+    key = _signing_keys(config)[0].public
+    channel = (config.publish or {}).get("channel", "stable")
+    index = _read_index(repo / "channels" / f"{channel}.json", key, channel)
+    if index is None:
+        raise InputError(f"baseline {repo} has no channel {channel!r}")
+    models = {m.settings["bundle"]["name"]: m.name for m in config.models if m.settings.get("bundle")}
+    targets = {"android": "tflite", "ios": "coreml"}
+    figures = {}
+    for name, entry in index["models"].items():
+        if name not in models:
+            continue
+        ref = entry["release"]
+        release = parse_json((repo / ref["path"]).read_bytes(), "release", ref["path"])
+        for item in release["bundles"]:
+            manifest = verify_bundle(repo / item["path"], [key]).manifest.raw
+            measured = manifest["provenance"].get("measured") or {}
+            job = f"{models[name]}/{targets[item['platform']]}/{item['variant']}"
+            figures[job] = {"accuracy": (measured.get("accuracy") or {}).get("top1"),
+                            "size_bytes": measured.get("artifact_bytes"), "latency_ms": None}
+    return figures
 
 
 def _figures(job: dict) -> dict:

@@ -65,7 +65,7 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
     progress = progress or NullProgress()
     started = time.perf_counter()
     # Read first: a bad path fails before any conversion, and the baseline may be this folder's own last record.
-    baseline = load_baseline(options.baseline) if options.baseline is not None else None
+    baseline = load_baseline(options.baseline, config) if options.baseline is not None else None
     if options.publish:
         _check_publish(config, options)
     todo, records = [], {}
@@ -197,9 +197,16 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
                 built = bundle([artifact], BundleOptions(
                     name=meta["name"], version=meta["version"], out=config.out / "bundles", sequence=meta.get("sequence"),
                     sign_keys=keys, author=meta.get("author", ""), license=meta.get("license", ""),
-                    description=meta.get("description", "")))
+                    description=meta.get("description", ""), measured=_measured(record)))
             made.extend({"job": record["id"], **b.to_json()} for b in built)
     return made
+
+
+def _measured(record: dict) -> dict:
+    measured = {"artifact_bytes": int(record["size_bytes"])}
+    if record.get("accuracy"):
+        measured["accuracy"] = {"top1": record["accuracy"]["top1"], "samples": record["accuracy"]["samples"]}
+    return measured
 
 
 def _signing_keys(config: BuildConfig) -> tuple:

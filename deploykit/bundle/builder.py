@@ -46,6 +46,7 @@ class BundleOptions:
     min_android_api: int = 21
     templates: Path | None = None
     report: Path | None = None
+    measured: dict | None = None  # deploykit build's figures for the manifest's provenance (one artifact per bundle)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequen
                 "converter": artifact.converter, "artifact_sha256": artifact.sha256,
                 "quantization": artifact.quantization, "passes": [dict(p) for p in artifact.passes],
                 "parity": _parity_summary(artifact.parity), "embedded_metadata": embedded,
+                **({"measured": options.measured} if options.measured else {}),
             },
         }
         bundle_file = f"{options.name}-{options.version}-{platform}-{artifact.variant}.zip"

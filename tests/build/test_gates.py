@@ -125,7 +125,8 @@ def test_a_worse_model_fails_the_gate_with_exit_1(tmp_path):
     channel = (tmp_path / "repo" / "channels" / "stable.json").read_bytes()
 
     _digits_project(tmp_path, epochs=1)
-    worse = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "baseline.json", "--junit", tmp_path / "gates.xml",
+    # The baseline is now the release in production: the channel's current bundles, as published above.
+    worse = run("build", tmp_path / "deploykit.toml", "--baseline", tmp_path / "repo", "--junit", tmp_path / "gates.xml",
                 "--publish")
     assert worse.returncode == 1, worse.stdout[-2000:] + worse.stderr[-2000:]
     assert "gates: 2 of 3 passed" in worse.stderr, worse.stderr[-3000:]
