@@ -151,3 +151,30 @@ def test_a_tolerance_in_the_config_decides_parity(project, tmp_path):
     record = json.loads((tmp_path / "out" / "deploykit-build.json").read_text())
     (job,) = record["jobs"]
     assert job["status"] == "parity-failed" and "max_rel_error" in job["message"] and job["parity"] is False
+
+
+def test_npz_validation_measures_top1_against_labels(project, tmp_path):
+    """x, y in an .npz: y is the Keras source's own top class for each x, so the fp32 artifact must agree on
+    (nearly) all; y shifted by one class must give (nearly) none right."""
+    import shutil
+
+    import keras
+    import numpy as np
+
+    shutil.copy(project.parent / "classifier.keras", tmp_path / "classifier.keras")
+    x = np.random.default_rng(4).uniform(-1, 1, (40, 32, 32, 3)).astype(np.float32)
+    top = keras.models.load_model(tmp_path / "classifier.keras").predict(x, verbose=0).argmax(axis=1)
+    np.savez(tmp_path / "right.npz", x=x, y=top)
+    np.savez(tmp_path / "wrong.npz", x=x, y=(top + 1) % 10)
+    results = {}
+    for name in ("right", "wrong"):
+        text = (CONFIG.replace('[signing]\nkey = "keys/deploykit.key"\n', "")
+                .replace('targets = ["tflite", "coreml"]\n', 'targets = ["tflite"]\n')
+                .replace('variants = { tflite = ["fp16"], coreml = ["fp16"] }', f'validation = "{name}.npz"')
+                .replace('out = "out"', f'out = "out-{name}"'))
+        config = load_config(_write(tmp_path, text))
+        (job,) = build(config, BuildOptions(jobs=1, bundle=False)).jobs
+        assert job["status"] == "ok", job.get("message")
+        results[name] = job["accuracy"]
+    assert results["right"]["samples"] == 40 and results["right"]["top1"] >= 95.0
+    assert results["wrong"]["top1"] <= 5.0
