@@ -143,25 +143,30 @@ def load_config(path: str | Path | None) -> BuildConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     lines = key_lines(text)
     _check_table(data, "", (), path, lines)
-    return _build(data, path)
+    return _build(data, path, lines)
 
 
-def _build(data: dict, path: Path) -> BuildConfig:
+def _build(data: dict, path: Path, lines: dict) -> BuildConfig:
     names = [m["name"] for m in data["models"]]
     for index, name in enumerate(names):
+        where = ("models", index, "name")
         if names.index(name) != index:
-            raise ConfigError(f"{path}: models[{index}].name: {name!r} is used twice", hint="model names must be unique")
+            raise _error(path, lines, where, f"models[{index}].name: {name!r} is used twice (model names must be unique)")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise ConfigError(f"{path}: models[{index}].name: {name!r} is not allowed (letters, digits, _ . -)")
+            raise _error(path, lines, where, f"models[{index}].name: {name!r} is not allowed (letters, digits, _ . -)")
     signing = data.get("signing", {})
     if "key" in signing and "key_env" in signing:
-        raise ConfigError(f"{path}: signing: give key or key_env, not both")
+        raise _error(path, lines, ("signing",), "signing: give key or key_env, not both")
     models = []
     for index, entry in enumerate(data["models"]):
-        if "tolerances" in entry:
-            _check_tolerances(entry["tolerances"], path, index)
-        targets = tuple(entry.get("targets", TARGETS))
-        variants = _variants(entry.get("variants", ["fp32"]), targets, path, index)
+        try:
+            if "tolerances" in entry:
+                _check_tolerances(entry["tolerances"], path, index)
+            targets = tuple(entry.get("targets", TARGETS))
+            variants = _variants(entry.get("variants", ["fp32"]), targets, path, index)
+        except ConfigError as exc:
+            key = "tolerances" if ".tolerances:" in exc.message else "variants"
+            raise _error(path, lines, ("models", index, key), exc.message.split(": ", 1)[1]) from None
         settings = {k: v for k, v in entry.items() if k not in ("name", "source", "targets", "variants")}
         models.append(ModelConfig(entry["name"], entry["source"], targets, variants, settings, entry))
     build = data.get("build", {})
