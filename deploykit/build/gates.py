@@ -63,15 +63,15 @@ def repository_baseline(repo: Path, config) -> dict[str, dict]:
     config's signing key, then each bundle of each model's current release; their manifests carry what the
     build that made them measured (``provenance.measured``). Latency is not in a bundle, so that gate skips."""
     from deploykit.bundle.manifest import parse_json
-    from deploykit.bundle.repository import _read_index
+    from deploykit.bundle.repository import read_channel
     from deploykit.bundle.verify import verify_bundle
-    from deploykit.build.run import _signing_keys
+    from deploykit.build.run import signing_keys
 
     if config is None or not config.signing:
         raise InputError(f"baseline {repo} is a repository: its channel is verified with the config's [signing] key")
-    key = _signing_keys(config)[0].public
+    key = signing_keys(config)[0].public
     channel = (config.publish or {}).get("channel", "stable")
-    index = _read_index(repo / "channels" / f"{channel}.json", key, channel)
+    index = read_channel(repo, channel, key)
     if index is None:
         raise InputError(f"baseline {repo} has no channel {channel!r}")
     models = {m.settings["bundle"]["name"]: m.name for m in config.models if m.settings.get("bundle")}

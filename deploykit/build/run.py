@@ -129,7 +129,7 @@ def _publish(config: BuildConfig, bundles, failed, gates, progress) -> dict:
     channel = spec.get("channel", "stable")
     with progress.step(f"Publishing {len(bundles)} bundles to {spec['repository']} ({channel})"):
         result = publish([b["bundle"] for b in bundles], config.resolve(spec["repository"]).resolve(), channel,
-                         _signing_keys(config)[0], rollout=float(spec.get("rollout", 100)))
+                         signing_keys(config)[0], rollout=float(spec.get("rollout", 100)))
     return result.to_json()
 
 
@@ -183,7 +183,7 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
     """One signed bundle per built artifact of each model with a [models.bundle] table."""
     from deploykit.bundle.builder import BundleOptions, bundle
 
-    keys = _signing_keys(config)
+    keys = signing_keys(config)
     made = []
     for model in config.models:
         meta = model.settings.get("bundle")
@@ -209,7 +209,7 @@ def _measured(record: dict) -> dict:
     return measured
 
 
-def _signing_keys(config: BuildConfig) -> tuple:
+def signing_keys(config: BuildConfig) -> tuple:
     from deploykit.bundle.signing import load_signing_key
     from deploykit.errors import UsageError
 

@@ -162,6 +162,12 @@ def _update_entry(current: dict[str, Any] | None, new: dict[str, Any], rollout: 
     return {**new, "rollout": {"percent": rollout, "salt": ref["sha256"]}, "previous": previous}
 
 
+def read_channel(repo: str | Path, channel: str, key: PublicKey) -> dict[str, Any] | None:
+    """The verified index of ``channel`` in a local repository, or None when it has none."""
+    _check_channel(channel)
+    return _read_index(Path(repo) / "channels" / f"{channel}.json", key, channel)
+
+
 def _read_index(path: Path, key: PublicKey, channel: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
