@@ -72,6 +72,8 @@ def test_the_workflow_plans_builds_slices_and_assembles(tmp_path):
     gates = record["gates"]
     assert gates and all(g["status"] == "passed" for g in gates), [g for g in gates if g["status"] != "passed"]
     assert (project / "dist" / "gates.xml").read_text().count("<testcase") == len(gates)
+    assert record["published"]["channel"] == "stable" and "com.example.digits" in record["published"]["models"]
+    assert (project / "dist" / "repo" / "channels" / "stable.json").is_file()
 
     # The fanned-out build gives the bundles a local build gives.
     assembled = {b["bundle"].rsplit("/", 1)[-1]: b["sha256"] for b in record["bundles"]}
