@@ -127,6 +127,13 @@ class BuildConfig:
     def resolve(self, relative: str) -> Path:
         return (self.root / relative) if not Path(relative).is_absolute() else Path(relative)
 
+    def entry_point_file(self, source: str) -> Path | None:
+        """The Python file of a ``path.py:factory`` source, resolved against the config's folder; None otherwise."""
+        if self.resolve(source).exists() or ":" not in source:
+            return None
+        file_part = self.resolve(source.rsplit(":", 1)[0])
+        return file_part if file_part.is_file() else None
+
 
 def load_config(path: str | Path | None) -> BuildConfig:
     import tomllib

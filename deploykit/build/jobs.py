@@ -125,10 +125,11 @@ def _floats(value):
 
 
 def _source(config: BuildConfig, source: str) -> str:
+    entry = config.entry_point_file(source)
+    if entry is not None:
+        return f"{entry}:{source.rsplit(':', 1)[1]}"
     path = config.resolve(source)
-    if not path.exists() and ":" in source and config.resolve(source.rsplit(":", 1)[0]).is_file():
-        return f"{config.resolve(source.rsplit(':', 1)[0])}:{source.rsplit(':', 1)[1]}"
-    return str(path) if path.exists() else source
+    return str(path) if path.exists() else source  # an installed package.module:factory
 
 
 def _keep_variant(staging: Path, variant: str) -> dict:

@@ -80,13 +80,12 @@ def _source_hash(config: BuildConfig, source: str) -> str:
     ``package.module:factory`` cannot be hashed by path: its name stands in, so --force rebuilds it)."""
     from deploykit.hashing import sha256_path
 
-    path = config.resolve(source)
-    if not path.exists() and ":" in source:
-        file_part = config.resolve(source.rsplit(":", 1)[0])
-        if file_part.is_file():
-            return sha256_path(file_part)
+    entry = config.entry_point_file(source)
+    if entry is not None:
+        return sha256_path(entry)
+    if not config.resolve(source).exists() and ":" in source:
         return "entry point " + source
-    return _hash_or_missing(path, sha256_path, "source")
+    return _hash_or_missing(config.resolve(source), sha256_path, "source")
 
 
 def _hash_or_missing(path: Path, sha256_path, what: str) -> str:
