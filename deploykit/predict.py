@@ -81,7 +81,7 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
             if _positions(value) > 1:
                 results.append(_top_classes(str(path), value, model.labels, options.top_k, name))
             else:
-                results.append(_top(str(path), _scores(value, model.labels), model.labels, options.top_k))
+                results.append(_top(str(path), class_scores(value, model.labels), model.labels, options.top_k))
     if options.dump_input is not None:
         import io
 
@@ -91,7 +91,7 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
     return results
 
 
-def _scores(value, labels) -> np.ndarray:
+def class_scores(value, labels) -> np.ndarray:
     """The class scores as an array; a Core ML classifier's probability dictionary in label order."""
     table = value.item() if isinstance(value, np.ndarray) and value.dtype == object else value
     if isinstance(table, dict):

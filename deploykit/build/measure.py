@@ -119,10 +119,10 @@ def _labelled_output(runner, recorded) -> str:
 
 
 def _top_index(value, labels) -> int:
-    table = value.item() if isinstance(value, np.ndarray) and value.dtype == object else value
-    if isinstance(table, dict):
-        return int(np.argmax([table[label] for label in labels]))
-    return int(np.argmax(np.asarray(value).reshape(-1)))
+    """The top class: predict's reading of the scores (a Core ML classifier's dictionary in label order)."""
+    from deploykit.predict import class_scores
+
+    return int(np.argmax(class_scores(value, labels)))
 
 
 def _latency(artifact: Path, target: str, recorded) -> dict:
