@@ -14,20 +14,25 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 import torch
 assert torch.__version__ == "2.13.0+cpu", f"torch moved off the pinned CPU build: {torch.__version__}"
 PY
-# tests/bundle/test_kotlin_verifier.py compiles the Kotlin verifier shipped in Android bundles and runs it on
-# the JVM; Debian's kotlin package (kotlinc 1.3 on the system JDK) is enough. Without kotlinc those tests skip,
-# so a machine where it can't be installed is still set up.
-if ! command -v kotlinc >/dev/null 2>&1; then
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$SUDO" ] && ! command -v sudo >/dev/null 2>&1; }; then
-        echo "note: kotlinc not found and apt-get (or sudo) is not available; install a Kotlin compiler to run the Kotlin verifier tests (they skip without one)"
-    else
-        echo "installing Debian's kotlin package (kotlinc) for the Kotlin verifier tests"
-        install_kotlin() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kotlin >/dev/null; }
-        # apt-get update only when the install fails: the package lists are usually fresh enough.
-        install_kotlin || { $SUDO apt-get update -qq >/dev/null && install_kotlin; } \
-            || echo "note: apt-get could not install kotlin; the Kotlin verifier tests will skip"
+# System packages some tests need, from Debian's archive (without them those tests skip, so a machine where
+# they can't be installed is still set up):
+#   kotlin   - tests/bundle/test_kotlin_verifier.py compiles the Kotlin verifier shipped in Android bundles and
+#              runs it on the JVM (kotlinc 1.3 on the system JDK is enough);
+#   chromium - tests/report/ open report.html in headless Chromium, screenshot it and check every plot rendered.
+install_system_package() {  # $1: command that the package provides, $2: Debian package name
+    command -v "$1" >/dev/null 2>&1 && return 0
+    local package="$2" sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$sudo" ] && ! command -v sudo >/dev/null 2>&1; }; then
+        echo "note: $1 not found and apt-get (or sudo) is not available; install Debian's $2 package to run the tests that need it (they skip without it)"
+        return 0
     fi
-fi
+    echo "installing Debian's $2 package ($1) for the tests that need it"
+    install_it() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null; }
+    # apt-get update only when the install fails: the package lists are usually fresh enough.
+    install_it || { $sudo apt-get update -qq >/dev/null && install_it; } \
+        || echo "note: apt-get could not install $2; the tests that need $1 will skip"
+}
+install_system_package kotlinc kotlin
+install_system_package chromium chromium
 echo "deploykit is installed in .venv: run .venv/bin/deploykit --help"

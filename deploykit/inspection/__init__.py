@@ -1,0 +1,12 @@
+"""``deploykit inspect``: parameters, mult-adds, the per-layer-type table, ops, bytes and peak memory.
+
+One walker per format (``keras_graph``, ``torch_graph``, ``onnx_graph``, ``tflite_graph``,
+``coreml_graph``) reads the model's own graph and feeds a ``GraphBuilder`` (``graph``), which applies the
+counting rules (``rules``) the same way for every format, so a source and its artifacts can be compared
+figure by figure. ``inspect_model`` picks the walker.
+"""
+
+from deploykit.inspection.model import LAYER_TYPE_TITLES, LAYER_TYPES, Inspection, Layer
+from deploykit.inspection.dispatch import inspect_model
+
+__all__ = ["Inspection", "Layer", "LAYER_TYPES", "LAYER_TYPE_TITLES", "inspect_model"]
