@@ -34,6 +34,8 @@ class GraphBuilder:
     _stored: dict[str, float] = field(default_factory=dict)
     _inputs: list[TensorInfo] = field(default_factory=list)
     _outputs: list[TensorInfo] = field(default_factory=list)
+    _input_keys: list[str] = field(default_factory=list)
+    _output_keys: list[str] = field(default_factory=list)
 
     # -- declaring ----------------------------------------------------------------------------
     def constant(self, name: str, shape, dtype: str, stored_bytes: float | None = None) -> None:
@@ -50,12 +52,15 @@ class GraphBuilder:
     def is_constant(self, name: str) -> bool:
         return name in self._constants
 
-    def input(self, name: str, shape, dtype: str) -> None:
-        self._inputs.append(TensorInfo(name, tuple(shape), dtype))
+    def input(self, name: str, shape, dtype: str, display: str | None = None) -> None:
+        """A graph input; ``display`` is the name an app sees when ``name`` is the walker's own key."""
+        self._inputs.append(TensorInfo(display or name, tuple(shape), dtype))
+        self._input_keys.append(name)
         self.activation(name, shape, dtype)
 
-    def output(self, name: str, shape, dtype: str) -> None:
-        self._outputs.append(TensorInfo(name, tuple(shape), dtype))
+    def output(self, name: str, shape, dtype: str, display: str | None = None) -> None:
+        self._outputs.append(TensorInfo(display or name, tuple(shape), dtype))
+        self._output_keys.append(name)
 
     def activation(self, name: str, shape, dtype: str) -> None:
         self._activations[name] = int(elements(shape) * dtype_bytes(dtype)) if shape is not None else 0
@@ -100,7 +105,7 @@ class GraphBuilder:
     def build(self) -> Inspection:
         return Inspection(
             path=self.path, format=self.format, inputs=tuple(self._inputs), outputs=tuple(self._outputs),
-            layers=tuple(self._layers), weight_bytes={k: int(round(v)) for k, v in sorted(self._stored.items())},
+            layers=tuple(self._layers), weight_bytes={k: int(round(v)) for k, v in sorted(self._stored.items()) if v > 0},
             peak_activation_bytes=self._peak_bytes(), notes=tuple(self.notes),
         )
 
@@ -110,8 +115,8 @@ class GraphBuilder:
         for index, reads in enumerate(self._reads):
             for name in reads:
                 last_read[name] = index
-        keep = {t.name for t in self._outputs}
-        live = {t.name: self._activations.get(t.name, 0) for t in self._inputs}
+        keep = set(self._output_keys)
+        live = {name: self._activations.get(name, 0) for name in self._input_keys}
         peak = sum(live.values())
         for index, writes in enumerate(self._writes):
             for name in writes:

@@ -16,14 +16,9 @@ from deploykit.types import SourceModel, TensorSpec
 
 
 def load(path: str, fmt: str, given: dict, *, allow_h5: bool = False) -> SourceModel:
-    if fmt == "h5" and not allow_h5:
-        raise UnsafeInputError(
-            f"{path} is a legacy HDF5 (.h5) Keras file; Keras ignores safe_mode for it, so loading it can run code",
-            hint="re-save it as .keras with model.save('model.keras'), or pass --allow-h5 if you trust the file",
-        )
     if fmt == "savedmodel":
         return _load_saved_model(path, given)
-    model = _load_keras_model(path, fmt)
+    model = load_keras_model(path, fmt, allow_h5=allow_h5)
     declared = [TensorSpec(_tensor_name(t), tuple(t.shape), _dtype(t)) for t in model.inputs]
     inputs = resolve_inputs(declared, given, framework="keras")
     names = _output_names(model)
@@ -31,6 +26,16 @@ def load(path: str, fmt: str, given: dict, *, allow_h5: bool = False) -> SourceM
         TensorSpec(n, tuple(t.shape), _dtype(t), "NHWC" if len(t.shape) == 4 else None) for n, t in zip(names, model.outputs)
     )
     return SourceModel("keras", fmt, path, sha256_path(path), _stem(path), inputs, outputs, handle=model)
+
+
+def load_keras_model(path: str, fmt: str, *, allow_h5: bool = False):
+    """The keras.Model in a .keras or .h5 file, with the same safety rules as ``load``."""
+    if fmt == "h5" and not allow_h5:
+        raise UnsafeInputError(
+            f"{path} is a legacy HDF5 (.h5) Keras file; Keras ignores safe_mode for it, so loading it can run code",
+            hint="re-save it as .keras with model.save('model.keras'), or pass --allow-h5 if you trust the file",
+        )
+    return _load_keras_model(path, fmt)
 
 
 def _load_keras_model(path: str, fmt: str):
