@@ -9,7 +9,7 @@ import typer
 from deploykit import __version__
 from deploykit.cli import bundle_cmds, convert_cmd
 from deploykit.cli import predict_cmd, verify_cmd
-from deploykit.cli import bench_cmd, build_cmd, passes_cmd
+from deploykit.cli import bench_cmd, build_cmd, inspect_cmd, passes_cmd
 from deploykit.cli.errors import report
 
 EXIT_CODES_HELP = (
@@ -48,6 +48,7 @@ bundle_cmds.register(app)
 verify_cmd.register(app)
 predict_cmd.register(app)
 bench_cmd.register(app)
+inspect_cmd.register(app)
 passes_cmd.register(app)
 
 
