@@ -56,28 +56,26 @@ def bench(path: str | Path, *, threads: int = 1, warmup: int = 10, runs: int = 5
     return BenchResult(**json.loads(lines[-1]))
 
 
-def _child(request: dict) -> dict:
-    import resource
+def time_in_process(path: str | Path, *, threads: int = 1, warmup: int = 3, runs: int = 10,
+                    xnnpack: bool = True) -> dict:
+    """Median and spread of ``runs`` timed invocations in this process, with the same interpreter set-up,
+    inputs and timing loop as ``bench``. No memory figure: that is what ``bench``'s child process is for,
+    and for a convert that has LiteRT loaded already a new process would cost more than the timing itself."""
+    once, load_ms = _prepared(str(path), threads, xnnpack)
+    return {"threads": threads, "delegate": _delegate(xnnpack), "warmup": warmup, "runs": runs,
+            "load_ms": round(load_ms, 1), **_timings(once, warmup, runs)}
+
+
+def _prepared(path: str, threads: int, xnnpack: bool):
+    """(one invocation as a callable, load time in ms including the first invocation)."""
     import time
 
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    def peak_mb() -> float:
-        # VmHWM is this process image's own high-water mark; ru_maxrss would include the parent's
-        # resident size at fork time (Linux keeps it across exec), i.e. whoever launched the bench.
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
-
-    baseline = peak_mb()
     started = time.perf_counter()
-    resolver = OpResolverType.AUTO if request["xnnpack"] else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=request["path"], num_threads=request["threads"], experimental_op_resolver_type=resolver)
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
     signatures = interpreter.get_signature_list()
     runner = interpreter.get_signature_runner(next(iter(signatures))) if signatures else None
     details = runner.get_input_details() if runner else {d["name"]: d for d in interpreter.get_input_details()}
@@ -95,21 +93,54 @@ def _child(request: dict) -> dict:
             interpreter.invoke()
 
     once()
-    load_ms = (time.perf_counter() - started) * 1000
-    for _ in range(request["warmup"]):
+    return once, (time.perf_counter() - started) * 1000
+
+
+def _timings(once, warmup: int, runs: int) -> dict:
+    import time
+
+    import numpy as np
+
+    for _ in range(warmup):
         once()
     times = []
-    for _ in range(request["runs"]):
+    for _ in range(runs):
         t0 = time.perf_counter_ns()
         once()
         times.append((time.perf_counter_ns() - t0) / 1e6)
     times = np.array(times)
+    return {"median_ms": round(float(np.median(times)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3),
+            "mean_ms": round(float(times.mean()), 3), "min_ms": round(float(times.min()), 3)}
+
+
+def _delegate(xnnpack: bool) -> str:
+    return "XNNPACK" if xnnpack else "builtin kernels"
+
+
+def _child(request: dict) -> dict:
+    import resource
+
+    import numpy  # noqa: F401  (imported before the baseline: model_rss_mb leaves the runtime out)
+    from ai_edge_litert import interpreter  # noqa: F401
+
+    def peak_mb() -> float:
+        # VmHWM is this process image's own high-water mark; ru_maxrss would include the parent's
+        # resident size at fork time (Linux keeps it across exec), i.e. whoever launched the bench.
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
+
+    baseline = peak_mb()
+    once, load_ms = _prepared(request["path"], request["threads"], request["xnnpack"])
+    timings = _timings(once, request["warmup"], request["runs"])
     return {
         "artifact": request["path"], "size_bytes": Path(request["path"]).stat().st_size, "threads": request["threads"],
-        "delegate": "XNNPACK" if request["xnnpack"] else "builtin kernels", "warmup": request["warmup"],
-        "runs": request["runs"], "median_ms": round(float(np.median(times)), 3),
-        "p90_ms": round(float(np.percentile(times, 90)), 3), "mean_ms": round(float(times.mean()), 3),
-        "min_ms": round(float(times.min()), 3), "load_ms": round(load_ms, 1),
+        "delegate": _delegate(request["xnnpack"]), "warmup": request["warmup"], "runs": request["runs"],
+        **timings, "load_ms": round(load_ms, 1),
         "peak_rss_mb": round(peak_mb(), 1), "model_rss_mb": round(peak_mb() - baseline, 1),
     }
 
