@@ -68,6 +68,11 @@ class Localization:
     last_agreeing: dict[str, Any] | None = None
     compared: int = 0
     sample: int = 0
+    tolerance: float | None = None  # an intermediate tensor agrees within this share of its peak
+    # Every source tensor with an artifact counterpart, in execution order: {"index", "source", "max_rel_error",
+    # "fused"} (the report's per-layer divergence plot); ``culprit_index`` is the culprit's "index".
+    layers: tuple[dict[str, Any], ...] = ()
+    culprit_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class ParityReport:
             profile=data["profile"], profile_origin=data["profile_origin"], runners=data["runners"],
             notes=tuple(data["notes"]), inputs=data["inputs"],
             outputs=tuple(_output_from_json(o) for o in data["outputs"]),
-            localization=None if loc is None else Localization(**loc),
+            localization=None if loc is None else Localization(**{**loc, "layers": tuple(loc.get("layers", ()))}),
             seconds=data["seconds"], problem=data.get("problem"), schema=data.get("schema", SCHEMA),
         )
 
@@ -137,6 +142,11 @@ class ParityReport:
             summary["problem"] = self.problem
         if self.localization is not None and self.localization.culprit:
             summary["diverges_at"] = self.localization.culprit.get("source")
+        if self.localization is not None and self.localization.layers:
+            loc = self.localization
+            summary["localization"] = {"status": loc.status, "tolerance": loc.tolerance, "culprit_index": loc.culprit_index,
+                                       "layers": [{**layer, "max_rel_error": float(f"{layer['max_rel_error']:.4g}")}
+                                                  for layer in loc.layers]}
         return _encode(summary)
 
 

@@ -54,6 +54,10 @@ def localize(source_trace, artifact_trace, tolerance: float, sample: int = 0) ->
     descendants = _descendants(source_trace)
     observable = [m is not None for m in matches]
     compared = sum(observable)
+    # "fused": it disagrees, but a tensor computed from it agrees again, so the artifact never materialized it
+    layers = tuple({"index": i, "source": rec.scope, "max_rel_error": float(m[0]),
+                    "fused": not agrees[i] and any(agrees[d] for d in descendants[i] if observable[d])}
+                   for i, (rec, m) in enumerate(zip(source_trace, matches)) if m is not None)
     for i, rec in enumerate(source_trace):
         if not observable[i] or agrees[i]:
             continue
@@ -63,10 +67,10 @@ def localize(source_trace, artifact_trace, tolerance: float, sample: int = 0) ->
         culprit = _culprit(rec, artifact_trace, matches[i])
         culprit.update(_artifact_op_after(last, artifact_trace))
         return Localization("found", _message(rec, matches[i][0], last, culprit), culprit=culprit, last_agreeing=last,
-                            compared=compared, sample=sample)
+                            compared=compared, sample=sample, tolerance=tolerance, layers=layers, culprit_index=i)
     return Localization("not-found", "every intermediate tensor both sides expose agrees within "
                         f"{tolerance:g} of its peak; the divergence is in the final ops or in tensors only one "
-                        "side exposes", compared=compared, sample=sample)
+                        "side exposes", compared=compared, sample=sample, tolerance=tolerance, layers=layers)
 
 
 def _best(value, candidates, artifact_trace, position, tolerance):
