@@ -1,0 +1,252 @@
+"""The report's plots: matplotlib figures rendered to SVG text for inlining in report.html.
+
+Each function takes plain data (``html`` extracts it from the record) and returns one ``<svg>`` element.
+Figures are made with ``matplotlib.figure.Figure`` directly, not pyplot: no global figure registry and no
+GUI backend, so a caller's own matplotlib state is left alone. Text is drawn as paths (no font needed
+where the file is opened) and the output is deterministic: ids are salted per plot, the date is left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from dataclasses import dataclass
+
+TARGET_COLOURS = {"tflite": "#2b6cb0", "coreml": "#c05621"}
+TARGET_MARKERS = {"tflite": "o", "coreml": "s"}
+TARGET_TITLES = {"tflite": "TFLite", "coreml": "Core ML"}
+ERROR_FLOOR = 1e-9  # an exact match (error 0) is drawn here: a log axis has no 0
+FAIL_COLOUR = "#c53030"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One artifact as the plots see it."""
+
+    label: str  # "tflite fp16"
+    target: str
+    size_bytes: int
+    passed: bool | None  # parity verdict; None when not checked
+
+
+def _plot(name: str):
+    """Run a plot function under the report's style (rcParams are read as artists are made and saved)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def styled(*args, **kwargs):
+            with _style(name):
+                return fn(*args, **kwargs)
+
+        return styled
+
+    return wrap
+
+
+@_plot("size-error")
+def size_vs_error(points: list[tuple[Variant, float]]) -> str:
+    """Artifact size against its worst max relative error over all outputs, one labelled marker per variant."""
+    fig, ax = _figure(height=3.8)
+    unit, divisor = ("MB", 1 << 20) if max((v.size_bytes for v, _ in points), default=0) > 2 << 20 else ("KB", 1 << 10)
+    for i, (variant, error) in enumerate(points):
+        x, y = variant.size_bytes / divisor, max(error, ERROR_FLOOR)
+        ax.scatter([x], [y], s=46, marker=TARGET_MARKERS.get(variant.target, "o"), zorder=3,
+                   color=TARGET_COLOURS.get(variant.target, "#555555"),
+                   edgecolors=FAIL_COLOUR if variant.passed is False else "white", linewidths=1.6)
+        ax.annotate(variant.label + (" (fails parity)" if variant.passed is False else ""), (x, y),
+                    xytext=(7, 6 if i % 2 == 0 else -12), textcoords="offset points", fontsize=8, color="#1a202c")
+    _log_y(ax)
+    ax.set_xlim(0, max((v.size_bytes / divisor for v, _ in points), default=1) * 1.3)
+    errors = [max(e, ERROR_FLOOR) for _, e in points]
+    if errors:
+        ax.set_ylim(min(errors) / 8, max(errors) * 8)
+    ax.set_xlabel(f"artifact size ({unit})")
+    ax.set_ylabel("worst max relative error\nover all outputs (log scale)")
+    _target_legend(ax, {v.target for v, _ in points})
+    return _svg(fig, "Artifact size against worst max relative error, one marker per variant")
+
+
+@_plot("output-error")
+def error_per_output(outputs: list[str], series: list[tuple[Variant, list[float | None]]]) -> str:
+    """Max relative error of every output, one bar per variant in each output's group."""
+    fig, ax = _figure(height=3.6)
+    width = 0.8 / max(1, len(series))
+    palette = _palette(len(series))
+    values = []
+    for k, (variant, errors) in enumerate(series):
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(outputs))]
+        ys = [max(e, ERROR_FLOOR) if e is not None else math.nan for e in errors]
+        values += [y for y in ys if not math.isnan(y)]
+        ax.bar(xs, ys, width * 0.92, color=palette[k], label=variant.label,
+               hatch="//" if variant.target == "coreml" else None, edgecolor="white", linewidth=0.4)
+    _log_y(ax)
+    ax.set_xticks(range(len(outputs)), [_short(o, 24) for o in outputs])
+    ax.set_xlim(-0.6, len(outputs) - 0.4)
+    ax.set_ylabel("max relative error (log scale)")
+    if values:
+        ax.set_ylim(min(values) / 4, max(values) * 4)
+    ax.legend(fontsize=7.5, ncols=min(4, len(series)), loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
+    return _svg(fig, "Max relative error per output, one bar per variant")
+
+
+@_plot("latency")
+def latency(bars: list[tuple[Variant, float, bool]]) -> str:
+    """Host latency per variant: LiteRT measured (solid), Core ML estimated by the cost model (hatched)."""
+    fig, ax = _figure(height=0.5 + 0.34 * max(3, len(bars)))
+    ys = list(range(len(bars)))[::-1]
+    for y, (variant, ms, estimated) in zip(ys, bars):
+        colour = TARGET_COLOURS.get(variant.target, "#555555")
+        ax.barh(y, ms, 0.62, color="white" if estimated else colour, edgecolor=colour, hatch="///" if estimated else None,
+                linewidth=1.2)
+        ax.annotate(f"{_ms(ms)}" + (" estimate" if estimated else ""), (ms, y), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8, color="#1a202c")
+    ax.set_yticks(ys, [v.label for v, _, _ in bars])
+    ax.set_xlabel("host latency per inference (ms)")
+    ax.set_xlim(0, max((ms for _, ms, _ in bars), default=1) * 1.35)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=TARGET_COLOURS["tflite"], label="measured (LiteRT, XNNPACK, 1 thread)"),
+               Patch(facecolor="white", edgecolor=TARGET_COLOURS["coreml"], hatch="///",
+                     label="estimate (op-count cost model, no Core ML runtime)")]
+    estimated = {e for _, _, e in bars}
+    ax.legend(handles=[h for h, e in zip(handles, (False, True)) if e in estimated], fontsize=7.5, loc="lower left",
+              bbox_to_anchor=(0, 1.0), ncols=2, frameon=False)
+    return _svg(fig, "Host latency per variant; Core ML figures are estimates")
+
+
+@_plot("layer-types")
+def layer_types(rows: list[tuple[str, float, float]]) -> str:
+    """Share of mult-adds and of parameters per layer type (title, MACs percent, parameters percent)."""
+    fig, ax = _figure(height=0.6 + 0.42 * len(rows))
+    ys = list(range(len(rows)))[::-1]
+    for y, (_, macs, params) in zip(ys, rows):
+        ax.barh(y + 0.18, macs, 0.34, color="#2f855a")
+        ax.barh(y - 0.18, params, 0.34, color="#805ad5")
+        for offset, value in ((0.18, macs), (-0.18, params)):
+            ax.annotate(f"{value:.1f} %", (value, y + offset), xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=7.5, color="#1a202c")
+    ax.set_yticks(ys, [title for title, _, _ in rows])
+    ax.set_xlim(0, 112)
+    ax.set_xlabel("share of the model's total (%)")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#2f855a", label="mult-adds (MACs)"), Patch(color="#805ad5", label="parameters")],
+              fontsize=7.5, loc="lower right", frameon=False)
+    return _svg(fig, "Share of mult-adds and parameters per layer type")
+
+
+@_plot("divergence")
+def divergence(lines: list[dict]) -> str:
+    """Per-layer max relative error of the source's intermediate tensors against the artifact's, in the
+    source's execution order, one line per localized artifact: ``{"label", "target", "layers": [(index,
+    name, error)], "tolerance", "culprit": index or None}``."""
+    fig, ax = _figure(height=3.8)
+    palette = _palette(len(lines))
+    names: dict[int, str] = {}
+    values = []
+    for k, line in enumerate(lines):
+        xs = [i for i, _, _ in line["layers"]]
+        ys = [max(e, ERROR_FLOOR) for _, _, e in line["layers"]]
+        values += ys
+        names.update((i, n) for i, n, _ in line["layers"])
+        ax.plot(xs, ys, marker=".", markersize=4, linewidth=1.2, color=palette[k], label=line["label"])
+        if line.get("tolerance"):
+            ax.axhline(line["tolerance"], color=palette[k], linestyle="--", linewidth=0.8, alpha=0.8)
+        if line.get("culprit") is not None and line["culprit"] in xs:
+            j = xs.index(line["culprit"])
+            ax.scatter([xs[j]], [ys[j]], marker="X", s=70, color=FAIL_COLOUR, zorder=4)
+            ax.annotate(f"first divergence: {_short(names[xs[j]], 32)}", (xs[j], ys[j]), xytext=(6, 8),
+                        textcoords="offset points", fontsize=8, color=FAIL_COLOUR)
+    _log_y(ax)
+    if values:
+        ax.set_ylim(min(values) / 4, max(values + [line.get("tolerance") or 0 for line in lines]) * 6)
+    ticks = sorted(names)
+    step = max(1, math.ceil(len(ticks) / 14))
+    shown = ticks[::step]
+    ax.set_xticks(shown, [_short(names[i], 18) for i in shown], rotation=40, ha="right", fontsize=7)
+    ax.set_xlabel("source layer, in execution order")
+    ax.set_ylabel("max relative error of the\nlayer's output (log scale)")
+    ax.legend(fontsize=7.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=min(4, len(lines)), frameon=False,
+              title="dashed: each artifact's agreement tolerance", title_fontsize=7, alignment="left")
+    return _svg(fig, "Per-layer divergence between the source and each localized artifact")
+
+
+def _figure(height: float, width: float = 7.2):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    ax.grid(True, which="major", color="#e2e8f0", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig, ax
+
+
+def _style(name: str):
+    import matplotlib
+
+    return matplotlib.rc_context({
+        "svg.fonttype": "path",  # glyphs as paths: no font needed where the report is opened
+        "svg.hashsalt": f"deploykit-{name}",  # deterministic ids, distinct between the plots of one page
+        "font.family": "DejaVu Sans", "font.size": 9, "axes.edgecolor": "#4a5568", "axes.labelcolor": "#1a202c",
+        "xtick.color": "#4a5568", "ytick.color": "#4a5568", "hatch.linewidth": 0.8,
+    })
+
+
+def _svg(fig, description: str) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]  # the XML prologue and doctype do not belong inside HTML
+    from html import escape
+
+    return text.replace("<svg ", f'<svg role="img" aria-label="{escape(description)}" ', 1)
+
+
+def _log_y(ax) -> None:
+    """A log y axis with ticks and plain-text labels ("10⁻⁶") at powers of ten only: matplotlib's default
+    mathtext labels and its eight minor ticks per decade take most of the drawing time otherwise."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=12))
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _power_of_ten(value: float, _position=None) -> str:
+    if value <= 0:
+        return ""
+    exponent = round(math.log10(value))
+    if not math.isclose(value, 10.0 ** exponent, rel_tol=1e-6):
+        return f"{value:g}"
+    return "1" if exponent == 0 else "10" + str(exponent).translate(_SUPERSCRIPT)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _target_legend(ax, targets: set[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="", marker=TARGET_MARKERS[t], color=TARGET_COLOURS[t],
+                      label=TARGET_TITLES[t]) for t in ("tflite", "coreml") if t in targets]
+    handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="#a0aec0", markeredgecolor=FAIL_COLOUR,
+                          markeredgewidth=1.6, label="red edge: fails parity"))
+    ax.legend(handles=handles, fontsize=7.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, frameon=False)
+
+
+def _palette(n: int) -> list[str]:
+    colours = ["#2b6cb0", "#c05621", "#2f855a", "#805ad5", "#b83280", "#2c7a7b", "#975a16", "#4a5568", "#c53030",
+               "#3182ce"]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
