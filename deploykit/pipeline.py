@@ -1,4 +1,5 @@
-"""The whole ``convert`` job, top to bottom: load, convert per target, inspect, publish atomically, report."""
+"""The whole ``convert`` job, top to bottom: load, convert per target, verify, time, inspect, publish atomically,
+report (deploykit-report.json and report.html)."""
 
 from __future__ import annotations
 
@@ -153,6 +154,10 @@ def convert(
                 parity_reports, summaries = check_other_sizes(model, checkable, staging, parity_reports, summaries,
                                                               progress=progress, verbose=verbose, **verify_options)
             artifacts = [replace(a, parity=summaries.get(a.path) or _unchecked_flex(a)) for a in artifacts]
+        with progress.step("Measuring host latency"):
+            artifacts = [replace(a, latency=_latency(a, staging / a.path)) for a in artifacts]
+        with progress.step("Inspecting the source"):
+            inspection = _inspection(source, inputs, allow_h5)
         with progress.step("Writing outputs"):
             for artifact in artifacts:
                 move_into_place(staging / artifact.path, out_dir / artifact.path)
@@ -163,12 +168,33 @@ def convert(
                 deploykit_version=__version__,
                 total_seconds=round(time.perf_counter() - started, 3),
                 failures=tuple(failures),
+                inspection=inspection,
             )
             write_text_atomic(out_dir / REPORT_FILENAME, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+            # Also when parity failed (raised below): the page is most useful then.
+            _write_html(out_dir, report)
     if errors:
         raise _after_partial(errors[0], failures, out_dir)
     _raise_on_parity_failure(parity_reports)
     return report
+
+
+def _latency(artifact, path: Path) -> dict:
+    from deploykit.report.latency import host_latency
+
+    return host_latency(artifact, path)
+
+
+def _inspection(source, inputs, allow_h5: bool) -> dict:
+    from deploykit.report.source import inspect_source
+
+    return inspect_source(source, inputs, allow_h5)
+
+
+def _write_html(out_dir: Path, report: ConversionReport) -> None:
+    from deploykit.report.write import write_report
+
+    write_report(out_dir, report.to_json())
 
 
 def _unchecked_flex(artifact) -> dict:
@@ -243,7 +269,7 @@ def _raise_on_parity_failure(parity_reports) -> None:
         detail = r.problem or "; ".join(_describe_failure(o) for o in r.failures)
         lines.append(f"{Path(r.artifact).name}{at_size(r)} ({r.profile}): {detail}")
     raise ParityError("the artifact drifts from the source: " + " | ".join(lines),
-                      hint="the artifacts and deploykit-report.json were written for inspection; "
+                      hint="the artifacts, deploykit-report.json and report.html were written for inspection; "
                            "rerun `deploykit verify SOURCE ARTIFACT --localize` to find the first diverging layer")
 
 

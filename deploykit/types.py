@@ -116,6 +116,9 @@ class Artifact:
     attempts: tuple[dict[str, Any], ...] = ()  # the conversion ladder's attempts (deploykit.converters.ladder)
     select_tf_ops: tuple[str, ...] = ()  # Flex ops a TFLite artifact needs (only with --allow-flex)
     classifier: dict[str, Any] | None = None  # labels.Classifier.to_json() and how this artifact carries them
+    # Host latency: {"source": "litert", "median_ms", ...} measured, or for Core ML {"source": "estimate", ...}
+    # from the op-count cost model (deploykit.report.latency); {"unavailable": why} when neither could be had.
+    latency: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -154,10 +157,12 @@ class ConversionReport:
     deploykit_version: str
     total_seconds: float
     failures: tuple[dict[str, Any], ...] = ()  # artifacts that could not be made: target, variant, error, attempts
+    inspection: dict[str, Any] | None = None  # the source's figures (deploykit.inspection), or {"unavailable": why}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "failures": list(self.failures),
+            "inspection": self.inspection,
             "schema": REPORT_SCHEMA,
             "deploykit_version": self.deploykit_version,
             "source": self.source,
@@ -175,6 +180,7 @@ class ConversionReport:
             deploykit_version=data.get("deploykit_version", "?"),
             total_seconds=data.get("total_seconds", 0.0),
             failures=tuple(data.get("failures", ())),
+            inspection=data.get("inspection"),
         )
 
     @property

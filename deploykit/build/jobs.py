@@ -134,6 +134,8 @@ def _source(config: BuildConfig, source: str) -> str:
 
 def _keep_variant(staging: Path, variant: str) -> dict:
     """Only this job's artifact stays (a variant's convert also makes the fp32 one), with a record listing only it."""
+    from deploykit.report import REPORT_HTML
+    from deploykit.report.write import write_report
     from deploykit.types import REPORT_FILENAME
 
     dist = staging / "dist"
@@ -145,6 +147,8 @@ def _keep_variant(staging: Path, variant: str) -> dict:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     report["artifacts"] = mine
     (dist / REPORT_FILENAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", "utf-8")
+    if (dist / REPORT_HTML).exists():  # convert's page shows the fp32 artifact too: this folder's page, only its own
+        write_report(dist, report)
     if not mine:
         return {"artifact": None}
     artifact = mine[0]

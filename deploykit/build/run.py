@@ -43,6 +43,7 @@ class BuildResult:
     failed: tuple[dict, ...] = field(default=())
     gates: tuple = ()  # build.gates.GateResult
     published: dict | None = None  # the channel after publishing, or {"skipped": why}
+    report_path: Path | None = None  # OUT/report.html: every job's variants, with accuracy and latency
 
     @property
     def gates_failed(self) -> tuple:
@@ -97,6 +98,11 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
                          config.out / BUILD_RECORD, failed, gates, published)
     config.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(config.out / BUILD_RECORD, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    from dataclasses import replace
+
+    from deploykit.report.write import write_build_report
+
+    result = replace(result, report_path=write_build_report(config.out, result.to_json()))
     if options.junit is not None:
         from deploykit.build.gates import junit_xml
 

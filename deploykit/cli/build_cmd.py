@@ -11,7 +11,7 @@ from deploykit.cli.options import JsonOutput, Quiet
 
 HELP = """Convert, verify and bundle every model a deploykit.toml names, as one reviewed build.
 
-The config lists models (source, inputs, image input, labels, targets, variants per target, calibration and parity data, bundle metadata) and the signing key (a path or an environment variable, never the key itself). Every (model, target, variant) is one job, in OUT/jobs/MODEL/TARGET/VARIANT/; a job whose inputs did not change (content hashes of the source and data files, its config section, deploykit's and the tools' versions) is reused, not rebuilt. Jobs run in worker processes (--jobs). The build record is OUT/deploykit-build.json. The config is checked before anything runs: an error names the line, the key, the value and what is allowed.
+The config lists models (source, inputs, image input, labels, targets, variants per target, calibration and parity data, bundle metadata) and the signing key (a path or an environment variable, never the key itself). Every (model, target, variant) is one job, in OUT/jobs/MODEL/TARGET/VARIANT/; a job whose inputs did not change (content hashes of the source and data files, its config section, deploykit's and the tools' versions) is reused, not rebuilt. Jobs run in worker processes (--jobs). The build record is OUT/deploykit-build.json and its page OUT/report.html (every variant with size, parity, accuracy and latency, and plots). The config is checked before anything runs: an error names the line, the key, the value and what is allowed.
 
 With --publish the bundles go to the config's \\[publish] repository and channel, only when every job built and passed its gates.
 
@@ -139,6 +139,8 @@ def _print_result(result, console) -> None:
                           f"in {result.published['repo']}")
     if result.record_path:
         console.print(f"record: {result.record_path}")
+    if result.report_path:
+        console.print(f"report: {result.report_path}")
 
 
 def _print_gates(result, console) -> None:

@@ -18,6 +18,8 @@ scheme) and [bold]deploykit-report.json[/] (sizes against parameters x bits / 8,
 layouts, op histograms, quantization, folded batchnorms and fused activations, tool versions) into --out.
 Each artifact appears only when complete. When a target fails, the others are still written and the record's [bold]failures[/] says what failed and why (exit 3); --all-or-nothing writes nothing instead.
 
+[bold]report.html[/] beside the record shows it as one self-contained page (no network needed): the source's figures, a table of the variants with size, parity and host latency (TFLite measured with LiteRT; Core ML an estimate, no Core ML runtime off Apple hardware) and plots of size against error, error per output, latency and, with --localize, the per-layer divergence. See docs/report.md.
+
 ONNX models go to Core ML directly with onnx2coreml (the ONNX layout is kept) and to TFLite with onnx2tf; when a converter fails or its artifact fails parity, the next remedy of a fixed ladder is tried (see docs/conversion.md). Every attempt is in the record; --verbose shows them as they run.
 
 [bold]Sources[/]: .keras (loaded with safe_mode=True), a SavedModel directory, .h5 (only with --allow-h5),

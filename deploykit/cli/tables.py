@@ -59,3 +59,5 @@ def print_conversion(report, out_dir: Path) -> None:
         for change in artifact.layout_changes:
             console.print(f"[yellow]layout[/] {artifact.path}: {change}")
     console.print(f"record: {Path(out_dir) / 'deploykit-report.json'}")
+    if (Path(out_dir) / "report.html").is_file():
+        console.print(f"report: {Path(out_dir) / 'report.html'}")

@@ -43,7 +43,7 @@ def test_failed_target_is_recorded_and_the_other_written(tmp_path):
     (failure,) = record["failures"]
     assert failure["target"] == "coreml" and failure["variant"] == "fp32" and failure["exit_code"] == 3
     assert "prelu" in failure["message"].lower()
-    assert sorted(p.name for p in out.iterdir()) == ["deploykit-report.json", "rnet.fp32.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == ["deploykit-report.json", "report.html", "rnet.fp32.tflite"]
 
 
 def test_all_or_nothing_writes_nothing(tmp_path):

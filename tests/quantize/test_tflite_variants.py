@@ -58,7 +58,7 @@ def test_one_artifact_per_scheme_with_its_record(keras_variants):
     report, out = keras_variants
     assert [a.variant for a in report.artifacts] == ["fp32", "fp16", "int8-weights", "int8", "int4"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["deploykit-report.json"] + [f"mobilenet_0.{v}.tflite" for v in ("fp32", "fp16", "int8-weights", "int8", "int4")])
+        ["deploykit-report.json", "report.html"] + [f"mobilenet_0.{v}.tflite" for v in ("fp32", "fp16", "int8-weights", "int8", "int4")])
     for artifact in report.artifacts:
         limit = artifact.size_limit
         assert limit["parameters"] == 4234 and limit["limit_bytes"] == math.ceil(4234 * limit["bits_per_weight"] / 8)
