@@ -7,6 +7,6 @@ figure by figure. ``inspect_model`` picks the walker.
 """
 
 from deploykit.inspection.model import LAYER_TYPE_TITLES, LAYER_TYPES, Inspection, Layer
-from deploykit.inspection.dispatch import inspect_model
+from deploykit.inspection.dispatch import inspect_model, inspect_source
 
-__all__ = ["Inspection", "Layer", "LAYER_TYPES", "LAYER_TYPE_TITLES", "inspect_model"]
+__all__ = ["Inspection", "Layer", "LAYER_TYPES", "LAYER_TYPE_TITLES", "inspect_model", "inspect_source"]

@@ -45,3 +45,22 @@ def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = Fal
     from deploykit.inspection import torch_graph
 
     return torch_graph.inspect(text, fmt, inputs)
+
+
+def inspect_source(model) -> Inspection:
+    """Inspect a source already loaded by ``deploykit.loaders.load_source`` (convert and build do), without
+    loading it again. Flexible inputs are counted at their default shape."""
+    if model.framework == "keras":
+        if model.format == "savedmodel":
+            raise InputError(f"{model.path} is a SavedModel: its TensorFlow graph has no layers to count",
+                             hint="inspect the .keras file it came from, or the .tflite artifact")
+        from deploykit.inspection import keras_graph
+
+        return keras_graph.walk_model(model.handle, model.path)
+    if model.framework == "onnx":
+        from deploykit.inspection import onnx_graph
+
+        return onnx_graph.walk_model(model)
+    from deploykit.inspection import torch_graph
+
+    return torch_graph.walk_model(model)

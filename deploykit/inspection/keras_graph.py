@@ -20,7 +20,11 @@ def inspect(path: str, fmt: str, inputs: list[str] | None, *, allow_h5: bool = F
     if inputs:
         raise InputError("--input does not apply to a Keras model: its layers were built for one input size",
                          hint="save the model with the input shape you ship (keras.Input(shape=...)), then inspect it")
-    model = load_keras_model(path, fmt, allow_h5=allow_h5)
+    return walk_model(load_keras_model(path, fmt, allow_h5=allow_h5), path)
+
+
+def walk_model(model, path: str) -> Inspection:
+    """The inspection of a loaded keras.Model (``path`` names it in messages)."""
     builder = GraphBuilder(path, "keras")
     for tensor in model.inputs:
         builder.input(tensor.name, _shape(tensor, path), _dtype(tensor))

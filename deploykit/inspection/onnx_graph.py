@@ -18,10 +18,14 @@ _SUBGRAPH_OPS = ("If", "Loop", "Scan")
 def inspect(path: str, inputs: list[str] | None) -> Inspection:
     from deploykit.loaders import load_source
 
-    model = load_source(path, inputs=inputs or None)
+    return walk_model(load_source(path, inputs=inputs or None))
+
+
+def walk_model(model) -> Inspection:
+    """The inspection of a loaded ONNX SourceModel, at its resolved input shapes."""
     proto = _with_static_inputs(model.handle, model.inputs)
     shapes = _shapes(proto, model.inputs)
-    builder = GraphBuilder(path, "onnx")
+    builder = GraphBuilder(model.path, "onnx")
     _walk(proto, shapes, builder)
     return builder.build()
 

@@ -27,19 +27,25 @@ _ALIASES = ("getitem",)
 
 
 def inspect(source: str, fmt: str, inputs: list[str] | None) -> Inspection:
-    program = _exported(source, fmt, inputs)
-    builder = GraphBuilder(source, fmt)
+    from deploykit.loaders import load_source
+
+    return walk_model(load_source(source, inputs=inputs or None))
+
+
+def walk_model(model) -> Inspection:
+    """The inspection of a loaded torch SourceModel, exported at its resolved input shapes."""
+    program = _exported(model)
+    builder = GraphBuilder(model.path, model.format)
     _walk(program, builder)
     return builder.build()
 
 
-def _exported(source: str, fmt: str, inputs):
+def _exported(model):
     import torch
 
-    from deploykit.loaders import load_source
     from deploykit.loaders.torch_loader import example_tensors
 
-    model = load_source(source, inputs=inputs or None)
+    source = model.path
     module = model.handle["module"]
     examples = example_tensors(model.inputs)
     if model.handle["torchscript"]:
