@@ -12,6 +12,7 @@ from deploykit.build.config import ConfigError, load_config
 from deploykit.build.plan import plan
 from deploykit.build.run import BuildOptions, build
 from tests.convert.test_cli import run
+from tests.report.report_helpers import assert_self_contained, parse
 
 CONFIG = """[build]
 out = "out"
@@ -99,6 +100,17 @@ def test_serial_incremental_parallel_and_ray_builds_give_the_same_bundles(projec
     assert [j["id"] for j in record["jobs"]] == [j["id"] for j in first.jobs]
     job_record = json.loads((config.out / "jobs/classifier/coreml/fp16/dist/deploykit-report.json").read_text())
     assert [a["variant"] for a in job_record["artifacts"]] == ["fp16"]  # only this job's artifact is kept
+    job_rows = parse((config.out / "jobs/classifier/coreml/fp16/dist/report.html").read_text()).rows
+    assert [r.attrs["variant"] for r in job_rows] == ["fp16"]  # and so does its page
+    page = first.report_path.read_text()
+    rows = parse(page).rows
+    assert first.report_path == config.out / "report.html"
+    assert [r.attrs["path"] for r in rows] == [f"jobs/{j['id']}/{j['artifact']}" for j in first.jobs]
+    assert [int(r.attrs["size-bytes"]) for r in rows] == [j["size_bytes"] for j in first.jobs]
+    # TFLite: the build's own LiteRT measurement; Core ML: the estimate, not the numpy evaluator's time.
+    assert [r.latency["ms"] for r in rows[:2]] == [j["latency"]["median_ms"] for j in first.jobs[:2]]
+    assert [r.latency["source"] for r in rows] == ["litert", "litert", "estimate", "estimate"]
+    assert_self_contained(page)
 
     again = build(config, BuildOptions(jobs=1))
     assert all(j["reused"] for j in again.jobs) and again.seconds < first.seconds / 3
@@ -173,8 +185,11 @@ def test_npz_validation_measures_top1_against_labels(project, tmp_path):
                 .replace('variants = { tflite = ["fp16"], coreml = ["fp16"] }', f'validation = "{name}.npz"')
                 .replace('out = "out"', f'out = "out-{name}"'))
         config = load_config(_write(tmp_path, text))
-        (job,) = build(config, BuildOptions(jobs=1, bundle=False)).jobs
+        result = build(config, BuildOptions(jobs=1, bundle=False))
+        (job,) = result.jobs
         assert job["status"] == "ok", job.get("message")
         results[name] = job["accuracy"]
+        (row,) = parse(result.report_path.read_text()).rows
+        assert row.top1 == job["accuracy"]["top1"]
     assert results["right"]["samples"] == 40 and results["right"]["top1"] >= 95.0
     assert results["wrong"]["top1"] <= 5.0
