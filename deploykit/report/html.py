@@ -66,9 +66,11 @@ def render_build_report(build: dict, models: list[tuple[dict, dict | None, dict 
     combined record of its jobs (``(record, inspection, measurements)`` as for ``render_report``)."""
     jobs = build.get("jobs", [])
     ok = sum(1 for j in jobs if j.get("status") == "ok")
+    reused = sum(1 for j in jobs if j.get("reused"))
     gates = build.get("gates", [])
     failed_gates = [g for g in gates if g.get("status") == "failed"]
-    line = (f"{len(jobs)} jobs ({ok} ok), {build.get('workers', 1)} worker(s), {build.get('seconds', 0)} s; "
+    line = (f"{len(jobs)} jobs ({ok} ok" + (f", {reused} reused from an earlier build" if reused else "") + "), "
+            f"{build.get('workers', 1)} worker(s), {build.get('seconds', 0)} s; "
             f"{len(build.get('bundles', []))} bundles; gates: "
             + (f"{len(gates) - len(failed_gates)} of {len(gates)} passed" if gates else "none (no baseline)"))
     body = [_header("deploykit build report", line)]
