@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import re
 from dataclasses import dataclass
 
 TARGET_COLOURS = {"tflite": "#2b6cb0", "coreml": "#c05621"}
@@ -197,12 +198,18 @@ def _style(name: str):
 
 def _svg(fig, description: str) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
+    # No metadata block (its date would change every run, and it names matplotlib's web site).
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+                facecolor="white")
     text = buffer.getvalue()
     text = text[text.index("<svg"):]  # the XML prologue and doctype do not belong inside HTML
+    # Inside HTML the parser puts <svg> and xlink:href in their namespaces itself: the declarations (URLs,
+    # though never fetched) go, so the page names no URL at all.
+    head, rest = text.split(">", 1)
+    head = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", head)
     from html import escape
 
-    return text.replace("<svg ", f'<svg role="img" aria-label="{escape(description)}" ', 1)
+    return head.replace("<svg ", f'<svg role="img" aria-label="{escape(description)}" ', 1) + ">" + rest
 
 
 def _log_y(ax) -> None:
