@@ -281,15 +281,17 @@ def _plots(rows: list[Row], suffix: str) -> str:
 
 
 def _errors(row: Row) -> dict[str, float | None]:
+    """Each output's max relative error, None where there is none to draw (not computed, or infinite: the
+    table shows ∞, a log axis cannot)."""
     outputs = (row.artifact.get("parity") or {}).get("outputs") or {}
-    errors = {name: _float(o.get("max_rel_error")) for name, o in outputs.items()}
+    errors = {name: _finite(o.get("max_rel_error")) for name, o in outputs.items()}
     return errors if any(e is not None for e in errors.values()) else {}
 
 
 def _divergence(row: Row) -> dict | None:
     loc = (row.artifact.get("parity") or {}).get("localization") or {}
     # A fused tensor's error is against whatever artifact tensor came closest: no divergence, so not drawn.
-    layers = [(int(layer["index"]), str(layer["source"]), _float(layer.get("max_rel_error")))
+    layers = [(int(layer["index"]), str(layer["source"]), _finite(layer.get("max_rel_error")))
               for layer in loc.get("layers") or [] if not layer.get("fused")]
     layers = [(i, n, e) for i, n, e in layers if e is not None]
     if not layers:
@@ -407,6 +409,11 @@ def _float(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+def _finite(value) -> float | None:
+    number = _float(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _number(value, fmt: str) -> str:

@@ -80,6 +80,15 @@ def test_a_found_culprit_is_marked_and_a_record_without_parity_has_no_error_plot
     assert set(figures) == {"plot-latency"}  # layer types need the inspection, which was not given
 
 
+def test_an_infinite_error_is_in_the_table_and_left_out_of_the_plots():
+    broken = copy.deepcopy(RECORD)
+    broken["artifacts"][3]["parity"]["outputs"]["logits"]["max_rel_error"] = "inf"  # how the record encodes it
+    broken["artifacts"][3]["parity"]["localization"]["layers"][-1]["max_rel_error"] = "inf"
+    page = render_report(broken)
+    (row,) = [r for r in parse(page).rows if r.attrs["variant"] == "lut4"]
+    assert row.cells["max-rel-error"] == "∞" and parse(page).figures["plot-size-error"]
+
+
 def test_rendering_is_deterministic(page):
     assert render_report(RECORD, inspection=RECORD["inspection"]) == page
 
