@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from html import escape
 
+from deploykit.inspection.model import LAYER_TYPE_TITLES
+from deploykit.inspection.model import LAYER_TYPES as INSPECTED_TYPES
 from deploykit.report import plots
 
 METRICS = (  # (record key, column title, format)
@@ -26,8 +28,7 @@ METRICS = (  # (record key, column title, format)
     ("snr_db", "SNR (dB)", "{:.1f}"),
     ("top1_agreement", "top-1 agreement", "{:.1%}"),
 )
-LAYER_TYPES = (("conv1x1", "1x1 convolution"), ("depthwise", "depthwise convolution"),
-               ("conv", "other convolution"), ("fully_connected", "fully connected"), ("other", "everything else"))
+LAYER_TYPES = tuple((key, LAYER_TYPE_TITLES[key]) for key in INSPECTED_TYPES)  # the inspection's own rows and titles
 LATENCY_NOTE = ("TFLite latency is measured with LiteRT on this machine (XNNPACK delegate, one thread, the median of "
                 "the timed runs after warm-up). Core ML latency is an estimate (op-count cost model, no Core ML "
                 "runtime on this machine): MACs, bytes moved and op count of the ML Program, with rates calibrated "
