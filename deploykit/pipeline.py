@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from deploykit import __version__
-from deploykit.converters import SUFFIX, ConvertOptions, Workspace, check_coreml_target, parse_targets
+from deploykit.converters import (SUFFIX, ConvertOptions, Workspace, check_coreml_target, check_executorch_backend,
+                                  check_executorch_source, parse_targets)
 from deploykit.passes.apply import apply_source_passes
 from deploykit.quantize.variants import VariantContext
 from deploykit.quantize.variants import make as make_variant
@@ -57,6 +58,7 @@ def convert(
     all_or_nothing: bool = False,
     image_inputs=None,
     classifier=None,
+    executorch_backend: str = "xnnpack",
 ) -> ConversionReport:
     """Convert ``source`` to every target in ``to`` and write the artifacts and ``deploykit-report.json`` to ``out``.
 
@@ -88,7 +90,8 @@ def convert(
 
     started = time.perf_counter()
     targets = parse_targets(to)
-    options = ConvertOptions(coreml_target=check_coreml_target(coreml_target), allow_flex=allow_flex)
+    options = ConvertOptions(coreml_target=check_coreml_target(coreml_target), allow_flex=allow_flex,
+                             executorch_backend=check_executorch_backend(executorch_backend))
     qopts = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
                           lut_group_size, options.coreml_target, lut_budget)
     selection = parse_passes(passes)
@@ -101,6 +104,13 @@ def convert(
 
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
+    if "executorch" in targets:
+        check_executorch_source(model.framework, model.format)
+        if image_inputs:
+            from deploykit.errors import UsageError
+
+            raise UsageError("--image-input is not made for ExecuTorch programs yet: they take the float tensor "
+                             "the PyTorch model takes", hint="convert --to executorch without --image-input")
     model = with_app_io(model, image_inputs, classifier, qopts, verify_options if verify else None)
     stem = _safe_stem(name or model.name)
     calibration_data = _calibration(qopts, model) if qopts.needs_calibration else None
@@ -279,13 +289,14 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
     started = time.perf_counter()
     with _quiet(verbose, f"converting to {target} {scheme}"):
         made = make_variant(model, target, scheme, path, options, workspace, context)
-        carried = attach_labels(made.path, target, model)
+        carried = attach_labels(made.path, target, model) if target != "executorch" else _pte_labels(model)
         if target == "coreml":
             from deploykit.converters.coreml_reproducible import make_reproducible
 
             make_reproducible(made.path)
     seconds = time.perf_counter() - started
-    inputs, outputs, ops = inspect_artifact(target, made.path, dynamic=has_flexible(model.inputs))
+    inputs, outputs, ops = inspect_artifact(target, made.path, dynamic=has_flexible(model.inputs),
+                                            executorch_record=workspace.products.get(("executorch", str(made.path))))
     inputs = carry_flexible(inputs, model.inputs, target)
     inputs, input_notes = annotate(model.inputs, inputs)
     inputs = declared_images(inputs, model.images, target)
@@ -315,6 +326,13 @@ def _convert_one(model: SourceModel, target: str, scheme: str, path: Path, optio
     )
 
 
+def _pte_labels(model) -> dict | None:
+    """ExecuTorch programs carry no metadata: labels travel in the bundle's labels.txt and manifest."""
+    if model.classifier is None:
+        return None
+    return {**model.classifier.to_json(), "carried_as": "bundle labels.txt (a .pte holds no metadata)"}
+
+
 def _flex_ops(path: Path) -> list[str]:
     from deploykit.converters.tflite_flex import flex_ops
 
@@ -329,7 +347,7 @@ def _graph_and_size(model, target, scheme, made, size, workspace, source_records
     from deploykit.quantize.size import size_limit
 
     sites, (parameters, stored) = workspace.products["analysis"]
-    check = check_artifact(target, made.path)
+    check = check_artifact(target, made.path, workspace.products.get(("executorch", str(made.path))))
     records = list(source_records) + list(made.passes)
     records += converter_records(sites, records, check, made.converter.split(" (")[0] + " converter")
     records.append(check.to_json())
@@ -378,10 +396,16 @@ def _calibration(qopts, model):
     return load_calibration(qopts.calibration, model.inputs, qopts.calibration_samples)
 
 
-def inspect_artifact(target: str, path: Path, dynamic: bool = False):
+def inspect_artifact(target: str, path: Path, dynamic: bool = False, executorch_record=None):
     """(inputs, outputs, op histogram) of a written artifact, read back from the file itself. ``dynamic``:
     a TFLite dimension resizable at run time is recorded as None (for flexible inputs); otherwise the
-    allocated size is (a SavedModel's dynamic batch is 1, as apps run it)."""
+    allocated size is (a SavedModel's dynamic batch is 1, as apps run it). An ExecuTorch program's
+    histogram counts the Edge ops per place they run ("xnnpack: aten.convolution.default", "portable: ...")."""
+    if target == "executorch":
+        record = executorch_record
+        ops = {**{f"{record.backend}: {op}": n for op, n in record.delegated_ops.items()},
+               **{f"portable: {op}": n for op, n in record.portable_ops.items()}}
+        return record.inputs, record.outputs, ops
     if target == "tflite":
         from deploykit.converters import tflite_inspect
 

@@ -9,7 +9,7 @@ import typer
 
 from deploykit.cli.options import JsonOutput
 
-HELP = """Time TFLite artifacts on this machine with LiteRT (XNNPACK delegate, one child process each).
+HELP = """Time TFLite artifacts on this machine with LiteRT (XNNPACK delegate) and ExecuTorch programs (.pte) with the ExecuTorch runtime, one child process each.
 
 Reports median and p90 latency over --runs timed invocations after --warmup untimed ones, model
 load time and peak resident memory. Give several artifacts (or a convert --out folder) to see
@@ -18,6 +18,8 @@ variants side by side.
   deploykit bench dist/model.int8.tflite --threads 2
 
   deploykit bench dist/ --runs 100 --json > bench.json
+
+  deploykit bench dist/model.int8.tflite dist/model.int8.pte --threads 2
 """
 
 
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 
 def bench(
-    artifacts: Annotated[list[Path], typer.Argument(help=".tflite files, or folders written by deploykit convert.")],
+    artifacts: Annotated[list[Path], typer.Argument(help=".tflite or .pte files, or folders written by deploykit convert.")],
     threads: Annotated[int, typer.Option("--threads", "-j", help="LiteRT CPU threads.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed invocations first.")] = 10,
     runs: Annotated[int, typer.Option("--runs", "-n", help="Timed invocations.")] = 50,
@@ -40,16 +42,21 @@ def bench(
     paths = []
     for item in artifacts:
         if item.is_dir() and item.suffix != ".mlpackage":
-            paths += sorted(item.glob("*.tflite"))
+            paths += sorted(item.glob("*.tflite")) + sorted(item.glob("*.pte"))
         else:
             paths.append(item)
     if not paths:
-        raise InputError("no .tflite artifacts to time", hint="give .tflite files or a folder that holds them")
+        raise InputError("no .tflite or .pte artifacts to time", hint="give .tflite / .pte files or a folder that holds them")
     progress = StepProgress(quiet=json_output)
     results = []
     for path in paths:
         with progress.step(f"Timing {path.name}"):
-            results.append(run_bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=not no_xnnpack))
+            if path.suffix == ".pte":
+                from deploykit.benchmark_pte import bench_pte
+
+                results.append(bench_pte(path, threads=threads, warmup=warmup, runs=runs))
+            else:
+                results.append(run_bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=not no_xnnpack))
     if json_output:
         stdout_json([r.to_json() for r in results])
         return
@@ -63,12 +70,12 @@ def _print(results) -> None:
     from deploykit.cli.tables import human_size
 
     first = results[0]
-    table = Table(title=f"LiteRT, {first.delegate}, {first.threads} thread(s), {first.warmup} warm-up + {first.runs} runs",
-                  title_justify="left")
-    for column in ("artifact", "size", "median", "p90", "load", "peak memory"):
+    table = Table(title=f"{first.threads} thread(s), {first.warmup} warm-up + {first.runs} runs", title_justify="left")
+    for column in ("artifact", "runtime", "size", "median", "p90", "load", "peak memory"):
         table.add_column(column, justify="left" if column == "artifact" else "right")
     for r in results:
-        table.add_row(Path(r.artifact).name, human_size(r.size_bytes), _ms(r.median_ms), _ms(r.p90_ms),
+        runtime = f"ExecuTorch, {r.delegate}" if r.artifact.endswith(".pte") else f"LiteRT, {r.delegate}"
+        table.add_row(Path(r.artifact).name, runtime, human_size(r.size_bytes), _ms(r.median_ms), _ms(r.p90_ms),
                       f"{r.load_ms:.0f} ms", f"{r.peak_rss_mb:.0f} MB (+{r.model_rss_mb:.0f})")
     Console(highlight=False).print(table)
 

@@ -36,6 +36,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert model.onnx --input images=1x3x320x320 --json > record.json
 
+[bold]ExecuTorch[/] (.pte for PyTorch-native apps; PyTorch sources; see docs/executorch.md)
+
+  deploykit convert model.pt2 --to tflite,coreml,executorch --quantize int8 --calibration cal.npy
+
+  deploykit convert model.pt2 --to executorch --executorch-backend coreml --quantize fp16
+
 [bold]Image inputs[/] (the app hands over pixels; see docs/image-inputs.md)
 
   deploykit convert mobilenet.pt2 --image-input x --pixel-range 0-1 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
@@ -68,12 +74,13 @@ def register(app: typer.Typer) -> None:
 
 def convert(
     source: Annotated[str, typer.Argument(help="Model file, SavedModel directory, or entry point FILE.py:FACTORY / MODULE:FACTORY.")],
-    to: Annotated[str, typer.Option("--to", "-t", help="Targets, comma-separated: tflite, coreml.")] = "tflite,coreml",
+    to: Annotated[str, typer.Option("--to", "-t", help="Targets, comma-separated: tflite, coreml, executorch (PyTorch sources only).")] = "tflite,coreml",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("dist"),
     input_shapes: InputShapes = None,
     weights: Weights = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Base name of the artifacts (default: the source's file name).")] = None,
     coreml_target: Annotated[str, typer.Option("--coreml-target", help="Core ML minimum deployment target: iOS15..iOS18, macOS12..macOS15.")] = "iOS16",
+    executorch_backend: Annotated[str, typer.Option("--executorch-backend", help="ExecuTorch backend: xnnpack (CPU, default), coreml (the Core ML delegate: lowered here, runs on Apple hardware), portable (reference kernels, slow).")] = "xnnpack",
     allow_h5: AllowH5 = False,
     quantize: Annotated[Optional[list[str]], typer.Option(
         "--quantize", "-Q", metavar="SCHEMES",
@@ -196,6 +203,7 @@ def convert(
                                        parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
                                        letterbox_fill) if image_input else None,
         classifier=ClassifierOptions(labels, classifier_output) if labels else None,
+        executorch_backend=executorch_backend,
     )
     if json_output:
         stdout_json(report.to_json())

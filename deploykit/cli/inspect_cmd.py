@@ -9,7 +9,7 @@ import typer
 
 from deploykit.cli.options import AllowH5, InputShapes, JsonOutput
 
-HELP = """Count a model's parameters and mult-adds, from a source (Keras .keras, PyTorch .pt2 / entry point / TorchScript, ONNX) or an artifact (.tflite, .mlpackage).
+HELP = """Count a model's parameters and mult-adds, from a source (Keras .keras, PyTorch .pt2 / entry point / TorchScript, ONNX) or an artifact (.tflite, .mlpackage, .pte).
 
 Prints the inputs and outputs, parameters, mult-adds (MACs: one multiply-accumulate counted once, in convolutions and matrix products; batch norm and activations are not counted, as in the MobileNet, ShuffleNet and SqueezeNet papers), the MobileNet paper's table of mult-adds and parameters per layer type (1x1 convolutions, depthwise convolutions, other convolutions, fully connected, everything else), the op histogram, weight bytes by stored dtype and an estimate of peak activation memory. A source and its artifacts give the same mult-adds; quantized weights count at their decoded size.
 
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def inspect(
-    model: Annotated[str, typer.Argument(help="A source model or entry point (path/to/file.py:factory), or a .tflite / .mlpackage artifact.")],
+    model: Annotated[str, typer.Argument(help="A source model or entry point (path/to/file.py:factory), or a .tflite / .mlpackage / .pte artifact.")],
     input_shapes: InputShapes = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="List every layer with its op, output shape, mult-adds and parameters.")] = False,
     json_output: JsonOutput = False,
@@ -34,8 +34,9 @@ def inspect(
 ) -> None:
     from deploykit.cli.output import StepProgress, stdout_json
     from deploykit.inspection import inspect_model
+    from deploykit.noise import capture_output
 
-    with StepProgress(quiet=json_output).step(f"Inspecting {Path(model.rstrip('/')).name}"):
+    with StepProgress(quiet=json_output).step(f"Inspecting {Path(model.rstrip('/')).name}"), capture_output():
         result = inspect_model(model, input_shapes, allow_h5=allow_h5)
     if json_output:
         stdout_json(result.to_json(per_layer=per_layer))

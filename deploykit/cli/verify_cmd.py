@@ -14,7 +14,7 @@ from deploykit.errors import UsageError
 
 HELP = """Check that converted artifacts compute what the source model computes.
 
-Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, or an output folder of [bold]deploykit convert[/]) on the same inputs and compares every output: max abs / relative error, mean abs error, cosine similarity, SNR, top-1/top-5 agreement for classifier outputs, NaN/Inf. Thresholds come from the artifact's precision profile (fp32, fp16, int8-weights, int8, lut1..lut8), read from deploykit-report.json beside the artifact, else fp32. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere.
+Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, .pte, or an output folder of [bold]deploykit convert[/]) on the same inputs and compares every output: max abs / relative error, mean abs error, cosine similarity, SNR, top-1/top-5 agreement for classifier outputs, NaN/Inf. Thresholds come from the artifact's precision profile (fp32, fp16, int8-weights, int8, lut1..lut8), read from deploykit-report.json beside the artifact, else fp32. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere; ExecuTorch programs run with the ExecuTorch runtime in a child process.
 
 Inputs: 8 seeded random samples, float values uniform on [-1, 1) (--samples, --seed), or real data with --data: a .npy / .npz file, or a folder of images scaled to [0, 1] then (x - mean) / std.
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def verify(
     source: Annotated[str, typer.Argument(help="The source model (as for convert): file, SavedModel directory or entry point.")],
-    artifacts: Annotated[list[Path], typer.Argument(help="One or more .tflite / .mlpackage, or a convert --out folder.")],
+    artifacts: Annotated[list[Path], typer.Argument(help="One or more .tflite / .mlpackage / .pte, or a convert --out folder.")],
     input_shapes: InputShapes = None,
     samples: Samples = 8,
     data: Data = None,
@@ -110,7 +110,7 @@ def _expand(paths: list[Path]) -> list[Path]:
         if path.is_dir() and path.suffix != ".mlpackage":
             if not record.is_file():
                 raise InputError(f"{path} is a folder without {REPORT_FILENAME}",
-                                 hint="pass the .tflite / .mlpackage artifacts themselves")
+                                 hint="pass the .tflite / .mlpackage / .pte artifacts themselves")
             try:
                 entries = json.loads(record.read_text(encoding="utf-8"))["artifacts"]
                 expanded += [path / entry["path"] for entry in entries]

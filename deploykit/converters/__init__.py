@@ -14,9 +14,12 @@ from typing import Callable
 
 from deploykit.errors import UsageError
 
-TARGETS = ("tflite", "coreml")
+TARGETS = ("tflite", "coreml", "executorch")
+# ExecuTorch is PyTorch's runtime: its programs come from torch.export, so only PyTorch sources reach it.
+EXECUTORCH_SOURCES = ("torch",)
+EXECUTORCH_BACKENDS = ("xnnpack", "coreml", "portable")
 COREML_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
-SUFFIX = {"tflite": ".tflite", "coreml": ".mlpackage"}
+SUFFIX = {"tflite": ".tflite", "coreml": ".mlpackage", "executorch": ".pte"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class ConvertOptions:
     coreml_pipeline: object = None  # a coremltools PassPipeline with deploykit's MIL passes, or None (default)
     coreml_fp32_ops: tuple[str, ...] = ()  # ops (saved names) an fp16 program keeps in float32 (quantize.fp16_mixed)
     allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
+    executorch_backend: str = "xnnpack"  # --executorch-backend: xnnpack | coreml | portable
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ PATHS: dict[tuple[str, str], str] = {
     ("torch", "coreml"): "deploykit.converters.torch_coreml",
     ("onnx", "tflite"): "deploykit.converters.onnx_tflite",
     ("onnx", "coreml"): "deploykit.converters.onnx_coreml",
+    ("torch", "executorch"): "deploykit.converters.torch_executorch",
 }
 
 
@@ -75,6 +80,21 @@ def parse_targets(value: str | tuple | list) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"unknown target {', '.join(unknown)}", hint=f"targets are: {', '.join(TARGETS)}")
     return tuple(dict.fromkeys(items))
+
+
+def check_executorch_source(framework: str, source_format: str) -> None:
+    """ExecuTorch programs are exported from PyTorch: refuse other sources before anything is converted."""
+    if framework not in EXECUTORCH_SOURCES:
+        raise UsageError(
+            f"--to executorch needs a PyTorch source (.pt2, path/to/file.py:factory, TorchScript); this is a "
+            f"{source_format} model",
+            hint="convert it to tflite or coreml, or export the PyTorch model it came from")
+
+
+def check_executorch_backend(value: str) -> str:
+    if value.lower() not in EXECUTORCH_BACKENDS:
+        raise UsageError(f"unknown ExecuTorch backend {value!r}", hint=f"one of {', '.join(EXECUTORCH_BACKENDS)}")
+    return value.lower()
 
 
 def check_coreml_target(value: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from deploykit.errors import InputError
 from deploykit.inspection.model import Inspection
 
-ARTIFACT_SUFFIXES = (".tflite", ".mlpackage")
+ARTIFACT_SUFFIXES = (".tflite", ".mlpackage", ".pte")
 
 
 def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = False) -> Inspection:
@@ -24,6 +24,10 @@ def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = Fal
         from deploykit.inspection import tflite_graph
 
         return tflite_graph.inspect(Path(text))
+    if suffix == ".pte":
+        from deploykit.inspection import executorch_graph
+
+        return executorch_graph.inspect(Path(text))
     if suffix == ".mlpackage":
         from deploykit.inspection import coreml_graph
 

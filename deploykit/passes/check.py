@@ -50,7 +50,11 @@ class GraphReport:
         }
 
 
-def check_artifact(target: str, path: str | Path) -> GraphReport:
+def check_artifact(target: str, path: str | Path, executorch_record=None) -> GraphReport:
+    if target == "executorch":
+        # The partitioner fuses inside its delegate; what matters for an ExecuTorch program is which ops it
+        # left to the portable kernels (torch_executorch.PteRecord), so that is what the check reports.
+        return GraphReport(notes=executorch_record.sentences() if executorch_record is not None else ())
     if target == "tflite":
         return check_tflite(Path(path).read_bytes())
     from deploykit.passes.check_coreml import check_coreml

@@ -25,15 +25,20 @@ SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
         Scheme("fp32", 32, "float32 weights and compute (always produced)",
-               {"tflite": "the converter's output", "coreml": "ML Program, compute_precision=FLOAT32"}),
+               {"tflite": "the converter's output", "coreml": "ML Program, compute_precision=FLOAT32",
+                "executorch": "torch.export + to_edge_transform_and_lower (XNNPACK partitioner by default)"}),
         Scheme("fp16", 16, "half-precision weights",
                {"tflite": f"{_TFLITE_AEQ}: float16 weights, dequantized to float32 at load (float casting)",
-                "coreml": "ML Program, compute_precision=FLOAT16 (fp16 weights and compute)"}),
+                "coreml": "ML Program, compute_precision=FLOAT16 (fp16 weights and compute)",
+                "executorch": "the module in half precision between float32 casts at its inputs and outputs, "
+                              "lowered to XNNPACK (or the Core ML delegate at FLOAT16)"}),
         Scheme("int8-weights", 8, "8-bit weights, float activations",
                {"tflite": f"{_TFLITE_AEQ}: dynamic range (int8 per-channel weights, activations quantized at run time)",
                 "coreml": "fp16 program + linear_quantize_weights (int8 linear symmetric, per-channel)"}),
         Scheme("int8", 8, "8-bit weights and activations, calibrated",
-               {"tflite": f"{_TFLITE_AEQ}: static int8 (per-channel weights, per-tensor activations), float or --int8-io"},
+               {"tflite": f"{_TFLITE_AEQ}: static int8 (per-channel weights, per-tensor activations), float or --int8-io",
+                "executorch": "PT2E with the XNNPACK quantizer (per-channel symmetric int8 weights, per-tensor int8 "
+                              "activations calibrated on --calibration), lowered to XNNPACK"},
                needs_calibration=True),
         Scheme("int4", 4, "4-bit weights",
                {"tflite": f"{_TFLITE_AEQ}: weight-only int4 per-channel (CONV_2D / FULLY_CONNECTED; dequantized to float)",

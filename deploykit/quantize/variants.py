@@ -40,7 +40,36 @@ class Made:
 def make(model, target: str, scheme: str, path: Path, options, workspace, context: VariantContext) -> Made:
     if target == "tflite":
         return _tflite(model, scheme, path, options, workspace, context)
+    if target == "executorch":
+        return _executorch(model, scheme, path, options, workspace, context)
     return _coreml(model, scheme, path, options, workspace, context)
+
+
+def _executorch(model, scheme, path, options, workspace, context) -> Made:
+    """Every ExecuTorch scheme is its own export of the PyTorch module (PT2E quantizes before lowering, so
+    there is no fp32 program to derive the others from). The PteRecord is kept for the artifact's record."""
+    from deploykit.converters import torch_executorch as et
+
+    calibration = et.calibration_samples(context.calibration, model.inputs) if scheme == "int8" else None
+    opts = et.ExecutorchOptions(backend=options.executorch_backend, scheme=scheme, calibration=calibration,
+                                coreml_target=options.coreml_target)
+    from deploykit.flexible import has_flexible, refuse
+
+    if has_flexible(model.inputs):
+        raise refuse(model, et.label(opts), "deploykit exports ExecuTorch programs for one size per input")
+    record = et.export_pte(model.handle["module"], _examples(model), path, et.check_options(opts),
+                           input_names=[t.name for t in model.inputs], output_names=[t.name for t in model.outputs])
+    workspace.products[("executorch", str(path))] = record
+    quantization = {"scheme": scheme, "backend": record.backend, **(record.quantization or {}),
+                    "weights": {"fp32": "float32", "fp16": "float16", "int8": "int8"}[scheme],
+                    "activations": {"fp32": "float32", "fp16": "float16", "int8": "int8"}[scheme]}
+    return Made(path, et.label(opts, bool(model.handle.get("torchscript"))), quantization, ())
+
+
+def _examples(model):
+    from deploykit.loaders.torch_loader import example_tensors
+
+    return example_tensors(model.inputs)
 
 
 def _tflite(model, scheme, path, options, workspace, context) -> Made:

@@ -23,6 +23,13 @@ def host_latency(artifact, path: Path) -> dict:
             return coreml_cost.estimate(path)
         except Exception as exc:  # noqa: BLE001  (an op the evaluator cannot load: no estimate, say why)
             return {"source": coreml_cost.SOURCE, "label": coreml_cost.LABEL, "unavailable": _why(exc)}
+    if artifact.target == "executorch":
+        from deploykit.benchmark_pte import time_pte
+
+        try:  # the ExecuTorch runtime in a child process, as parity runs it: a crash costs only the figure
+            return {"source": "executorch", **time_pte(path, threads=1, warmup=WARMUP, runs=RUNS)}
+        except Exception as exc:  # noqa: BLE001
+            return {"source": "executorch", "unavailable": f"the ExecuTorch runtime could not time it: {_why(exc)}"}
     if artifact.select_tf_ops:
         return {"source": "litert", "unavailable": "needs Select-TF ops, which stock LiteRT cannot run"}
     from deploykit.benchmark import time_in_process

@@ -1,7 +1,8 @@
 """Runners: one per framework and artifact type, each a context manager with ``infer(feeds)``.
 
     runner_for_source(model)          # Keras, PyTorch or ONNX Runtime, on the already loaded model
-    runner_for_artifact(path, target) # LiteRT for .tflite, Core ML (MLModel or numpy evaluator) for .mlpackage
+    runner_for_artifact(path, target) # LiteRT for .tflite, Core ML (MLModel or numpy evaluator) for .mlpackage,
+                                      # the ExecuTorch runtime (child process) for .pte
 
 Frameworks are imported when a runner activates, not when this package is imported.
 """
@@ -37,13 +38,15 @@ def runner_for_source(model) -> Runner:
 
 
 def target_of(path) -> str:
-    """"tflite" or "coreml" from an artifact's suffix."""
+    """"tflite", "coreml" or "executorch" from an artifact's suffix."""
     suffix = Path(str(path).rstrip("/")).suffix.lower()
     if suffix == ".tflite":
         return "tflite"
+    if suffix == ".pte":
+        return "executorch"
     if suffix in (".mlpackage", ".mlmodel"):
         return "coreml"
-    raise InputError(f"cannot tell the artifact type of {path}", hint="deploykit verifies .tflite files and .mlpackage directories")
+    raise InputError(f"cannot tell the artifact type of {path}", hint="deploykit verifies .tflite files, .mlpackage directories and .pte programs")
 
 
 def runner_for_artifact(path, target: str | None = None, **options) -> Runner:
@@ -59,4 +62,9 @@ def runner_for_artifact(path, target: str | None = None, **options) -> Runner:
         from deploykit.runners.coreml_runner import CoreMLRunner
 
         return CoreMLRunner(path, **options)
-    raise UsageError(f"unknown target {target!r}", hint="tflite or coreml")
+    if target == "executorch":
+        # A .pte names no tensors: parity binds them to the source's by position (parity.layout.bind).
+        from deploykit.runners.executorch_runner import runner_for_pte
+
+        return runner_for_pte(path, **options)
+    raise UsageError(f"unknown target {target!r}", hint="tflite, coreml or executorch")
