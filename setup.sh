@@ -10,6 +10,10 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 .venv/bin/python -m pip install --quiet --upgrade "pip>=24" wheel
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0+cpu"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+# ExecuTorch (--to executorch) declares no torch pin, so it is installed without its dependencies: pip must not
+# move torch. What its export and runtime import besides the stack above is ruamel.yaml (coremltools imports
+# executorch.exir once executorch is installed, so without ruamel.yaml Core ML conversion fails too).
+.venv/bin/python -m pip install --quiet --no-deps -c constraints.txt "executorch==1.5.1" "ruamel.yaml==0.19.1"
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__ == "2.13.0+cpu", f"torch moved off the pinned CPU build: {torch.__version__}"
