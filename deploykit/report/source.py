@@ -22,7 +22,7 @@ def inspect_source(source, inputs=None, allow_h5: bool = False) -> dict:
     options = {"allow_h5": True} if allow_h5 else {}
     try:
         with capture_output():
-            return inspect_model(str(source), inputs=_input_strings(inputs), **options).to_json()
+            return _plain(inspect_model(str(source), inputs=_input_strings(inputs), **options).to_json())
     except DeployKitError as exc:
         return {"unavailable": exc.message + (f" ({exc.hint})" if exc.hint else "")}
     except Exception as exc:  # noqa: BLE001  (an inspection bug must not cost the user the conversion)
@@ -36,3 +36,19 @@ def _input_strings(inputs) -> list[str] | None:
     if isinstance(inputs, dict):
         return [("" if name is None else f"{name}=") + "x".join(str(d) for d in shape) for name, shape in inputs.items()]
     return [str(item) for item in inputs]
+
+
+def _plain(data: dict) -> dict:
+    """``data`` as plain JSON values: the record is written with ``json.dumps``, and a walker may hand over a
+    framework's own number type (a torch ``SymInt`` for a traced dimension) where an int belongs."""
+    import json
+
+    def plain(value):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        return int(number) if number.is_integer() else number
+
+    return json.loads(json.dumps(data, default=plain))
+

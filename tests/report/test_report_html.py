@@ -130,3 +130,28 @@ def test_convert_prints_the_report_path(tmp_path, monkeypatch):
     monkeypatch.setattr(deploykit.cli.output, "terminal", lambda: Console(file=printed, width=400))
     print_conversion(ConversionReport.from_json(RECORD), tmp_path)
     assert f"report: {tmp_path / REPORT_HTML}" in printed.getvalue()
+
+
+def test_the_inspection_never_fails_the_conversion(monkeypatch):
+    import deploykit.inspection as inspection
+    from deploykit.errors import InputError
+    from deploykit.report.source import inspect_source
+
+    class Dim:  # a framework's own integer, as a torch SymInt: no __float__, only __index__
+        def __index__(self):
+            return 3
+
+    class Found:
+        def to_json(self):
+            return {"inputs": [{"shape": [1, Dim()]}]}
+
+    monkeypatch.setattr(inspection, "inspect_model", lambda *a, **k: Found())
+    assert inspect_source("m.keras") == {"inputs": [{"shape": [1, 3]}]}  # plain JSON for the record
+
+    def refuse(*a, **k):
+        raise InputError("no walker for this op", hint="try a newer deploykit")
+
+    monkeypatch.setattr(inspection, "inspect_model", refuse)
+    assert inspect_source("m.keras") == {"unavailable": "no walker for this op (try a newer deploykit)"}
+    monkeypatch.setattr(inspection, "inspect_model", lambda *a, **k: 1 / 0)
+    assert inspect_source("m.keras")["unavailable"].startswith("ZeroDivisionError: division by zero")
