@@ -30,6 +30,8 @@ def host_latency(artifact, path: Path) -> dict:
             return {"source": "executorch", **time_pte(path, threads=1, warmup=WARMUP, runs=RUNS)}
         except Exception as exc:  # noqa: BLE001
             return {"source": "executorch", "unavailable": f"the ExecuTorch runtime could not time it: {_why(exc)}"}
+    if artifact.target != "tflite":
+        return {"source": None, "unavailable": f"no host latency measurement for {artifact.target} artifacts"}
     if artifact.select_tf_ops:
         return {"source": "litert", "unavailable": "needs Select-TF ops, which stock LiteRT cannot run"}
     from deploykit.benchmark import time_in_process
