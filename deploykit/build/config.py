@@ -2,7 +2,7 @@
 
 An error names the file and line, the key, the value and what is allowed:
 
-    deploykit.toml:14: models[0].targets: 'tflit' is not allowed (allowed: tflite, coreml)
+    deploykit.toml:14: models[0].targets: 'tflit' is not allowed (allowed: tflite, coreml, executorch)
 
 tomllib gives values without positions, so ``key_lines`` maps each dotted key path to its line by
 reading the file's table headers and ``key =`` lines (the subset of TOML a config uses: tables, arrays
@@ -20,7 +20,8 @@ from typing import Any
 from deploykit.errors import UsageError
 
 CONFIG_NAME = "deploykit.toml"
-TARGETS = ("tflite", "coreml")
+TARGETS = ("tflite", "coreml", "executorch")
+DEFAULT_TARGETS = ("tflite", "coreml")  # executorch is asked for: it takes PyTorch sources only
 
 
 class ConfigError(UsageError):
@@ -169,7 +170,7 @@ def _build(data: dict, path: Path, lines: dict) -> BuildConfig:
         try:
             if "tolerances" in entry:
                 _check_tolerances(entry["tolerances"], path, index)
-            targets = tuple(entry.get("targets", TARGETS))
+            targets = tuple(entry.get("targets", DEFAULT_TARGETS))
             variants = _variants(entry.get("variants", ["fp32"]), targets, path, index)
         except ConfigError as exc:
             key = "tolerances" if ".tolerances:" in exc.message else "variants"
