@@ -104,6 +104,7 @@ def convert(
 
     with progress.step(f"Loading {source}"), _quiet(verbose, "loading the model"):
         model = load_source(source, inputs=inputs, weights=weights, allow_h5=allow_h5)
+    loaded = model  # as the file holds it, for the inspection: with_app_io may wrap it for pixels and labels
     if "executorch" in targets:
         check_executorch_source(model.framework, model.format)
         if image_inputs:
@@ -167,7 +168,7 @@ def convert(
         with progress.step("Measuring host latency"):
             artifacts = [replace(a, latency=_latency(a, staging / a.path)) for a in artifacts]
         with progress.step("Inspecting the source"):
-            inspection = _inspection(source, inputs, allow_h5)
+            inspection = _inspection(loaded)
         with progress.step("Writing outputs"):
             for artifact in artifacts:
                 move_into_place(staging / artifact.path, out_dir / artifact.path)
@@ -195,10 +196,10 @@ def _latency(artifact, path: Path) -> dict:
     return host_latency(artifact, path)
 
 
-def _inspection(source, inputs, allow_h5: bool) -> dict:
+def _inspection(loaded) -> dict:
     from deploykit.report.source import inspect_source
 
-    return inspect_source(source, inputs, allow_h5)
+    return inspect_source(loaded)
 
 
 def _write_html(out_dir: Path, report: ConversionReport) -> None:

@@ -235,7 +235,8 @@ def _latency(latency: dict | None) -> str:
         return (f'<span class="latency-value estimate" data-ms="{ms!r}" data-source="estimate">≈ {_ms(ms)}</span>'
                 f'<div class="small estimate-label">{_e(latency.get("label") or "estimate")}</div>')
     runs = latency.get("runs")
-    how = {"litert": "LiteRT"}.get(latency.get("source"), str(latency.get("source") or "measured")) \
+    how = {"litert": "LiteRT", "executorch": "ExecuTorch runtime"}.get(latency.get("source"),
+                                                                      str(latency.get("source") or "measured")) \
         + (f", median of {runs} runs" if runs else "")
     return (f'<span class="latency-value measured" data-ms="{ms!r}" data-source="{_e(latency.get("source", "litert"))}">'
             f'{_ms(ms)}</span><div class="small">{_e(how)}</div>')

@@ -14,9 +14,9 @@ import math
 import re
 from dataclasses import dataclass
 
-TARGET_COLOURS = {"tflite": "#2b6cb0", "coreml": "#c05621"}
-TARGET_MARKERS = {"tflite": "o", "coreml": "s"}
-TARGET_TITLES = {"tflite": "TFLite", "coreml": "Core ML"}
+TARGET_COLOURS = {"tflite": "#2b6cb0", "coreml": "#c05621", "executorch": "#2f855a"}
+TARGET_MARKERS = {"tflite": "o", "coreml": "s", "executorch": "^"}
+TARGET_TITLES = {"tflite": "TFLite", "coreml": "Core ML", "executorch": "ExecuTorch"}
 ERROR_FLOOR = 1e-9  # an exact match (error 0) is drawn here: a log axis has no 0
 FAIL_COLOUR = "#c53030"
 
@@ -107,7 +107,7 @@ def latency(bars: list[tuple[Variant, float, bool]]) -> str:
     ax.set_xlim(0, max((ms for _, ms, _ in bars), default=1) * 1.35)
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=TARGET_COLOURS["tflite"], label="measured (LiteRT, XNNPACK, 1 thread)"),
+    handles = [Patch(facecolor=TARGET_COLOURS["tflite"], label="measured on this machine (1 thread)"),
                Patch(facecolor="white", edgecolor=TARGET_COLOURS["coreml"], hatch="///",
                      label="estimate (op-count cost model, no Core ML runtime)")]
     estimated = {e for _, _, e in bars}
@@ -239,7 +239,7 @@ def _target_legend(ax, targets: set[str]) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], linestyle="", marker=TARGET_MARKERS[t], color=TARGET_COLOURS[t],
-                      label=TARGET_TITLES[t]) for t in ("tflite", "coreml") if t in targets]
+                      label=TARGET_TITLES[t]) for t in TARGET_TITLES if t in targets]
     handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="#a0aec0", markeredgecolor=FAIL_COLOUR,
                           markeredgewidth=1.6, label="red edge: fails parity"))
     ax.legend(handles=handles, fontsize=7.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, frameon=False)

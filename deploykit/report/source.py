@@ -9,33 +9,23 @@ or op it does not know yet, or the module missing from an older install) is reco
 from __future__ import annotations
 
 
-def inspect_source(source, inputs=None, allow_h5: bool = False) -> dict:
-    """``Inspection.to_json()`` of the file ``source``, or ``{"unavailable": why}``. ``inputs``: convert's own
-    (``--input`` strings or ``{name: shape}``), so that mult-adds are counted at the size that was converted."""
+def inspect_source(model) -> dict:
+    """``Inspection.to_json()`` of ``model`` (the ``SourceModel`` convert loaded, as the file holds it: the
+    inspection reads its graph without loading the file again), or ``{"unavailable": why}``."""
     try:
-        from deploykit.inspection import inspect_model
+        from deploykit.inspection import inspect_source as inspect_loaded
     except ImportError as exc:
         return {"unavailable": f"deploykit.inspection could not be imported ({exc})"}
     from deploykit.errors import DeployKitError
     from deploykit.noise import capture_output
 
-    options = {"allow_h5": True} if allow_h5 else {}
     try:
         with capture_output():
-            return _plain(inspect_model(str(source), inputs=_input_strings(inputs), **options).to_json())
+            return _plain(inspect_loaded(model).to_json())
     except DeployKitError as exc:
         return {"unavailable": exc.message + (f" ({exc.hint})" if exc.hint else "")}
     except Exception as exc:  # noqa: BLE001  (an inspection bug must not cost the user the conversion)
         return {"unavailable": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
-
-
-def _input_strings(inputs) -> list[str] | None:
-    """``--input`` strings from either form ``convert`` takes (``{None: (1, 3, 224, 224)}`` for a single input)."""
-    if not inputs:
-        return None
-    if isinstance(inputs, dict):
-        return [("" if name is None else f"{name}=") + "x".join(str(d) for d in shape) for name, shape in inputs.items()]
-    return [str(item) for item in inputs]
 
 
 def _plain(data: dict) -> dict:
