@@ -1,9 +1,12 @@
 """``deploykit bundle``: converted artifacts -> one signed, reproducible zip per (platform, variant).
 
+A .tflite gives an Android bundle, an .mlpackage an iOS bundle, a .pte (ExecuTorch) one of each.
+
 Per artifact, top to bottom: find its entry in the sibling deploykit-report.json (inputs, outputs,
 provenance come from there, never from hand-typed flags: a shape typed by hand drifts from the real
 model, the report was measured on it), check the file still has the hash the report recorded, embed
-metadata into a private copy (tflite_meta / coreml_meta), render the app integration files, list
+metadata into a private copy (tflite_meta / coreml_meta; a .pte has no metadata section, executorch_meta
+only derives its runtime requirements), render the app integration files, list
 every file with role, length and sha256, validate the manifest against its schema, sign it, and write
 the zip (temporary name, then rename). Signed bundles are verified once more after writing.
 """
@@ -26,8 +29,14 @@ from deploykit.errors import ConversionError, InputError, UsageError
 from deploykit.hashing import sha256_file, sha256_path, tree_files
 from deploykit.types import REPORT_FILENAME, Artifact, ConversionReport
 
-PLATFORM = {"tflite": ("android", "litert", "tflite"), "coreml": ("ios", "coreml", "mlpackage")}
-MODEL_PATH = {"tflite": "model/model.tflite", "coreml": "model/model.mlpackage"}
+# target -> the (platform, runtime, format) of each bundle made from one artifact. ExecuTorch runs on both
+# platforms, so one .pte gives an Android and an iOS bundle.
+PLATFORMS = {"tflite": (("android", "litert", "tflite"),), "coreml": (("ios", "coreml", "mlpackage"),),
+             "executorch": (("android", "executorch", "executorch"), ("ios", "executorch", "executorch"))}
+MODEL_PATH = {"tflite": "model/model.tflite", "coreml": "model/model.mlpackage", "executorch": "model/model.pte"}
+# ExecuTorch bundles sit next to LiteRT / Core ML bundles of the same quantization in one release, and
+# publish, pull and the app updaters tell bundles apart by (platform, variant): their variant carries the runtime.
+EXECUTORCH_VARIANT_PREFIX = "executorch-"
 
 
 @dataclass(frozen=True)
@@ -73,13 +82,32 @@ def bundle(artifacts: Sequence[str | Path], options: BundleOptions) -> list[Buil
         raise UsageError("--mean and --std go together")
     labels = _read_labels(options.labels) if options.labels else None
     found = [_find_artifact(Path(a), options.report) for a in artifacts]
-    keys = [(PLATFORM[art.target][0], art.variant) for _, art, _ in found]
+    keys = [(platform, bundle_variant(art)) for _, art, _ in found for platform, _, _ in _slots(art)]
     if len(set(keys)) != len(keys):
         raise UsageError(f"two artifacts for the same (platform, variant): {keys}")
     root = template_root(options.templates)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    return [_bundle_one(path, art, report, sequence, labels, root, options) for path, art, report in found]
+    return [_bundle_one(path, art, report, slot, sequence, labels, root, options)
+            for path, art, report in found for slot in _slots(art)]
+
+
+def _slots(artifact: Artifact) -> tuple[tuple[str, str, str], ...]:
+    """The bundles one artifact gives; a .pte delegated to ExecuTorch's Core ML backend runs on Apple platforms only."""
+    slots = PLATFORMS[artifact.target]
+    if artifact.target == "executorch" and (artifact.quantization or {}).get("backend") == "coreml":
+        slots = tuple(s for s in slots if s[0] == "ios")
+    return slots
+
+
+def bundle_variant(artifact: Artifact) -> str:
+    """The manifest's variant: the artifact's (fp32, fp16, int8 ...), prefixed with the runtime for ExecuTorch."""
+    if artifact.target != "executorch":
+        return artifact.variant
+    variant = EXECUTORCH_VARIANT_PREFIX + artifact.variant
+    if len(variant) > 32:
+        raise InputError(f"variant {variant!r} is longer than the manifest's 32 characters")
+    return variant
 
 
 def _read_labels(path: Path) -> tuple[str, ...]:
@@ -110,7 +138,7 @@ def _find_artifact(path: Path, report_path: Path | None) -> tuple[Path, Artifact
             break
     else:
         raise InputError(f"{path} is not listed in {report_file}", hint="run `deploykit convert` again")
-    if artifact.target not in PLATFORM:
+    if artifact.target not in PLATFORMS:
         raise InputError(f"{path}: unknown target {artifact.target!r}")
     if path.is_symlink() or sha256_path(path) != artifact.sha256:
         raise InputError(f"{path} changed since `deploykit convert` recorded it in {report_file.name}",
@@ -156,9 +184,10 @@ def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptio
     return {"inputs": inputs, "outputs": outputs}
 
 
-def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequence: int,
+def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: tuple[str, str, str], sequence: int,
                 labels: tuple[str, ...] | None, root: Path, options: BundleOptions) -> BuiltBundle:
-    platform, runtime, fmt = PLATFORM[artifact.target]
+    platform, runtime, fmt = slot
+    variant = bundle_variant(artifact)
     if artifact.classifier:  # labels given at conversion (--labels): the record carries them
         if labels is not None and tuple(labels) != tuple(artifact.classifier["labels"]):
             raise UsageError(f"{path.name} was converted with other labels ({len(artifact.classifier['labels'])}); "
@@ -166,13 +195,14 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequen
         labels = tuple(artifact.classifier["labels"])
     io = _io(artifact, labels, options)
     with tempfile.TemporaryDirectory(prefix="deploykit-bundle-") as scratch:
-        model_files, compat, embedded = _prepare_model(path, artifact, Path(scratch), io, labels, sequence, options)
+        model_files, compat, embedded = _prepare_model(path, artifact, platform, Path(scratch), io, labels, sequence,
+                                                       options, report.tool_versions)
         files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in model_files.items()}
         if labels:
             files["assets/labels.txt"] = ("labels", ("\n".join(labels) + "\n").encode("utf-8"))
         manifest = {
             "schema": MANIFEST_SCHEMA, "name": options.name, "version": options.version, "sequence": sequence,
-            "platform": platform, "runtime": runtime, "format": fmt, "variant": artifact.variant,
+            "platform": platform, "runtime": runtime, "format": fmt, "variant": variant,
             "model": MODEL_PATH[artifact.target], "io": io, "compatibility": compat,
             "metadata": {"author": options.author, "license": options.license, "description": options.description},
             "provenance": {
@@ -184,10 +214,10 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, sequen
                 **({"measured": options.measured} if options.measured else {}),
             },
         }
-        bundle_file = f"{options.name}-{options.version}-{platform}-{artifact.variant}.zip"
+        bundle_file = f"{options.name}-{options.version}-{platform}-{variant}.zip"
         key = options.sign_keys[0].public if options.sign_keys else None
         listed = sorted([{"path": p, "role": r} for p, (r, _) in files.items()]
-                        + [{"path": p, "role": "integration"} for p in integration_paths(platform)], key=lambda f: f["path"])
+                        + [{"path": p, "role": "integration"} for p in integration_paths(platform, fmt)], key=lambda f: f["path"])
         rendered = integration_files(manifest, bundle_file, key.raw if key else None, key.keyid if key else None, root, listed)
         files.update({p: ("integration", data) for p, data in rendered.items()})
         manifest["files"] = [_entry(p, role, src) for p, (role, src) in sorted(files.items())]
@@ -214,11 +244,19 @@ def _entry(path: str, role: str, src: bytes | Path) -> dict[str, Any]:
     return {"path": path, "role": role, "length": Path(src).stat().st_size, "sha256": sha256_file(src)}
 
 
-def _prepare_model(path: Path, artifact: Artifact, scratch: Path, io: dict[str, Any], labels, sequence: int,
-                   options: BundleOptions) -> tuple[dict[str, bytes | Path], dict[str, Any], list[str]]:
+def _prepare_model(path: Path, artifact: Artifact, platform: str, scratch: Path, io: dict[str, Any], labels,
+                   sequence: int, options: BundleOptions, tool_versions: dict[str, str] | None = None
+                   ) -> tuple[dict[str, bytes | Path], dict[str, Any], list[str]]:
     common = dict(name=options.name, version=options.version, description=options.description or options.name,
                   author=options.author, license=options.license, inputs=tuple(io["inputs"]),
                   outputs=tuple(io["outputs"]), labels=labels)
+    if artifact.target == "executorch":
+        from deploykit.bundle import executorch_meta
+
+        # A .pte has no metadata section: it goes in as converted (its sha256 is the one the record checked),
+        # labels go to assets/labels.txt, and the manifest is the only description of its inputs and outputs.
+        return ({MODEL_PATH["executorch"]: path.read_bytes()},
+                executorch_meta.compatibility(artifact, platform, options.min_android_api, dict(tool_versions or {})), [])
     if artifact.target == "tflite":
         from deploykit.bundle.tflite_read import runs_identically
 

@@ -28,6 +28,19 @@ _FILES = {
                 "integration/kotlin/BundleVerifier.kt": "kotlin/BundleVerifier.kt.tmpl"},
 }
 _USAGE = {"ios": "swift/USAGE.md.tmpl", "android": "kotlin/USAGE.md.tmpl"}
+# ExecuTorch bundles: the Android updater and verifier are the same (they install whatever MODEL_PATH names),
+# plus a runner on org.pytorch.executorch.Module; iOS gets its own updater (no Core ML compile step).
+_EXECUTORCH_FILES = {
+    "android": {**_FILES["android"], "integration/kotlin/DeployKitExecuTorch.kt": "kotlin/DeployKitExecuTorch.kt.tmpl"},
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitExecuTorchModel.swift.tmpl"},
+}
+_EXECUTORCH_USAGE = {"ios": "swift/USAGE-executorch.md.tmpl", "android": "kotlin/USAGE-executorch.md.tmpl"}
+
+
+def _templates(platform: str, fmt: str | None) -> tuple[dict[str, str], str]:
+    if fmt == "executorch":
+        return _EXECUTORCH_FILES[platform], _EXECUTORCH_USAGE[platform]
+    return _FILES[platform], _USAGE[platform]
 
 
 def template_root(override: str | Path | None = None) -> Path:
@@ -44,8 +57,8 @@ def template_root(override: str | Path | None = None) -> Path:
     raise InputError(f"app integration templates not found (looked in {', '.join(map(str, candidates))})")
 
 
-def integration_paths(platform: str) -> list[str]:
-    return ["integration/README.md", *_FILES[platform]]
+def integration_paths(platform: str, fmt: str | None = None) -> list[str]:
+    return ["integration/README.md", *_templates(platform, fmt)[0]]
 
 
 def render(text: str, context: dict[str, str], source: str = "template") -> str:
@@ -62,10 +75,10 @@ def integration_files(manifest: dict[str, Any], bundle_file: str, trusted_key_ra
                       trusted_keyid: str | None, root: Path, listed_files: list[dict[str, Any]]) -> dict[str, bytes]:
     """{archive path: bytes} of the integration files for ``manifest["platform"]``."""
     context = build_context(manifest, bundle_file, trusted_key_raw, trusted_keyid, listed_files)
-    platform = manifest["platform"]
-    context["usage"] = render(_read(root, _USAGE[platform]), context, _USAGE[platform]).strip()
+    templates, usage = _templates(manifest["platform"], manifest["format"])
+    context["usage"] = render(_read(root, usage), context, usage).strip()
     files = {"integration/README.md": render(_read(root, "README.md.tmpl"), context, "README.md.tmpl")}
-    for target, template in _FILES[platform].items():
+    for target, template in templates.items():
         files[target] = render(_read(root, template), context, template)
     return {path: text.encode("utf-8") for path, text in files.items()}
 
@@ -105,6 +118,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "flexible_section": flexible_section(inputs, manifest["platform"]),
         "requirements": _requirements(manifest),
     }
+    ctx.update(_runtime_context(manifest, first_in, first_out))
     ctx.update(_swift_image(first_in, outputs, ctx))
     ctx.update(_kotlin_image(first_in, ctx))
     for lang, null in (("swift", "nil"), ("kotlin", "null")):
@@ -118,6 +132,36 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
             f"{lang}_input_shape": _ints(first_in["shape"], lang), f"{lang}_output_shape": _ints(first_out["shape"], lang),
             f"{lang}_mean": _floats(norm["mean"], lang), f"{lang}_std": _floats(norm["std"], lang),
         })
+    return ctx
+
+
+# dtype -> (Kotlin array type, org.pytorch.executorch.Tensor getter, Swift scalar type): the types
+# Tensor.fromBlob / Tensor<T> take for each dtype a deploykit TensorSpec can carry.
+_KOTLIN_RUNTIME = {"litert": "LiteRT (org.tensorflow.lite.Interpreter)",
+                   "executorch": "ExecuTorch (org.pytorch.executorch.Module)"}
+_ET_TYPES = {"float32": ("FloatArray", "dataAsFloatArray", "Float"),
+             "float64": ("DoubleArray", "dataAsDoubleArray", "Double"),
+             "int32": ("IntArray", "dataAsIntArray", "Int32"), "int64": ("LongArray", "dataAsLongArray", "Int64"),
+             "int8": ("ByteArray", "dataAsByteArray", "Int8"), "uint8": ("ByteArray", "dataAsUnsignedByteArray", "UInt8")}
+
+
+def _runtime_context(manifest: dict[str, Any], first_in: dict[str, Any], first_out: dict[str, Any]) -> dict[str, str]:
+    """What the ExecuTorch templates need besides the common signature: tensor types, long shapes, the runtime."""
+    runtime = manifest["compatibility"].get("runtime") or {}
+    ctx = {"runtime_name": manifest["runtime"], "runtime_min_version": runtime.get("min_version", ""),
+           "runtime_backend": runtime.get("backend", ""),
+           "runtime_delegates": ", ".join(runtime.get("delegates", [])) or "none (portable kernels only)",
+           "kotlin_input_shape_long": "longArrayOf(" + ", ".join(f"{_dim(d)}L" for d in first_in["shape"]) + ")",
+           "kotlin_model_runtime": _KOTLIN_RUNTIME.get(manifest["runtime"], manifest["runtime"])}
+    if manifest["format"] == "executorch":
+        for role, tensor in (("input", first_in), ("output", first_out)):
+            if tensor["dtype"] not in _ET_TYPES:
+                raise InputError(f"{role} {tensor['name']!r} has dtype {tensor['dtype']}, which the ExecuTorch templates do not "
+                                 f"handle (they do {', '.join(_ET_TYPES)})")
+            kotlin_array, getter, swift_scalar = _ET_TYPES[tensor["dtype"]]
+            ctx.update({f"kotlin_{role}_array": kotlin_array, f"kotlin_{role}_getter": getter,
+                        f"swift_{role}_scalar": swift_scalar, f"{role}_dtype": tensor["dtype"]})
+        ctx["kotlin_input_factory"] = "fromBlobUnsigned" if first_in["dtype"] == "uint8" else "fromBlob"
     return ctx
 
 
@@ -297,6 +341,11 @@ def preprocessing_section(inputs) -> str:
 
 def _requirements(manifest: dict[str, Any]) -> str:
     c = manifest["compatibility"]
+    if manifest["format"] == "executorch":
+        r = c["runtime"]
+        os_line = f"iOS {c['min_ios']}+" if manifest["platform"] == "ios" else f"Android API {c['min_android_api']}+"
+        return (f"{os_line}, ExecuTorch runtime {r['min_version']}+ with the {r['backend']} backend linked "
+                f"(delegates: {', '.join(r['delegates']) or 'none, portable kernels only'}).")
     if manifest["platform"] == "ios":
         return f"iOS {c.get('min_ios')}+ (Core ML, deployment target {c.get('deployment_target')})."
     return f"Android API {c.get('min_android_api')}+, LiteRT runtime {c.get('min_runtime') or 'any'}+."
