@@ -429,14 +429,9 @@ def _number(value, fmt: str) -> str:
 
 
 def _size(size) -> str:
-    if size is None:
-        return "-"
-    size = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
+    from deploykit.cli.tables import human_size  # the terminal's units, so the page and the tables agree
+
+    return "-" if size is None else human_size(float(size))
 
 
 def _count(value) -> str:
