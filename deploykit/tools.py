@@ -10,6 +10,7 @@ TOOL_PACKAGES = {
     "onnx": ("onnx", "onnxruntime"),
     "tflite": ("ai-edge-litert",),
     "coreml": ("coremltools",),
+    "executorch": ("executorch", "torchao"),  # torchao: PT2E int8
 }
 PATH_PACKAGES = {
     ("keras", "tflite"): ("tensorflow",),

@@ -123,7 +123,7 @@ def keygen(
 
 
 def bundle(
-    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts written by `deploykit convert` (.tflite files, .mlpackage directories).")],
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts written by `deploykit convert` (.tflite files, .mlpackage directories, .pte programs).")],
     name: Annotated[str, typer.Option("--name", help="Reverse-DNS model name, e.g. com.example.classifier.")],
     version: Annotated[str, typer.Option("--version", help="Semantic version, e.g. 1.2.0.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the bundles.")] = Path("bundles"),
