@@ -5,6 +5,10 @@ inputs: on rank 3 and 5 it fails with "prelu op: rank 3 or rank 5 input is only 
 the values of alpha are same", and a rank-2 input (a PReLU after ``nn.Linear``, as in MTCNN R-Net
 and O-Net) is expanded to rank 3 first and fails the same way. MIL ``prelu`` takes no rank above 5.
 
+ExecuTorch's XNNPACK lowering fails on the same PReLUs (its ChannelsLastTaggedReshapePass raises on MTCNN
+R-Net's and O-Net's per-channel PReLU after ``nn.Linear``; the rewritten graph lowers, every op delegated,
+bench/results/corpus-executorch.md), so the pass runs for the executorch target too.
+
 Decision: rewrite exactly the PReLUs that would be refused (``refused``): input rank other than 4
 with more than one alpha value, and any input rank above 5. A single alpha on rank 1-5, and any
 rank-4 PReLU, stay one ``prelu`` op in the artifact. A per-channel alpha whose values happen to be
@@ -36,7 +40,7 @@ def refused(rank: int, alphas: int) -> bool:
 @register_pass(
     "decompose_prelu",
     stage="source",
-    needed_for={("torch", "coreml")},
+    needed_for={("torch", "coreml"), ("torch", "executorch")},
     summary="Rewrite the PReLUs coremltools refuses (per-channel alpha on rank 2, 3, 5) as relu(x) - alpha * relu(-x).",
 )
 def decompose_prelu(source, context=None) -> PassResult:

@@ -89,3 +89,28 @@ def test_refusals(tmp_path, model_dir):
                  "--out", tmp_path / "c")
     assert scheme.returncode == 2 and "executorch can do: fp32, fp16, int8" in scheme.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+PRELU_NET = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    # MTCNN R-Net's tail: a per-channel PReLU after nn.Linear, which XNNPACK's lowering refuses as is
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.PReLU(8), nn.Flatten(), nn.Linear(8 * 10 * 10, 16), nn.PReLU(16),
+                         nn.Linear(16, 4)).eval()
+'''
+
+
+def test_per_channel_prelu_after_linear_lowers_to_xnnpack(tmp_path):
+    net = tmp_path / "prelu_net.py"
+    net.write_text(PRELU_NET)
+    result = run("convert", f"{net}:build", "--input", "1x3x12x12", "--to", "executorch", "--out", tmp_path / "dist",
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    artifact = json.loads(result.stdout)["artifacts"][0]
+    assert artifact["parity"]["passed"]
+    assert any(p["name"] == "decompose_prelu" and p["items"] for p in artifact["passes"])
+    assert "0 in portable kernels" in " ".join(artifact["passes"][-1]["notes"])
