@@ -71,8 +71,12 @@ def _print(results) -> None:
 
     first = results[0]
     table = Table(title=f"{first.threads} thread(s), {first.warmup} warm-up + {first.runs} runs", title_justify="left")
+    longest = max(len(Path(r.artifact).name) for r in results)
     for column in ("artifact", "runtime", "size", "median", "p90", "load", "peak memory"):
-        table.add_column(column, justify="left" if column == "artifact" else "right")
+        if column == "artifact":  # whole names: they are what a user compares and copies
+            table.add_column(column, no_wrap=True, min_width=longest)
+        else:
+            table.add_column(column, justify="left" if column == "runtime" else "right")
     for r in results:
         runtime = f"ExecuTorch, {r.delegate}" if r.artifact.endswith(".pte") else f"LiteRT, {r.delegate}"
         table.add_row(Path(r.artifact).name, runtime, human_size(r.size_bytes), _ms(r.median_ms), _ms(r.p90_ms),
