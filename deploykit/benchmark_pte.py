@@ -1,6 +1,6 @@
 """Host latency and memory of ExecuTorch ``.pte`` programs, as ``deploykit.benchmark`` measures TFLite.
 
-The program runs in the ExecuTorch runner's child process (``deploykit.runners.executorch_runner``): a
+The program runs in the ExecuTorch runner's child process (``deploykit.runners.executorch_child``, driven by ``runners.executorch_runner``): a
 crash in a kernel or a delegate costs the measurement, not deploykit. The child sets the runtime's
 thread pool to ``threads``, loads the program, times one first call (XNNPACK packs its weights there,
 as LiteRT's first invoke does: both are in ``load_ms``), runs ``warmup`` calls, then times each of

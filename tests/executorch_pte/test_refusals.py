@@ -74,7 +74,7 @@ def test_importing_the_modules_loads_no_framework():
     import subprocess
     import sys
 
-    code = ("import sys; import deploykit.converters.torch_executorch, deploykit.runners.executorch_runner, "
+    code = ("import sys; import deploykit.converters.torch_executorch, deploykit.runners.executorch_runner, deploykit.runners.executorch_child, "
             "deploykit.inspection.executorch_graph, deploykit.benchmark_pte; "
             "print(sorted(m for m in ('torch', 'executorch', 'coremltools') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
