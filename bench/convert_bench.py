@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import deploykit  # noqa: E402
-from deploykit.noise import capture_output  # noqa: E402
+from deploykit.core.noise import capture_output  # noqa: E402
 
 SHAPE_NCHW = (1, 3, 224, 224)
 
@@ -161,7 +161,7 @@ def main() -> None:
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "model": "MobileNetV2 224x224, random weights (Keras applications / tests.zoo.torch_nets)",
               "repeats": args.repeats, "goal": "deploykit overhead <= 10% over the bare upstream conversion", "rows": rows,
-              "tool_versions": deploykit.tools.tool_versions("onnx", ("tflite", "coreml")) | deploykit.tools.tool_versions("torch", ("tflite",))}
+              "tool_versions": deploykit.pipeline.tool_versions.tool_versions("onnx", ("tflite", "coreml")) | deploykit.pipeline.tool_versions.tool_versions("torch", ("tflite",))}
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -177,6 +177,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import deploykit.tools  # noqa: F401
+    import deploykit.pipeline.tool_versions  # noqa: F401
 
     main()

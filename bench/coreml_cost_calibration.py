@@ -1,9 +1,9 @@
-"""Fit the Core ML latency cost model (deploykit/report/coreml_cost.py) to LiteRT latencies on this machine.
+"""Fit the Core ML latency cost model (deploykit/runners/coreml_cost.py) to LiteRT latencies on this machine.
 
 No Core ML runtime runs here, so the report estimates a Core ML artifact's latency from its ML Program:
 MACs / MAC_RATE + bytes / MEMORY_RATE + ops x OP_OVERHEAD_S. The three constants are fitted on models
 converted to both targets: for each, the op counts of its fp32 Core ML program (``program_cost``) against
-the measured LiteRT latency of its fp32 TFLite twin (``deploykit.benchmark.bench``: a child process,
+the measured LiteRT latency of its fp32 TFLite twin (``deploykit.runners.litert_bench.bench``: a child process,
 XNNPACK, one thread, 10 warm-up + 50 timed runs; the median of ``--repeats`` such runs). The fit is a
 non-negative least squares on relative errors (the latencies span three orders of magnitude), and every
 model's error is also given leave-one-out (fitted without it), the honest figure for a new model.
@@ -61,9 +61,9 @@ def models(folder: Path) -> list[tuple[str, Path]]:
 
 
 def measure(name: str, source: Path, out: Path, repeats: int) -> dict:
-    from deploykit.benchmark import bench
-    from deploykit.pipeline import convert
-    from deploykit.report.coreml_cost import program_cost
+    from deploykit.runners.litert_bench import bench
+    from deploykit.pipeline.convert import convert
+    from deploykit.runners.coreml_cost import program_cost
     from deploykit.runners.coreml_eval.api import load_program
 
     with contextlib.redirect_stdout(sys.stderr):
@@ -99,7 +99,7 @@ def machine() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    from deploykit.tools import version_of
+    from deploykit.pipeline.tool_versions import version_of
 
     return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version(),
             "ai-edge-litert": version_of("ai-edge-litert"), "coremltools": version_of("coremltools"),
@@ -139,16 +139,16 @@ def markdown(result: dict) -> str:
         "# Core ML latency estimate: calibrating the op-count cost model",
         "",
         "Core ML does not run here, so deploykit's report estimates a Core ML artifact's host latency from its "
-        "ML Program (`deploykit/report/coreml_cost.py`): MACs / MAC_RATE + bytes read and written / MEMORY_RATE "
+        "ML Program (`deploykit/runners/coreml_cost.py`): MACs / MAC_RATE + bytes read and written / MEMORY_RATE "
         "+ ops x OP_OVERHEAD_S. This run fits the three constants to the measured LiteRT latency of each "
-        "model's fp32 TFLite twin (`deploykit.benchmark.bench`: XNNPACK, 1 thread, 10 warm-up + 50 timed runs, "
+        "model's fp32 TFLite twin (`deploykit.runners.litert_bench.bench`: XNNPACK, 1 thread, 10 warm-up + 50 timed runs, "
         f"median of {result['repeats']} runs), by non-negative least squares on relative error.",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, ai-edge-litert {m['ai-edge-litert']}, "
         f"coremltools {m['coremltools']}. Load average {m['load_average_at_start']} at start, "
         f"{m['load_average_at_end']} at end (the machine is shared).",
         "",
-        "## Fitted constants (hard-coded in deploykit/report/coreml_cost.py)",
+        "## Fitted constants (hard-coded in deploykit/runners/coreml_cost.py)",
         "",
         "| constant | value |",
         "| --- | --- |",

@@ -10,8 +10,8 @@ torch.export.save, 32 calibration images (smooth random structure plus fine nois
 `deploykit convert mnv2.pt2 --to tflite,coreml,executorch --quantize int8 --calibration cal.npy --samples 2 --json`.
 From its record: each artifact's size, conversion_seconds and parity max_rel_error, the ExecuTorch delegation
 notes; Core ML latency is the record's estimate (no Core ML runtime off Apple hardware). Host latency is
-measured here: .tflite with deploykit.benchmark.bench (LiteRT, XNNPACK delegate), .pte with
-deploykit.benchmark_pte.bench_pte (ExecuTorch XNNPACK), both at 1 and 2 threads, same warm-up and runs.
+measured here: .tflite with deploykit.runners.litert_bench.bench (LiteRT, XNNPACK delegate), .pte with
+deploykit.runners.executorch_bench.bench_pte (ExecuTorch XNNPACK), both at 1 and 2 threads, same warm-up and runs.
 
 Part 2: a small PyTorch CNN trained a few epochs on examples/make_example_model.py's digits_split() train
 split (1,500 images), exported NCHW; `deploykit convert --to executorch,tflite --quantize int8` with 300 train
@@ -112,8 +112,8 @@ def convert(source: Path, args: list[str], out: Path) -> tuple[dict, float]:
 
 
 def latency(path: Path, threads: int, warmup: int, runs: int) -> dict:
-    from deploykit.benchmark import bench
-    from deploykit.benchmark_pte import bench_pte
+    from deploykit.runners.litert_bench import bench
+    from deploykit.runners.executorch_bench import bench_pte
 
     result = bench_pte(path, threads=threads, warmup=warmup, runs=runs) if path.suffix == ".pte" else \
         bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=True)
@@ -367,14 +367,14 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--calibration-samples", type=int, default=200)
     args = parser.parse_args()
-    import deploykit.tools
+    import deploykit.pipeline.tool_versions
 
     stored = RESULTS / "executorch.json"
     results = json.loads(stored.read_text()) if stored.is_file() and args.part != "all" else {}
     results.update({"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "platform": platform.platform()},
                     "runs": args.runs, "warmup": args.warmup,
-                    "tool_versions": deploykit.tools.tool_versions("torch", ("tflite", "coreml", "executorch"))})
+                    "tool_versions": deploykit.pipeline.tool_versions.tool_versions("torch", ("tflite", "coreml", "executorch"))})
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("1", "all"):
             results["part1"] = part1(Path(tmp), args.warmup, args.runs)

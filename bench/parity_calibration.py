@@ -67,7 +67,7 @@ def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict
 
     import deploykit
     from deploykit.loaders import load_source
-    from deploykit.noise import capture_output
+    from deploykit.core.noise import capture_output
     from tests.parity import variants
 
     folder = work / f"{framework}-{net}"
@@ -105,7 +105,7 @@ def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict
 
 
 def _row(framework, net, variant, target, kind, model, artifact, profile) -> dict:
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
 
     started = time.perf_counter()
     report = verify(model, artifact, profile=profile)

@@ -59,7 +59,7 @@ def _probe_torch(folder: Path, kind: str) -> Path:
 
 
 def main() -> None:
-    from deploykit.pipeline import convert
+    from deploykit.pipeline.convert import convert
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

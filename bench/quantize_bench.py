@@ -36,7 +36,7 @@ def sizes(folder: Path, skip_torch: bool) -> list[dict]:
     import keras
     import numpy as np
 
-    from deploykit.pipeline import convert
+    from deploykit.pipeline.convert import convert
 
     keras.utils.set_random_seed(0)
     keras_path = folder / "mobilenet_v2.keras"
@@ -70,7 +70,7 @@ def sizes(folder: Path, skip_torch: bool) -> list[dict]:
 
 
 def latency(rows: list[dict], threads: int, runs: int) -> list[dict]:
-    from deploykit.benchmark import bench
+    from deploykit.runners.litert_bench import bench
 
     chosen = [r for r in rows if r["source"] == "keras" and r["target"] == "tflite"
               and r["scheme"] in ("fp32", "fp16", "int8-weights", "int8", "int4", "int8 per-tensor")]
@@ -81,7 +81,7 @@ def accuracy(folder: Path) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from deploykit.pipeline import convert
+    from deploykit.pipeline.convert import convert
     from deploykit.runners.coreml_eval import evaluate
     from make_example_model import build_digits_model
     from tests.convert.tflite_run import run_tflite

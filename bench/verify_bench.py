@@ -56,8 +56,8 @@ def bench(framework: str, folder: Path) -> list[dict]:
 
     import deploykit
     from deploykit.loaders import load_source
-    from deploykit.noise import capture_output
-    from deploykit.parity.verify import verify
+    from deploykit.core.noise import capture_output
+    from deploykit.pipeline.verify import verify
     from deploykit.runners import runner_for_artifact, runner_for_source
     from tests.parity import variants
 

@@ -13,7 +13,7 @@ __all__ = ["__version__", "convert", "load_source"]
 
 def __getattr__(name: str):
     if name == "convert":
-        from deploykit.pipeline import convert
+        from deploykit.pipeline.convert import convert
 
         return convert
     if name == "load_source":

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from deploykit.errors import IntegrityError
+from deploykit.core.errors import IntegrityError
 
 ZIP_MIN_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip header can hold
 ZIP_MAX_EPOCH = 4354819199  # 2107-12-31T23:59:59Z

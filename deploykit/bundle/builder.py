@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deploykit.bundle import coreml_meta, tflite_meta
+from deploykit.formats.coreml import metadata as coreml_meta
+from deploykit.formats.tflite import metadata as tflite_meta
 from deploykit.bundle.archive import write_zip
 from deploykit.bundle.manifest import (MANIFEST_NAME, MANIFEST_SCHEMA, canonical_json, check_name, check_version,
                                        default_sequence, validate)
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, SigningKey, sign_envelope
 from deploykit.bundle.templates import integration_files, integration_paths, template_root
-from deploykit.errors import ConversionError, InputError, UsageError
-from deploykit.hashing import sha256_file, sha256_path, tree_files
-from deploykit.types import REPORT_FILENAME, Artifact, ConversionReport
+from deploykit.core.errors import ConversionError, InputError, UsageError
+from deploykit.core.hashing import sha256_file, sha256_path, tree_files
+from deploykit.core.types import REPORT_FILENAME, Artifact, ConversionReport
 
 # target -> the (platform, runtime, format) of each bundle made from one artifact. ExecuTorch runs on both
 # platforms, so one .pte gives an Android and an iOS bundle.
@@ -258,7 +259,7 @@ def _prepare_model(path: Path, artifact: Artifact, platform: str, scratch: Path,
         return ({MODEL_PATH["executorch"]: path.read_bytes()},
                 executorch_meta.compatibility(artifact, platform, options.min_android_api, dict(tool_versions or {})), [])
     if artifact.target == "tflite":
-        from deploykit.bundle.tflite_read import runs_identically
+        from deploykit.formats.tflite.metadata_read import runs_identically
 
         data = path.read_bytes()
         compat = {"min_ios": None, "min_android_api": options.min_android_api,
@@ -270,7 +271,7 @@ def _prepare_model(path: Path, artifact: Artifact, platform: str, scratch: Path,
             embedded_data = tflite_meta.embed(data, meta)
         except tflite_meta.NotEmbeddable as exc:
             return {MODEL_PATH["tflite"]: data}, compat, [f"skipped: {exc}"]
-        from deploykit.noise import capture_output
+        from deploykit.core.noise import capture_output
 
         with capture_output():  # LiteRT prints delegate banners straight to fd 2
             same = runs_identically(data, embedded_data)

@@ -33,7 +33,7 @@ from deploykit.bundle.manifest import parse_json
 from deploykit.bundle.repository import Clock, format_time, parse_time, rollout_bucket, utc_now
 from deploykit.bundle.signing import CHANNEL_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, PublicKey, verify_envelope
 from deploykit.bundle.verify import unpack_to_temp
-from deploykit.errors import InputError, IntegrityError, UsageError
+from deploykit.core.errors import InputError, IntegrityError, UsageError
 
 STATE_FILE = ".deploykit-state.json"
 

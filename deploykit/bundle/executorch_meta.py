@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploykit.types import Artifact
+from deploykit.core.types import Artifact
 
 MIN_ANDROID_API = 23
 MIN_IOS = "17.0"
@@ -36,7 +36,7 @@ def runtime_version(tool_versions: dict[str, str]) -> str:
     try:
         return metadata.version("executorch")
     except metadata.PackageNotFoundError:
-        from deploykit.errors import InputError
+        from deploykit.core.errors import InputError
 
         raise InputError("the record does not say which ExecuTorch version wrote the .pte, and executorch is not "
                          "installed here", hint="bundle on the machine that converted it") from None
@@ -54,11 +54,11 @@ def delegation(artifact: Artifact) -> tuple[list[str], list[str]]:
 def compatibility(artifact: Artifact, platform: str, min_android_api: int, tool_versions: dict[str, str]) -> dict[str, Any]:
     backend = (artifact.quantization or {}).get("backend", "portable")
     if backend not in BACKENDS:
-        from deploykit.errors import InputError
+        from deploykit.core.errors import InputError
 
         raise InputError(f"{artifact.path}: unknown ExecuTorch backend {backend!r} in the record")
     if backend == "coreml" and platform == "android":
-        from deploykit.errors import InputError
+        from deploykit.core.errors import InputError
 
         raise InputError(f"{artifact.path} delegates to ExecuTorch's Core ML backend, which runs on Apple platforms only",
                          hint="convert with --executorch-backend xnnpack for Android")

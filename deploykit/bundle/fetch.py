@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from deploykit.errors import InputError, IntegrityError
+from deploykit.core.errors import InputError, IntegrityError
 
 _CHUNK = 1 << 16
 _SAFE_PATH = re.compile(r"^(channels/[a-z0-9][a-z0-9_-]{0,63}\.json|releases/[0-9a-f]{64}\.json|bundles/[0-9a-f]{64}\.zip)$")

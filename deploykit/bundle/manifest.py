@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from deploykit.errors import DeployKitError, InputError, IntegrityError
+from deploykit.core.errors import DeployKitError, InputError, IntegrityError
 
 MANIFEST_SCHEMA = "deploykit.manifest/1"
 RELEASE_SCHEMA = "deploykit.release/1"
@@ -44,7 +44,7 @@ def _validators():
     import jsonschema
     from referencing import Registry, Resource
 
-    root = resources.files("deploykit") / "schemas"
+    root = resources.files("deploykit.bundle") / "schemas"
     schemas = {n: json.loads((root / f"{n}.schema.json").read_text("utf-8")) for n in ("manifest", "release", "channel")}
     registry = Registry().with_resources(
         [(f"{n}.schema.json", Resource.from_contents(s)) for n, s in schemas.items()]

@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 from deploykit.bundle.manifest import CHANNEL_SCHEMA, RELEASE_SCHEMA, canonical_json, parse_json, validate
 from deploykit.bundle.signing import CHANNEL_PAYLOAD_TYPE, PublicKey, SigningKey, sign_envelope, verify_envelope
 from deploykit.bundle.verify import VerifiedBundle, verify_bundle
-from deploykit.errors import DeployKitError, InputError, UsageError
+from deploykit.core.errors import DeployKitError, InputError, UsageError
 
 Clock = Callable[[], dt.datetime]
 

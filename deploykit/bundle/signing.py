@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from deploykit.errors import InputError, IntegrityError, UnsafeInputError
+from deploykit.core.errors import InputError, IntegrityError, UnsafeInputError
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.deploykit.manifest+json"
 CHANNEL_PAYLOAD_TYPE = "application/vnd.deploykit.channel+json"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deploykit import __version__
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _FILES = {
@@ -262,7 +262,7 @@ def _output_row(t: dict[str, Any]) -> str:
 
 
 def _shape_text(t: dict[str, Any]) -> str:
-    from deploykit.flexible import FlexibleShape
+    from deploykit.core.flexible import FlexibleShape
 
     if t.get("flexible"):
         return FlexibleShape.from_json(t["flexible"]).compact()
@@ -277,7 +277,7 @@ _RESIZE_CALL = {
 
 def flexible_section(inputs, platform: str) -> str:
     """The README paragraph on inputs that take more than one size (empty when every input is fixed)."""
-    from deploykit.flexible import FlexibleShape
+    from deploykit.core.flexible import FlexibleShape
 
     lines = []
     for t in inputs:

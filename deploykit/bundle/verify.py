@@ -20,8 +20,8 @@ from typing import Sequence
 from deploykit.bundle.archive import Limits, SafeZip, create_exclusive, safe_join
 from deploykit.bundle.manifest import MANIFEST_NAME, Manifest
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, PublicKey, verify_envelope
-from deploykit.errors import InputError, IntegrityError
-from deploykit.hashing import sha256_file
+from deploykit.core.errors import InputError, IntegrityError
+from deploykit.core.hashing import sha256_file
 
 
 @dataclass(frozen=True)

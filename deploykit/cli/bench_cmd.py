@@ -35,9 +35,9 @@ def bench(
     no_xnnpack: Annotated[bool, typer.Option("--no-xnnpack", help="LiteRT's builtin kernels instead of XNNPACK.")] = False,
     json_output: JsonOutput = False,
 ) -> None:
-    from deploykit.benchmark import bench as run_bench
+    from deploykit.runners.litert_bench import bench as run_bench
     from deploykit.cli.output import StepProgress, stdout_json
-    from deploykit.errors import InputError
+    from deploykit.core.errors import InputError
 
     paths = []
     for item in artifacts:
@@ -52,7 +52,7 @@ def bench(
     for path in paths:
         with progress.step(f"Timing {path.name}"):
             if path.suffix == ".pte":
-                from deploykit.benchmark_pte import bench_pte
+                from deploykit.runners.executorch_bench import bench_pte
 
                 results.append(bench_pte(path, threads=threads, warmup=warmup, runs=runs))
             else:

@@ -53,19 +53,19 @@ def build(
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
-    from deploykit.build.config import CONFIG_NAME, load_config
-    from deploykit.build.run import BuildOptions
-    from deploykit.build.run import build as run_build
+    from deploykit.orchestration.config import CONFIG_NAME, load_config
+    from deploykit.orchestration.run import BuildOptions
+    from deploykit.orchestration.run import build as run_build
     from deploykit.cli.output import stdout_json, terminal
 
     if init is not None:
-        from deploykit.build.starter import write_starter
+        from deploykit.orchestration.starter import write_starter
 
         path = write_starter(init, config or Path(CONFIG_NAME))
         terminal().print(f"wrote {path}: review it, then run `deploykit build {path}`")
         return
     if executor not in ("local", "ray"):
-        from deploykit.errors import UsageError
+        from deploykit.core.errors import UsageError
 
         raise UsageError(f"--executor {executor!r}: use local or ray")
     loaded = load_config(config)
@@ -86,8 +86,8 @@ def build(
 
 
 def _print_plan(config, only, force, json_output) -> None:
-    from deploykit.build.jobs import previous
-    from deploykit.build.plan import plan
+    from deploykit.orchestration.jobs import previous
+    from deploykit.orchestration.plan import plan
     from deploykit.cli.output import stdout_json, terminal
 
     rows = [{**job.to_json(), "action": "run" if force or previous(config.out, job) is None else "reuse"}
@@ -168,7 +168,7 @@ def _number(value) -> str:
 
 
 def _exit_for(result) -> None:
-    from deploykit.errors import EXIT_CONVERSION, EXIT_PARITY
+    from deploykit.core.errors import EXIT_CONVERSION, EXIT_PARITY
 
     statuses = {job["status"] for job in result.jobs}
     if "failed" in statuses:

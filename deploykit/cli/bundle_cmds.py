@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
-    from deploykit.errors import UsageError
+    from deploykit.core.errors import UsageError
 
     if text is None:
         return None
@@ -168,7 +168,7 @@ def publish(
 ) -> None:
     from deploykit.bundle.repository import publish as run
     from deploykit.bundle.signing import load_public_key, load_signing_key
-    from deploykit.errors import UsageError
+    from deploykit.core.errors import UsageError
 
     if sign_key is None:
         raise UsageError("--sign-key is required: the channel index must be signed")

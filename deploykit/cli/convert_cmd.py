@@ -1,4 +1,4 @@
-"""``deploykit convert``: parse flags, call deploykit.pipeline.convert, show the result."""
+"""``deploykit convert``: parse flags, call deploykit.pipeline.convert.convert, show the result."""
 
 from __future__ import annotations
 
@@ -159,10 +159,10 @@ def convert(
     from deploykit.labels.spec import ClassifierOptions
 
     if classifier_output and not labels:
-        from deploykit.errors import UsageError
+        from deploykit.core.errors import UsageError
 
         raise UsageError("--classifier-output needs --labels")
-    from deploykit.pipeline import convert as run_convert
+    from deploykit.pipeline.convert import convert as run_convert
 
     if verbose:
         os.environ["DEPLOYKIT_VERBOSE"] = "1"

@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 
-from deploykit import errors
+from deploykit.core import errors
 
 DEBUG_VARIABLE = "DEPLOYKIT_DEBUG"
 

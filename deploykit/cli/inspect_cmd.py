@@ -34,7 +34,7 @@ def inspect(
 ) -> None:
     from deploykit.cli.output import StepProgress, stdout_json
     from deploykit.inspection import inspect_model
-    from deploykit.noise import capture_output
+    from deploykit.core.noise import capture_output
 
     with StepProgress(quiet=json_output).step(f"Inspecting {Path(model.rstrip('/')).name}"), capture_output():
         result = inspect_model(model, input_shapes, allow_h5=allow_h5)

@@ -18,7 +18,7 @@ class JobRows(StepProgress):
         self._rows: dict[str, list] = {}  # id -> [state, started, detail]
         self._live = None
 
-    # -- the hooks the executors call (deploykit.build.run) --------------------------------------
+    # -- the hooks the executors call (deploykit.orchestration.run) --------------------------------------
     def jobs_planned(self, ids) -> None:
         self._rows = {job_id: ["waiting", None, ""] for job_id in ids}
         if self.quiet or not self._rows:

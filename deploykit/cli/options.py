@@ -31,7 +31,7 @@ AllowH5 = Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Ker
 
 
 def parse_floats(text: str | None, flag: str):
-    from deploykit.errors import UsageError
+    from deploykit.core.errors import UsageError
 
     if text is None:
         return None

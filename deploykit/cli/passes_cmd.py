@@ -28,7 +28,7 @@ def passes(
     from rich.console import Console
 
     from deploykit.cli.output import stdout_json
-    from deploykit.errors import UsageError
+    from deploykit.core.errors import UsageError
     from deploykit.passes import all_passes
 
     entries = all_passes()

@@ -1,4 +1,4 @@
-"""``deploykit predict``: parse flags, call deploykit.predict, print the top-k per picture."""
+"""``deploykit predict``: parse flags, call deploykit.pipeline.predict, print the top-k per picture."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def predict(
 ) -> None:
     from deploykit.bundle.signing import load_public_key
     from deploykit.cli.output import stdout_json, terminal
-    from deploykit.predict import PredictOptions
-    from deploykit.predict import predict as run
+    from deploykit.pipeline.predict import PredictOptions
+    from deploykit.pipeline.predict import predict as run
 
     options = PredictOptions(top_k=top_k, labels=labels, output=output, dump_input=dump_input,
                              trusted_keys=tuple(load_public_key(k) for k in trusted_key or ()))

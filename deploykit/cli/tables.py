@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def _shape(spec) -> str:
-    from deploykit.flexible import flexible_of
+    from deploykit.core.flexible import flexible_of
 
     flexible = flexible_of(spec)
     text = flexible.compact() if flexible else "x".join("?" if d is None else str(d) for d in spec.shape)

@@ -1,4 +1,4 @@
-"""``deploykit verify``: parse flags, call deploykit.parity.verify, print the table, write reports, exit 1 on drift."""
+"""``deploykit verify``: parse flags, call deploykit.pipeline.verify, print the table, write reports, exit 1 on drift."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
                                    Weights)
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 HELP = """Check that converted artifacts compute what the source model computes.
 
@@ -62,12 +62,12 @@ def verify(
 ) -> None:
     from deploykit.cli.options import parse_floats
     from deploykit.cli.output import StepProgress, stdout_json, terminal
-    from deploykit.errors import ParityError
+    from deploykit.core.errors import ParityError
     from deploykit.loaders import load_source
-    from deploykit.noise import capture_output
+    from deploykit.core.noise import capture_output
     from deploykit.parity.profiles import parse_tolerances
     from deploykit.parity.report import print_report, to_json, write_json, write_junit
-    from deploykit.parity.verify import verify as run_verify
+    from deploykit.pipeline.verify import verify as run_verify
 
     if verbose:
         os.environ["DEPLOYKIT_VERBOSE"] = "1"
@@ -101,8 +101,8 @@ def _expand(paths: list[Path]) -> list[Path]:
     """A convert --out folder stands for every artifact its deploykit-report.json lists."""
     import json
 
-    from deploykit.errors import InputError
-    from deploykit.types import REPORT_FILENAME
+    from deploykit.core.errors import InputError
+    from deploykit.core.types import REPORT_FILENAME
 
     expanded = []
     for path in paths:

@@ -2,7 +2,7 @@
 
 Each path is one module with one function ``convert(source, out_path, options, workspace)`` that
 writes the artifact at ``out_path`` and returns a :class:`Converted`. Inspection (signature, op
-histogram, hash) is shared and happens after, in ``deploykit.pipeline``.
+histogram, hash) is shared and happens after, in ``deploykit.pipeline.convert``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 TARGETS = ("tflite", "coreml", "executorch")
 # ExecuTorch is PyTorch's runtime: its programs come from torch.export, so only PyTorch sources reach it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import ConversionError, UnsupportedOperatorError
+from deploykit.core.errors import ConversionError, UnsupportedOperatorError
 
 
 def deployment_target(name: str):
@@ -18,7 +18,7 @@ def tensor_types(inputs):
     import coremltools as ct
     import numpy as np
 
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     return [ct.TensorType(name=name, shape=coreml_shape(t), dtype=np.dtype(t.dtype).type)
             for name, t in zip(feature_names(t.name for t in inputs), inputs)]
@@ -28,7 +28,7 @@ def coreml_shape(spec):
     """The static shape, or Core ML's ``EnumeratedShapes`` / ``RangeDim`` shape of a flexible input."""
     import coremltools as ct
 
-    from deploykit.flexible import flexible_of
+    from deploykit.core.flexible import flexible_of
 
     flexible = flexible_of(spec)
     if flexible is None:
@@ -46,7 +46,7 @@ def output_types(outputs, named: bool):
     import coremltools as ct
     import numpy as np
 
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     types = []
     for name, spec in zip(feature_names(s.name for s in outputs), outputs):
@@ -248,10 +248,10 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
 
 def rename_and_save(mlmodel, out_path: Path, input_names: list[str], output_names: list[str]) -> None:
     """Give features the source model's names (converters produce names like ``Identity`` or ``var_412``),
-    made identifier-safe (``deploykit.names``): Core ML refuses ``sigmoid_0.tmp_0``."""
+    made identifier-safe (``deploykit.core.names``): Core ML refuses ``sigmoid_0.tmp_0``."""
     import coremltools as ct
 
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     input_names, output_names = feature_names(input_names), feature_names(output_names)
     spec = mlmodel.get_spec()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploykit.converters import Converted
 from deploykit.converters.tflite_common import dynamic_shape, run_tflite_converter
-from deploykit.flexible import has_flexible, refuse
+from deploykit.core.flexible import has_flexible, refuse
 
 LABEL = "keras->tflite (tf.lite.TFLiteConverter)"
 
@@ -19,7 +19,7 @@ LABEL = "keras->tflite (tf.lite.TFLiteConverter)"
 def convert(source, out_path: Path, options, workspace) -> Converted:
     import tensorflow as tf
 
-    from deploykit.tflite_flatbuffer import set_signature
+    from deploykit.formats.tflite.flatbuffer import set_signature
 
     if source.format == "savedmodel":
         if has_flexible(source.inputs):

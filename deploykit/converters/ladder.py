@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploykit.errors import ConversionError, DeployKitError, InputError, UsageError
+from deploykit.core.errors import ConversionError, DeployKitError, InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Climbed:
 def climb(rungs: list[Rung], out_path: Path, target: str, workspace, progress=None, variant: str = "fp32") -> Climbed:
     """``variant`` names the tolerance profile the candidates are checked with (the Core ML fp16 base
     that the fp16 and compressed variants derive from is checked as fp16)."""
-    from deploykit.progress import NullProgress
+    from deploykit.core.progress import NullProgress
 
     progress = progress or getattr(workspace, "progress", None) or NullProgress()
     check = getattr(workspace, "check", None)

@@ -14,7 +14,7 @@ no third-party author or licence text is stamped into the user's model metadata.
 
 from __future__ import annotations
 
-from deploykit.errors import ConversionError, UnsupportedOperatorError
+from deploykit.core.errors import ConversionError, UnsupportedOperatorError
 
 
 def version() -> str:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from deploykit.converters.onnx_rewrites import onnx_shapes, rewrite_sites
+from deploykit.passes.onnx_rewrites import onnx_shapes, rewrite_sites
 
 # ONNX ops whose TensorFlow kernels have no TFLite builtin, so onnx2tf's output needs Select-TF (Flex)
 # ops, mapped to onnx2tf's ``replace_to_pseudo_operators`` names. The Python API compares them in

@@ -2,7 +2,7 @@
 only as the named fallback rung when the direct route cannot convert or fails parity.
 
 Both rungs start from the prepared graph (``onnx_prepare``: input shapes fixed, opset >= 13,
-onnxsim). Input and output names are made identifier-safe (``deploykit.names``) in the graph
+onnxsim). Input and output names are made identifier-safe (``deploykit.core.names``) in the graph
 itself before lowering, so the Core ML features carry exactly the names the record lists.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.flexible import has_flexible, refuse
+from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
 
@@ -49,7 +49,7 @@ def _direct(source, path: Path, options, workspace) -> None:
     from deploykit.converters import onnx2coreml_facade
     from deploykit.converters.coreml_common import run_ct_convert
     from deploykit.converters.onnx_prepare import prepared
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     model = _with_branch_weights(_with_safe_names(prepared(source, workspace).model, feature_names))
     # onnx2coreml saturates constants into fp16's range when told the program is fp16 (a Clip's max of
@@ -121,7 +121,7 @@ def _rename_nodes(graph, mapping) -> None:
 
 def _via_onnx2tf(source, path: Path, options, workspace) -> None:
     from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert
-    from deploykit.converters.onnx2tf_run import onnx2tf_output, private_copy
+    from deploykit.converters.onnx2tf_facade import onnx2tf_output, private_copy
 
     folder = onnx2tf_output(str(private_copy(source, workspace)), source.inputs, workspace)
     mlmodel = run_ct_convert(str(folder), label=FALLBACK, options=options, outputs=output_types(source.outputs, named=False),

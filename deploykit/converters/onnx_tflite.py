@@ -19,12 +19,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from deploykit.flexible import has_flexible, refuse
+from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
-from deploykit.converters.onnx2tf_run import named_tflite, run_onnx2tf_isolated
-from deploykit.converters.tflite_flex import flex_aware_check, flex_ops, refuse_flex
-from deploykit.errors import ConversionError, DeployKitError
+from deploykit.converters.onnx2tf_facade import named_tflite, run_onnx2tf_isolated
+from deploykit.formats.tflite.flex import flex_aware_check, flex_ops, refuse_flex
+from deploykit.core.errors import ConversionError, DeployKitError
 
 LABEL = "onnx->tflite (onnx2tf)"
 RUN_TIMEOUT = 900.0  # seconds per onnx2tf run; a child process is stopped after that
@@ -102,7 +102,7 @@ def _convert(source, prepared_path: Path, settings, folder: Path, workspace, add
     import onnx
 
     from deploykit.converters.onnx2tf_remedies import MAX_LAYOUT_FIXES, layout_fixes, write_replacements
-    from deploykit.converters.onnx_rewrites import apply_rewrites
+    from deploykit.passes.onnx_rewrites import apply_rewrites
 
     started = time.perf_counter()
     copy = folder / "model" / "model.onnx"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploykit.errors import ConversionError, UnsupportedOperatorError
+from deploykit.core.errors import ConversionError, UnsupportedOperatorError
 
 
 def run_tflite_converter(converter, label: str) -> bytes:
@@ -22,7 +22,7 @@ def run_tflite_converter(converter, label: str) -> bytes:
 
 def dynamic_shape(spec) -> tuple:
     """The input shape a TFLite converter is given: the flexible dimensions unknown (None), the rest static."""
-    from deploykit.flexible import flexible_of
+    from deploykit.core.flexible import flexible_of
 
     flexible = flexible_of(spec)
     if flexible is None:

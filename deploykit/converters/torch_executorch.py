@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.converters import Converted
-from deploykit.errors import ConversionError, InputError, UnsupportedOperatorError, UsageError
-from deploykit.types import TensorSpec
+from deploykit.core.errors import ConversionError, InputError, UnsupportedOperatorError, UsageError
+from deploykit.core.types import TensorSpec
 
 BACKENDS = ("xnnpack", "coreml", "portable")
 SCHEMES = {"xnnpack": ("fp32", "fp16", "int8"), "coreml": ("fp32", "fp16"), "portable": ("fp32",)}
@@ -161,7 +161,7 @@ def calibration_samples(calibration, inputs: Sequence[TensorSpec]) -> tuple:
 def convert(source, out_path: Path, options, workspace) -> Converted:
     """``convert()`` of the (torch, executorch) path. The PteRecord is left in
     ``workspace.products[("executorch", str(out_path))]`` for the pipeline's record."""
-    from deploykit.flexible import has_flexible, refuse
+    from deploykit.core.flexible import has_flexible, refuse
     from deploykit.loaders.torch_loader import example_tensors
 
     opts = check_options(executorch_options(options))

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.errors import ConversionError, UnsupportedOperatorError
-from deploykit.flexible import has_flexible, refuse
+from deploykit.core.errors import ConversionError, UnsupportedOperatorError
+from deploykit.core.flexible import has_flexible, refuse
 
 LABEL = "torch->tflite (litert-torch)"
 LABEL_SCRIPT = "torchscript->onnx->tflite (torch.onnx + onnx2tf)"
@@ -29,7 +29,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
         return _via_onnx(source, module, examples, out_path, workspace)
     import litert_torch
 
-    from deploykit.tflite_flatbuffer import set_signature
+    from deploykit.formats.tflite.flatbuffer import set_signature
 
     staging = out_path.with_suffix(".litert.tflite")
     try:
@@ -50,7 +50,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     # litert-torch names the signature args_0 / output_0; apps should see the model's own names.
     named = set_signature(staging.read_bytes(), [t.name for t in source.inputs], [t.name for t in source.outputs])
     if has_flexible(source.inputs):
-        from deploykit.converters.tflite_dynamic import mark_dynamic_outputs
+        from deploykit.formats.tflite.dynamic import mark_dynamic_outputs
 
         named = mark_dynamic_outputs(named, source.inputs)
     out_path.write_bytes(named)
@@ -65,7 +65,7 @@ def dynamic_examples(inputs):
     example is at least 2 (the low end of a (1..8) batch would freeze it at 1)."""
     import torch
 
-    from deploykit.flexible import flexible_of
+    from deploykit.core.flexible import flexible_of
     from deploykit.loaders.torch_loader import example_tensors
 
     specs, dynamic = [], []
@@ -124,7 +124,7 @@ def _identifier(name: str) -> str:
 
 
 def _via_onnx(source, module, examples, out_path: Path, workspace) -> Converted:
-    from deploykit.converters.onnx2tf_run import named_tflite, onnx2tf_output
+    from deploykit.converters.onnx2tf_facade import named_tflite, onnx2tf_output
 
     onnx_path = export_torchscript_to_onnx(source, module, examples, workspace)
     out_path.write_bytes(named_tflite(onnx2tf_output(str(onnx_path), source.inputs, workspace), source))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 
 _COLOR_SPACES = {"GRAY": 10, "RGB": 20, "BGR": 30}  # ImageFeatureType.ColorSpace: GRAYSCALE, RGB, BGR
 
 
 def declare_image_inputs(package: Path, images) -> None:
-    from deploykit.bundle.coreml_meta import read_spec, spec_path
+    from deploykit.formats.coreml.metadata import read_spec, spec_path
 
     spec = read_spec(package)
     by_name = {image.name: image for image in images}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.image_io.spec import ImageInput, image_geometry
 
 
@@ -53,7 +53,7 @@ def _arrange(values: np.ndarray, layout: str) -> np.ndarray:
 def read_images(folder: Path, count: int, image: ImageInput, height: int, width: int) -> list[np.ndarray]:
     """Up to ``count`` images of ``folder`` (sorted by name; 0 = all), decoded to RGB or luminance and
     brought to ``height`` x ``width`` by ``image``'s resize mode (``image_io.resize``)."""
-    from deploykit.parity.images import IMAGE_SUFFIXES
+    from deploykit.image_io.folders import IMAGE_SUFFIXES
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:

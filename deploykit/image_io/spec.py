@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 COLORS = ("RGB", "BGR", "GRAY")
 RESIZES = ("stretch", "shorter-side", "letterbox")

@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 
 from deploykit.image_io.spec import ImageInput, image_geometry
-from deploykit.types import SourceModel, TensorSpec
+from deploykit.core.types import SourceModel, TensorSpec
 
 _WRAPPERS = {"torch": "deploykit.image_io.wrap_torch", "keras": "deploykit.image_io.wrap_keras",
              "onnx": "deploykit.image_io.wrap_onnx"}

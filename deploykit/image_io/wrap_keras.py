@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.image_io.spec import image_geometry
 
 

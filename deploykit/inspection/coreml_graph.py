@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
 from deploykit.inspection.rules import conv_layer_type, conv_macs, dtype_bytes, elements, matmul_macs, transposed_conv_macs
@@ -18,7 +18,7 @@ _NAMES = {"fp16": "float16", "fp32": "float32", "fp64": "float64"}
 
 
 def inspect(path: Path) -> Inspection:
-    from deploykit.runners.coreml_eval.package import load_model, locate
+    from deploykit.formats.coreml.package import load_model, locate
 
     model = load_model(locate(path))
     if model.WhichOneof("Type") != "mlProgram":
@@ -122,7 +122,7 @@ def _decl(named_value_type, path: Path) -> tuple[tuple, str]:
 
 
 def _value_type(value_type, path: Path, name: str = "value") -> tuple[tuple, str]:
-    from deploykit.runners.coreml_eval.values import tensor_type
+    from deploykit.formats.coreml.values import tensor_type
 
     dtype, shape = tensor_type(value_type, f"{path}: '{name}'")
     if shape is None or any(d is None for d in shape):

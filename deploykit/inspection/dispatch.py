@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.model import Inspection
 
 ARTIFACT_SUFFIXES = (".tflite", ".mlpackage", ".pte")

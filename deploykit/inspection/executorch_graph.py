@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection, TensorInfo
 from deploykit.inspection.rules import conv_layer_type, conv_macs, matmul_macs, transposed_conv_macs
@@ -377,7 +377,7 @@ def extract_coreml_delegate(path: Path, folder: Path) -> Path:
 
 def coreml_delegate_status(path: Path) -> str:
     """How this machine can check a Core ML-delegated program (ExecuTorch's Core ML runtime needs Apple hardware)."""
-    from deploykit.errors import DeployKitError
+    from deploykit.core.errors import DeployKitError
 
     with tempfile.TemporaryDirectory(prefix="deploykit-coreml-") as folder:
         try:

@@ -6,7 +6,7 @@ model built on ``keras.applications`` counts its base network layer by layer.
 
 from __future__ import annotations
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
 from deploykit.inspection.rules import conv_layer_type, conv_macs, elements, transposed_conv_macs

@@ -7,7 +7,7 @@ bodies are not counted, and the inspection says so.
 
 from __future__ import annotations
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
 from deploykit.inspection.rules import conv_layer_type, conv_macs, matmul_macs, transposed_conv_macs

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
 from deploykit.inspection.rules import conv_layer_type, conv_macs, matmul_macs, transposed_conv_macs
 
 
 def inspect(path: Path) -> Inspection:
-    from deploykit.passes import tflite_graph
-    from deploykit.passes.tflite_graph import _enum
+    from deploykit.formats.tflite import graph as tflite_graph
+    from deploykit.formats.tflite.graph import _enum
 
     try:
         graph = tflite_graph.read(path.read_bytes())

@@ -34,7 +34,7 @@ def annotate_outputs(model, outputs, target: str, carried: dict | None):
     from dataclasses import replace
 
     from deploykit.labels.spec import PREDICTED_FEATURE, PROBABILITIES_FEATURE
-    from deploykit.layouts import annotate
+    from deploykit.core.layouts import annotate
 
     if carried is None or target != "coreml" or carried.get("axis") is not None:
         return annotate(model.outputs, outputs)

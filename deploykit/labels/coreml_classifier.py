@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 from deploykit.labels.spec import PREDICTED_FEATURE, Classifier
 
 
@@ -24,7 +24,7 @@ def make_classifier(package: Path, classifier: Classifier, images=()) -> None:
     from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
     from coremltools.models.utils import _apply_graph_pass
 
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     (name,) = feature_names([classifier.output])
 
@@ -70,8 +70,8 @@ def label_metadata(package: Path, classifier: Classifier) -> None:
     bundle writes too (``bundle.coreml_meta``), plus which output and axis the labels name."""
     import json
 
-    from deploykit.bundle.coreml_meta import read_spec, spec_path
-    from deploykit.names import feature_names
+    from deploykit.formats.coreml.metadata import read_spec, spec_path
+    from deploykit.core.names import feature_names
 
     spec = read_spec(package)
     (name,) = feature_names([classifier.output])

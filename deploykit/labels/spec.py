@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 
 MAX_LABEL = 256  # characters; a label is shown to users, not a document
 PREDICTED_FEATURE = "classLabel"
@@ -104,7 +104,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
 def _is_probability(model, name: str) -> bool:
     """Decision: an output the source bounds to [0, 1] (a Softmax or Sigmoid at the end, ``parity.ranges``) is
     already probabilities; anything else is logits and gets a softmax."""
-    from deploykit.parity.ranges import bounded_outputs
+    from deploykit.loaders.output_ranges import bounded_outputs
 
     bounds = bounded_outputs(model).get(name)
     return bounds is not None and bounds[0] >= 0.0 and bounds[1] <= 1.0

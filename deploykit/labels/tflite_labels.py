@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 
 
 def embed_labels(path: Path, classifier, model) -> None:
-    from deploykit.bundle.tflite_meta import NotEmbeddable, TfliteMetadata, embed
-    from deploykit.converters.tflite_inspect import open_interpreter, signature
-    from deploykit.fsutil import write_bytes_atomic
+    from deploykit.formats.tflite.metadata import NotEmbeddable, TfliteMetadata, embed
+    from deploykit.formats.tflite.signature import open_interpreter, signature
+    from deploykit.core.atomic import write_bytes_atomic
 
     data = path.read_bytes()
     inputs, outputs = signature(open_interpreter(str(path)))
@@ -32,6 +32,6 @@ def embed_labels(path: Path, classifier, model) -> None:
 
 
 def _safe(name: str) -> str:
-    from deploykit.names import feature_names
+    from deploykit.core.names import feature_names
 
     return feature_names([name])[0]

@@ -7,7 +7,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from deploykit.errors import InputError, UnsafeInputError
+from deploykit.core.errors import InputError, UnsafeInputError
 
 SUPPORTED = (
     ".keras (Keras 3), a TensorFlow SavedModel directory, .h5 (with --allow-h5), "

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import InputError, UnsafeInputError
-from deploykit.hashing import sha256_path
+from deploykit.core.errors import InputError, UnsafeInputError
+from deploykit.core.hashing import sha256_path
 from deploykit.loaders.shapes import resolve_inputs
-from deploykit.types import SourceModel, TensorSpec
+from deploykit.core.types import SourceModel, TensorSpec
 
 
 def load(path: str, fmt: str, given: dict, *, allow_h5: bool = False) -> SourceModel:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploykit.errors import InputError, UnsafeInputError
-from deploykit.hashing import sha256_file
+from deploykit.core.errors import InputError, UnsafeInputError
+from deploykit.core.hashing import sha256_file
 from deploykit.loaders.shapes import resolve_inputs
-from deploykit.types import SourceModel, TensorSpec
+from deploykit.core.types import SourceModel, TensorSpec
 
 
 def load(path: str, given: dict) -> SourceModel:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from deploykit.errors import UsageError
-from deploykit.flexible import FlexibleShape
-from deploykit.types import TensorSpec
+from deploykit.core.errors import UsageError
+from deploykit.core.flexible import FlexibleShape
+from deploykit.core.types import TensorSpec
 
 _NAME_AND_DTYPE = re.compile(r"^(?:(?P<name>[^=]+)=)?(?P<dims>.+?)(?::(?P<dtype>[a-z0-9]+))?$")
 DTYPES = ("float32", "float16", "int32", "int64", "uint8", "int8", "bool")
@@ -17,9 +17,9 @@ def parse_input_specs(values: list[str]) -> dict[str | None, tuple]:
 
     A dtype suffix is kept as the last tuple element when given (``(1, 224, "int64")``). Flexible
     sizes (``image=1x3x[224,320]x[224,320]``, ``image=(1..8)x3x224x224``) give a one-element tuple
-    holding a ``deploykit.flexible.FlexibleShape`` (then the dtype, if any).
+    holding a ``deploykit.core.flexible.FlexibleShape`` (then the dtype, if any).
     """
-    from deploykit.flexible import parse_dims
+    from deploykit.core.flexible import parse_dims
 
     specs: dict[str | None, tuple] = {}
     for raw in values:

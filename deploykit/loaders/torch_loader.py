@@ -19,11 +19,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from deploykit.errors import InputError, UnsafeInputError, UsageError
-from deploykit.hashing import sha256_file
+from deploykit.core.errors import InputError, UnsafeInputError, UsageError
+from deploykit.core.hashing import sha256_file
 from deploykit.loaders.detect import split_entrypoint
 from deploykit.loaders.shapes import resolve_inputs
-from deploykit.types import SourceModel, TensorSpec
+from deploykit.core.types import SourceModel, TensorSpec
 
 
 def load(source: str, fmt: str, given: dict, *, weights=None) -> SourceModel:

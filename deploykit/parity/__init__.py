@@ -1,6 +1,6 @@
 """Parity: does the artifact compute what the source computes?
 
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
     report = verify("model.pt2", "dist/model.fp32.mlpackage")   # ParityReport, truthy when it passed
 
 Modules: ``inputs`` (seeded random samples or real data), ``metrics`` (small pure functions),

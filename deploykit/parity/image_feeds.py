@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.image_io.pixels import read_images, to_artifact, to_source
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInput, image_geometry

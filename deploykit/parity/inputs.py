@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.errors import InputError, UsageError
-from deploykit.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW
-from deploykit.types import TensorSpec
+from deploykit.core.errors import InputError, UsageError
+from deploykit.core.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW
+from deploykit.core.types import TensorSpec
 
 FLOAT_RANGE = (-1.0, 1.0)
 INT_RANGE = (0, 8)
@@ -107,7 +107,7 @@ def load_data(path, specs, *, samples: int = 8, mean=None, std=None, layout: str
     if not path.exists():
         raise InputError(f"--data {path} does not exist")
     if path.is_dir():
-        from deploykit.parity.images import load_images
+        from deploykit.image_io.folders import load_images
 
         arrays, _ = load_images(path, specs, mean=mean, std=std, layout=layout, limit=samples)
         kind, split_layout = "images", None  # already in the input's layout

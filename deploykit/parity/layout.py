@@ -1,6 +1,6 @@
 """Pair source tensors with artifact tensors and say how to move arrays between their layouts.
 
-Uses the NCHW/NHWC permutations of ``deploykit.layouts``; adds the general channels-first <->
+Uses the NCHW/NHWC permutations of ``deploykit.core.layouts``; adds the general channels-first <->
 channels-last permutation for ranks 3 and 5, which onnx2tf also applies.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploykit.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW, permute
-from deploykit.types import TensorSpec
+from deploykit.core.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW, permute
+from deploykit.core.types import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def bind(source_specs, artifact_specs, recorded_layouts: dict[str, str | None] |
     ``recorded_layouts`` (artifact tensor name -> layout, from deploykit-report.json) settles the
     case where both layouts give the same shape (e.g. 1x3x3x3).
     """
-    from deploykit.names import renamed
+    from deploykit.core.names import renamed
 
     recorded = recorded_layouts or {}
     safe = renamed(source_specs)  # the names an artifact gives tensors the source named otherwise

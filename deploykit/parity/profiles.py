@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 # Metric -> "max" (value must be <= limit) or "min" (value must be >= limit).
 BOUNDS = {

@@ -13,7 +13,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from deploykit.fsutil import write_text_atomic
+from deploykit.core.atomic import write_text_atomic
 
 # Columns of the terminal table (one metric, or two joined by "/"); every metric is in the JSON report.
 COLUMNS = (("max abs", ("max_abs_error",)), ("max rel", ("max_rel_error",)), ("mean abs", ("mean_abs_error",)),

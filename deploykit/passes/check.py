@@ -63,7 +63,7 @@ def check_artifact(target: str, path: str | Path, executorch_record=None) -> Gra
 
 
 def check_tflite(data: bytes) -> GraphReport:
-    from deploykit.passes import tflite_graph
+    from deploykit.formats.tflite import graph as tflite_graph
 
     graph = tflite_graph.read(data)
     fused, unfused, unfolded, notes = [], [], [], []

@@ -14,7 +14,7 @@ ACTIVATIONS = ("relu", "relu6", "clip", "sigmoid", "tanh", "silu", "leaky_relu",
 
 
 def check_coreml(path: str | Path) -> GraphReport:
-    from deploykit.converters.coreml_inspect import load_spec, main_block
+    from deploykit.formats.coreml.spec import load_spec, main_block
 
     block = main_block(load_spec(path))
     ops = list(block.operations)

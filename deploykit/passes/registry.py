@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 STAGES = ("source", "tflite", "coreml")
 

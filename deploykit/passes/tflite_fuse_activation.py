@@ -9,7 +9,7 @@ the activation split out.
 
 from __future__ import annotations
 
-from deploykit.passes import tflite_graph
+from deploykit.formats.tflite import graph as tflite_graph
 from deploykit.passes.registry import PassResult, register_pass
 
 

@@ -10,7 +10,7 @@ model through its signature, whose names are kept.
 
 from __future__ import annotations
 
-from deploykit.passes import tflite_graph
+from deploykit.formats.tflite import graph as tflite_graph
 from deploykit.passes.registry import PassResult, register_pass
 
 MAX_LENGTH = 96

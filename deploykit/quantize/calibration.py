@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import ConversionError, UsageError
+from deploykit.core.errors import ConversionError, UsageError
 
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 
@@ -41,7 +41,7 @@ def compress_coreml(base: Path, out_path: Path, scheme: str, options) -> dict:
 def uncompressed_weights(package: Path) -> list[str]:
     """Layers whose weight is still a plain fp16 const: kept on purpose, under the size threshold, or
     skipped by coremltools (int4 blocks of 32 need at least 32 input channels)."""
-    from deploykit.converters.coreml_inspect import load_spec, main_block
+    from deploykit.formats.coreml.spec import load_spec, main_block
 
     ops = list(main_block(load_spec(package)).operations)
     producer = {out.name: op.type for op in ops for out in op.outputs}
@@ -58,7 +58,7 @@ def uncompressed_weights(package: Path) -> list[str]:
 
 def kept_float_ops(package: Path, keep) -> tuple[str, ...]:
     """Names of the conv / linear / matmul ops that --keep-float names (first, last, substrings)."""
-    from deploykit.converters.coreml_inspect import load_spec, main_block
+    from deploykit.formats.coreml.spec import load_spec, main_block
 
     ops = [op for op in main_block(load_spec(package)).operations if op.type in LAYERS]
     names = [op.outputs[0].name for op in ops]

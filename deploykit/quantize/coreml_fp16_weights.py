@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 WEIGHT_ARGUMENTS = ("weight", "y")  # matmul's constant operand is y

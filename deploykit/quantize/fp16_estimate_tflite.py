@@ -25,7 +25,7 @@ class TFLiteFp16Estimate(SampledEstimate):
     unit = "layer"
 
     def __init__(self, base: Path, feeds: list[dict], floors: dict[str, float]):
-        from deploykit.passes import tflite_graph
+        from deploykit.formats.tflite import graph as tflite_graph
 
         self.raw = Path(base).read_bytes()
         graph = tflite_graph.read(self.raw)

@@ -99,7 +99,7 @@ class MixedPrecision:
 def choose_layers(estimator: Estimator, progress=None) -> MixedPrecision:
     """The fewest units (greedy, at most ``MAX_LAYERS`` or the estimator's ``max_kept``) whose float32
     brings the estimate under ``TARGET``."""
-    from deploykit.progress import NullProgress
+    from deploykit.core.progress import NullProgress
 
     progress = progress or NullProgress()
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def choose_layers(estimator: Estimator, progress=None) -> MixedPrecision:
 def widen(estimator: Estimator, first: MixedPrecision, progress=None) -> MixedPrecision:
     """The second search, after ``first`` failed the check: units by the error each causes alone in fp16,
     added to ``first.kept`` in that order and scored on every sample, within ``WIDER_SHARE`` of the bytes."""
-    from deploykit.progress import NullProgress
+    from deploykit.core.progress import NullProgress
 
     progress = progress or NullProgress()
     started = time.perf_counter()

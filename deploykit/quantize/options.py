@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.quantize.schemes import COREML_INT8_UNAVAILABLE, SCHEMES, supported
 
 DEFAULT_CALIBRATION_SAMPLES = 100

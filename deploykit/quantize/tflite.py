@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 
 # dtype codes of the TFLite schema (TensorType)
 _FLOAT32, _FLOAT16, _INT8, _INT4 = 0, 1, 9, 17
@@ -29,7 +29,7 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     from deploykit.quantize import fp16, int4, int8, int8_weights
-    from deploykit.tflite_flatbuffer import compact
+    from deploykit.formats.tflite.flatbuffer import compact
 
     module = {"fp16": fp16, "int8-weights": int8_weights, "int8": int8, "int4": int4}[scheme]
     algorithm, config, described = module.tflite_config(options, qtyping, AlgorithmName)
@@ -69,8 +69,8 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
 
 def kept_float_tensors(data: bytes, keep) -> tuple[str, ...]:
     """Output tensor names of the conv / fully-connected ops that --keep-float names."""
-    from deploykit.errors import UsageError
-    from deploykit.passes import tflite_graph
+    from deploykit.core.errors import UsageError
+    from deploykit.formats.tflite import graph as tflite_graph
 
     graph = tflite_graph.read(data)
     layers = [i for i in range(len(graph.graph.operators)) if graph.op_type(i) in tflite_graph.CONV_LIKE]
@@ -91,7 +91,7 @@ def kept_float_tensors(data: bytes, keep) -> tuple[str, ...]:
 
 def _calibration_data(base: Path, calibration) -> dict:
     """{signature key: [feeds]} with each sample transposed to the artifact's layout where it differs."""
-    from deploykit.converters.tflite_inspect import open_interpreter
+    from deploykit.formats.tflite.signature import open_interpreter
 
     interpreter = open_interpreter(str(base))
     key = next(iter(interpreter.get_signature_list()))
@@ -110,7 +110,7 @@ def _calibration_data(base: Path, calibration) -> dict:
 
 def _stored_weights(data: bytes) -> dict:
     """Bytes of constant tensors stored quantized (int8 / int4 / float16) and left in float32."""
-    from deploykit.tflite_flatbuffer import read_model
+    from deploykit.formats.tflite.flatbuffer import read_model
 
     model = read_model(data)
     produced = {int(t) for op in model.subgraphs[0].operators for t in (op.outputs if op.outputs is not None else [])}

@@ -53,7 +53,7 @@ def _executorch(model, scheme, path, options, workspace, context) -> Made:
     calibration = et.calibration_samples(context.calibration, model.inputs) if scheme == "int8" else None
     opts = et.ExecutorchOptions(backend=options.executorch_backend, scheme=scheme, calibration=calibration,
                                 coreml_target=options.coreml_target)
-    from deploykit.flexible import has_flexible, refuse
+    from deploykit.core.flexible import has_flexible, refuse
 
     if has_flexible(model.inputs):
         raise refuse(model, et.label(opts), "deploykit exports ExecuTorch programs for one size per input")

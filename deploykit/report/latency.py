@@ -1,6 +1,6 @@
 """Host latency of each artifact for the record and the report, measured where a runtime exists.
 
-TFLite: a short ``deploykit.benchmark`` timing with LiteRT (XNNPACK, one thread), in this process since
+TFLite: a short ``deploykit.runners.litert_bench`` timing with LiteRT (XNNPACK, one thread), in this process since
 convert has LiteRT loaded already. Core ML: no runtime off Apple hardware, so the op-count estimate
 (``coreml_cost``), labelled as such. A figure that cannot be had is recorded with the reason, never
 failing the conversion: latency is information, not a check.
@@ -17,14 +17,14 @@ RUNS = 20  # a few milliseconds for the small models convert usually sees; `depl
 def host_latency(artifact, path: Path) -> dict:
     """The ``latency`` entry of ``artifact`` (a ``types.Artifact``) whose file is at ``path``."""
     if artifact.target == "coreml":
-        from deploykit.report import coreml_cost
+        from deploykit.runners import coreml_cost
 
         try:
             return coreml_cost.estimate(path)
         except Exception as exc:  # noqa: BLE001  (an op the evaluator cannot load: no estimate, say why)
             return {"source": coreml_cost.SOURCE, "label": coreml_cost.LABEL, "unavailable": _why(exc)}
     if artifact.target == "executorch":
-        from deploykit.benchmark_pte import time_pte
+        from deploykit.runners.executorch_bench import time_pte
 
         try:  # the ExecuTorch runtime in a child process, as parity runs it: a crash costs only the figure
             return {"source": "executorch", **time_pte(path, threads=1, warmup=WARMUP, runs=RUNS)}
@@ -34,8 +34,8 @@ def host_latency(artifact, path: Path) -> dict:
         return {"source": None, "unavailable": f"no host latency measurement for {artifact.target} artifacts"}
     if artifact.select_tf_ops:
         return {"source": "litert", "unavailable": "needs Select-TF ops, which stock LiteRT cannot run"}
-    from deploykit.benchmark import time_in_process
-    from deploykit.noise import capture_output
+    from deploykit.runners.litert_bench import time_in_process
+    from deploykit.core.noise import capture_output
 
     try:
         with capture_output():  # LiteRT announces its delegate on stderr

@@ -16,8 +16,8 @@ def inspect_source(model) -> dict:
         from deploykit.inspection import inspect_source as inspect_loaded
     except ImportError as exc:
         return {"unavailable": f"deploykit.inspection could not be imported ({exc})"}
-    from deploykit.errors import DeployKitError
-    from deploykit.noise import capture_output
+    from deploykit.core.errors import DeployKitError
+    from deploykit.core.noise import capture_output
 
     try:
         with capture_output():

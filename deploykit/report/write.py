@@ -16,7 +16,7 @@ def write_report(out_dir: str | Path, record: dict, *, inspection: dict | None =
                  measurements: dict | None = None) -> Path:
     """Render ``record`` (a ``deploykit-report.json`` dict) to ``out_dir/report.html``. ``inspection``
     defaults to the record's own."""
-    from deploykit.fsutil import write_text_atomic
+    from deploykit.core.atomic import write_text_atomic
     from deploykit.report.html import render_report
 
     path = Path(out_dir) / REPORT_HTML
@@ -29,7 +29,7 @@ def write_report(out_dir: str | Path, record: dict, *, inspection: dict | None =
 def write_build_report(out: str | Path, build: dict) -> Path:
     """Render a build record to ``out/report.html``: per model, the artifacts of all its jobs (each from the
     ``deploykit-report.json`` in its job folder) with the accuracy and latency the build measured."""
-    from deploykit.fsutil import write_text_atomic
+    from deploykit.core.atomic import write_text_atomic
     from deploykit.report.html import render_build_report
 
     out = Path(out)
@@ -44,8 +44,8 @@ def write_build_report(out: str | Path, build: dict) -> Path:
 
 def _model_page(out: Path, jobs: list[dict]):
     """(combined record, inspection, measurements) of one model's jobs; artifact paths relative to ``out``."""
-    from deploykit.build.jobs import job_dir
-    from deploykit.types import REPORT_FILENAME
+    from deploykit.orchestration.jobs import job_dir
+    from deploykit.core.types import REPORT_FILENAME
 
     combined, artifacts, failures, measurements = None, [], [], {}
     for job in jobs:
@@ -86,7 +86,7 @@ def _latency(artifact: dict, job: dict, path: Path) -> dict | None:
         return artifact.get("latency")
     if artifact.get("latency"):
         return artifact["latency"]
-    from deploykit.report import coreml_cost
+    from deploykit.runners import coreml_cost
 
     try:  # a job converted before the record carried latency
         return coreml_cost.estimate(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from deploykit.runners.base import Intermediate, Runner
 
 __all__ = ["Intermediate", "Runner", "runner_for_artifact", "runner_for_source", "target_of"]

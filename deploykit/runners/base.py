@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import UsageError
-from deploykit.types import TensorSpec
+from deploykit.core.errors import UsageError
+from deploykit.core.types import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class Runner:
 
 def _check_one(runner: str, spec: TensorSpec, value: np.ndarray) -> np.ndarray:
     if spec.flexible:
-        from deploykit.flexible import FlexibleShape
+        from deploykit.core.flexible import FlexibleShape
 
         accepted = FlexibleShape.from_json(spec.flexible)
         if not accepted.accepts(value.shape):

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
 
 BACKENDS = ("auto", "mlmodel", "numpy")
@@ -44,7 +44,7 @@ class CoreMLRunner(Runner):
         if self._mlmodel is not None:
             self.backend_used = "Core ML MLModel.predict (CPU_ONLY)"
             self.notes = (f"Core ML run by {self.backend_used}", NOT_MODELLED)
-            from deploykit.converters.coreml_inspect import signature
+            from deploykit.formats.coreml.spec import signature
 
             return signature(self._mlmodel.get_spec())
         from deploykit.runners.coreml_eval import CoreMLEvaluatorRunner
@@ -84,7 +84,7 @@ def _with_accepted_shapes(path: str, specs):
     """The evaluator's inputs with the sizes the package accepts: Core ML refuses any other size, so must this."""
     from dataclasses import replace
 
-    from deploykit.converters.coreml_inspect import flexible_inputs
+    from deploykit.formats.coreml.spec import flexible_inputs
 
     accepted = flexible_inputs(path)
     return tuple(replace(s, flexible=accepted[s.name]) if s.name in accepted else s for s in specs)

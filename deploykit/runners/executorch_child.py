@@ -203,7 +203,7 @@ def _bench(state: dict, warmup: int, runs: int) -> dict:
 
 
 def _peak_rss_mb() -> float:
-    """This process's own high-water mark (VmHWM), as deploykit.benchmark measures LiteRT's."""
+    """This process's own high-water mark (VmHWM), as deploykit.runners.litert_bench measures LiteRT's."""
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import SourceModel
+from deploykit.core.types import SourceModel
 
 
 class KerasRunner(Runner):
@@ -28,7 +28,7 @@ class KerasRunner(Runner):
         self.saved_model = isinstance(model.handle, dict)
 
     def activate_impl(self):
-        import deploykit.noise  # noqa: F401  (TensorFlow log settings before TF loads)
+        import deploykit.core.noise  # noqa: F401  (TensorFlow log settings before TF loads)
 
         self._call = None if self.saved_model else _compiled(self.model.handle)
         return self.model.inputs, self.model.outputs

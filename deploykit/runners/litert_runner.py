@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import InputError, UnsupportedOperatorError, UsageError
+from deploykit.core.errors import InputError, UnsupportedOperatorError, UsageError
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import TensorSpec
+from deploykit.core.types import TensorSpec
 
 
 class LiteRTRunner(Runner):
@@ -49,7 +49,7 @@ class LiteRTRunner(Runner):
         dtype = np.dtype(detail["dtype"]).name
         if quant and self.dequantize:
             dtype = "float32"  # this runner takes and gives floats for quantized tensors
-        from deploykit.converters.tflite_inspect import signature_shape
+        from deploykit.formats.tflite.signature import signature_shape
 
         return TensorSpec(name, signature_shape(detail), dtype, None, quant)
 
@@ -146,7 +146,7 @@ def _interpreter(path: str, *, preserve: bool):
 def _refuse_flex(path: str) -> None:
     """A model with Select-TF (Flex) ops: a deploykit error naming them, not LiteRT's RuntimeError at
     allocation ("Select TensorFlow op(s) ... not supported by this interpreter")."""
-    from deploykit.converters.tflite_flex import SELECT_TF_LIBRARY, flex_ops
+    from deploykit.formats.tflite.flex import SELECT_TF_LIBRARY, flex_ops
 
     try:
         ops = flex_ops(path)

@@ -10,9 +10,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import SourceModel
+from deploykit.core.types import SourceModel
 
 
 class OnnxRuntimeRunner(Runner):

@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import SourceModel
+from deploykit.core.types import SourceModel
 
 
 class TorchRunner(Runner):

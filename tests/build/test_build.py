@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.build.config import ConfigError, load_config
-from deploykit.build.plan import plan
-from deploykit.build.run import BuildOptions, build
+from deploykit.orchestration.config import ConfigError, load_config
+from deploykit.orchestration.plan import plan
+from deploykit.orchestration.run import BuildOptions, build
 from tests.convert.test_cli import run
 from tests.report.report_helpers import assert_self_contained, parse
 

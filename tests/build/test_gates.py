@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.build.gates import check_gates, junit_xml, load_baseline
-from deploykit.errors import InputError
+from deploykit.orchestration.gates import check_gates, junit_xml, load_baseline
+from deploykit.core.errors import InputError
 from tests.convert.test_cli import DEPLOYKIT, REPO
 
 

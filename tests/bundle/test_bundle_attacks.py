@@ -19,7 +19,7 @@ import pytest
 
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, sign_envelope
 from deploykit.bundle.verify import verify_bundle
-from deploykit.errors import IntegrityError
+from deploykit.core.errors import IntegrityError
 from tests.bundle.bundle_helpers import rewrite_zip, tree_snapshot
 
 

@@ -16,7 +16,7 @@ from deploykit.bundle.archive import write_zip
 from deploykit.bundle.builder import BundleOptions, bundle
 from deploykit.bundle.manifest import validate
 from deploykit.bundle.verify import verify_bundle
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from tests.bundle.bundle_helpers import LABELS, NAME, make_bundles
 
 
@@ -77,7 +77,7 @@ def test_manifest_is_complete_and_matches_the_files(bundles, keys):
 
 
 def test_tflite_metadata_is_readable_and_the_model_runs_identically(bundles, converted, tmp_path):
-    from deploykit.bundle.tflite_read import read_metadata, runs_identically
+    from deploykit.formats.tflite.metadata_read import read_metadata, runs_identically
 
     with zipfile.ZipFile(bundles["android"]) as archive:
         model = archive.read("model/model.tflite")
@@ -97,7 +97,7 @@ def test_tflite_metadata_is_readable_and_the_model_runs_identically(bundles, con
 
 
 def test_coreml_metadata_is_readable_and_the_package_still_loads(bundles, keys, tmp_path):
-    from deploykit.bundle.coreml_meta import read_metadata
+    from deploykit.formats.coreml.metadata import read_metadata
 
     verify_bundle(bundles["ios"], [keys["publisher"][1]], unpack_to=tmp_path / "x")
     package = tmp_path / "x" / "model" / "model.mlpackage"
@@ -176,7 +176,7 @@ def test_interrupted_write_leaves_no_partial_bundle(tmp_path):
 
 
 def test_mlpackage_with_a_symlink_is_refused(converted, tmp_path):
-    from deploykit.errors import UnsafeInputError
+    from deploykit.core.errors import UnsafeInputError
 
     copy = tmp_path / "dist"
     shutil.copytree(converted, copy, symlinks=True)
@@ -187,9 +187,9 @@ def test_mlpackage_with_a_symlink_is_refused(converted, tmp_path):
 
 
 def test_mlpackage_manifest_pointing_outside_the_package_is_refused(converted, tmp_path):
-    from deploykit.errors import UnsafeInputError
-    from deploykit.hashing import sha256_tree
-    from deploykit.types import ConversionReport
+    from deploykit.core.errors import UnsafeInputError
+    from deploykit.core.hashing import sha256_tree
+    from deploykit.core.types import ConversionReport
 
     copy = tmp_path / "dist"
     shutil.copytree(converted, copy)

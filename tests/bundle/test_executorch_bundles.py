@@ -19,7 +19,7 @@ from deploykit.bundle.builder import BundleOptions, bundle
 from deploykit.bundle.client import pull
 from deploykit.bundle.repository import publish
 from deploykit.bundle.verify import verify_bundle
-from deploykit.errors import IntegrityError
+from deploykit.core.errors import IntegrityError
 from tests.bundle.bundle_helpers import LABELS, NAME, rewrite_zip, serve
 
 SHAPE = [1, 3, 32, 32]
@@ -108,7 +108,7 @@ def test_a_pte_delegated_to_core_ml_is_bundled_for_ios_only(et_converted, keys, 
     import dataclasses
 
     from deploykit.bundle import builder
-    from deploykit.types import ConversionReport
+    from deploykit.core.types import ConversionReport
 
     report = ConversionReport.from_json(json.loads((et_converted / "deploykit-report.json").read_text()))
     artifact = next(a for a in report.artifacts if a.target == "executorch")
@@ -116,7 +116,7 @@ def test_a_pte_delegated_to_core_ml_is_bundled_for_ios_only(et_converted, keys, 
     coreml = dataclasses.replace(artifact, quantization={**artifact.quantization, "backend": "coreml"})
     assert [s[0] for s in builder._slots(coreml)] == ["ios"]
     from deploykit.bundle.executorch_meta import compatibility
-    from deploykit.errors import InputError
+    from deploykit.core.errors import InputError
 
     with pytest.raises(InputError, match="Apple platforms only"):
         compatibility(coreml, "android", 21, {})

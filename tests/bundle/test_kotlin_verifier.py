@@ -25,7 +25,7 @@ import pytest
 from deploykit.bundle.client import STATE_FILE, pull
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, sign_envelope
 from deploykit.bundle.verify import verify_bundle
-from deploykit.errors import IntegrityError
+from deploykit.core.errors import IntegrityError
 from tests.bundle.bundle_helpers import NAME, rewrite_zip
 
 KOTLINC, JAVA = shutil.which("kotlinc"), shutil.which("java")

@@ -15,8 +15,8 @@ from deploykit.bundle.client import STATE_FILE, pull
 from deploykit.bundle.manifest import canonical_json
 from deploykit.bundle.repository import publish, rollout_bucket
 from deploykit.bundle.signing import CHANNEL_PAYLOAD_TYPE, sign_envelope
-from deploykit.errors import IntegrityError, UsageError
-from deploykit.hashing import sha256_file
+from deploykit.core.errors import IntegrityError, UsageError
+from deploykit.core.hashing import sha256_file
 from tests.bundle.bundle_helpers import NAME, make_bundles, serve, tree_snapshot
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from deploykit.bundle.signing import (CHANNEL_PAYLOAD_TYPE, MANIFEST_PAYLOAD_TYPE, generate_keypair, load_public_key,
                                       load_signing_key, pae, sign_envelope, verify_envelope)
-from deploykit.errors import InputError, IntegrityError, UnsafeInputError
+from deploykit.core.errors import InputError, IntegrityError, UnsafeInputError
 
 
 def test_keygen_writes_private_key_0600_and_keyid_is_sha256_of_raw_key(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import deploykit
-from deploykit.errors import ConversionError, InputError, UnsafeInputError, UnsupportedOperatorError, UsageError
+from deploykit.core.errors import ConversionError, InputError, UnsafeInputError, UnsupportedOperatorError, UsageError
 from tests.conftest import save_keras, save_onnx, save_pt2
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit.names import feature_names
+from deploykit.core.names import feature_names
 
 IN, OUTS = "x.1", ["sigmoid_0.tmp_0", "boxes/out", "2d.scores"]
 
@@ -64,7 +64,7 @@ def test_names_sanitized_kept_and_paired(target, tmp_path):
 
 
 def test_verify_reports_each_output(tmp_path):
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
 
     path = _model(tmp_path)
     report = deploykit.convert(path, to="coreml", out=tmp_path / "out")

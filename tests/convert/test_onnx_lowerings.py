@@ -96,6 +96,6 @@ def test_data_dependent_if_becomes_cond(tmp_path):
 
 
 def report_inputs(report):
-    from deploykit.types import TensorSpec
+    from deploykit.core.types import TensorSpec
 
     return tuple(TensorSpec.from_json(t) for t in report.source["inputs"])

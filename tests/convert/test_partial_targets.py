@@ -13,7 +13,7 @@ import json
 import pytest
 
 import deploykit
-from deploykit.errors import DeployKitError
+from deploykit.core.errors import DeployKitError
 
 
 def _prelu_net(folder):

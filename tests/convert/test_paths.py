@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit.hashing import sha256_file, sha256_tree
+from deploykit.core.hashing import sha256_file, sha256_tree
 from tests.conftest import KERAS_SHAPE, TORCH_SHAPE, save_keras, save_onnx, save_pt2, save_torchscript
 from tests.convert.tflite_run import run_tflite
 
@@ -170,7 +170,7 @@ def test_savedmodel_to_both_targets(tmp_path):
 
 
 def test_coreml_deployment_target_is_selectable(model_dir, tmp_path):
-    from deploykit.converters.coreml_inspect import load_spec
+    from deploykit.formats.coreml.spec import load_spec
 
     report = deploykit.convert(save_keras("mobilenet", model_dir), to="coreml", coreml_target="iOS17", out=tmp_path)
     assert report.artifacts[0].deployment_target == "iOS17"

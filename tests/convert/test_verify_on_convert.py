@@ -7,7 +7,7 @@ import json
 import pytest
 
 import deploykit
-from deploykit.errors import ParityError
+from deploykit.core.errors import ParityError
 from deploykit.parity.profiles import parse_tolerances
 from tests.conftest import save_keras, save_pt2
 

@@ -1,15 +1,15 @@
-"""Host latency of a .pte in the runner's child process, in deploykit.benchmark's BenchResult."""
+"""Host latency of a .pte in the runner's child process, in deploykit.runners.litert_bench's BenchResult."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 
 def test_bench_pte_times_the_program_in_a_child(pte):
-    from deploykit.benchmark import BenchResult
-    from deploykit.benchmark_pte import bench_pte, time_pte
+    from deploykit.runners.litert_bench import BenchResult
+    from deploykit.runners.executorch_bench import bench_pte, time_pte
 
     _, record, _ = pte("mobilenet")
     result = bench_pte(record.path, threads=1, warmup=2, runs=5)
@@ -24,7 +24,7 @@ def test_bench_pte_times_the_program_in_a_child(pte):
 
 
 def test_bench_pte_names_portable_kernels_and_refuses_core_ml(pte):
-    from deploykit.benchmark_pte import bench_pte, delegate_label
+    from deploykit.runners.executorch_bench import bench_pte, delegate_label
 
     _, portable, _ = pte("resnet", "portable")
     assert delegate_label(portable.path).startswith("portable kernels (")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from tests.conftest import TORCH_SHAPE, save_torchscript
 from tests.executorch_pte.helpers import relative_error, seeded_feeds
 
@@ -75,7 +75,7 @@ def test_importing_the_modules_loads_no_framework():
     import sys
 
     code = ("import sys; import deploykit.converters.torch_executorch, deploykit.runners.executorch_runner, deploykit.runners.executorch_child, "
-            "deploykit.inspection.executorch_graph, deploykit.benchmark_pte; "
+            "deploykit.inspection.executorch_graph, deploykit.runners.executorch_bench; "
             "print(sorted(m for m in ('torch', 'executorch', 'coremltools') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

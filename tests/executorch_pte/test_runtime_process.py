@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from tests.executorch_pte.helpers import seeded_feeds
 
 

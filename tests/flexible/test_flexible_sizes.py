@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploykit.errors import ConversionError, ParityError, UsageError
-from deploykit.flexible import FlexibleShape, parse_dims, sizes_to_check
-from deploykit.pipeline import convert
-from deploykit.types import TensorSpec
+from deploykit.core.errors import ConversionError, ParityError, UsageError
+from deploykit.core.flexible import FlexibleShape, parse_dims, sizes_to_check
+from deploykit.pipeline.convert import convert
+from deploykit.core.types import TensorSpec
 from tests.conftest import save_onnx
 
 
@@ -106,7 +106,7 @@ def test_enumerated_sizes_pass_parity_at_each_size(enumerated):
 
 
 def test_core_ml_declares_the_enumerated_shapes_and_refuses_others(enumerated):
-    from deploykit.converters.coreml_inspect import load_spec
+    from deploykit.formats.coreml.spec import load_spec
     from deploykit.runners import runner_for_artifact
 
     spec = load_spec(enumerated / "mobilenet_dynamic.fp32.mlpackage")
@@ -169,7 +169,7 @@ def test_a_range_with_a_dynamic_batch(tmp_path):
         sizes = artifact["parity"]["sizes"]
         assert [s["shapes"]["image"] for s in sizes] == [[1, 32, 32, 3], [2, 48, 48, 3], [3, 64, 64, 3]]
         assert all(s["passed"] for s in sizes)
-    from deploykit.converters.coreml_inspect import load_spec
+    from deploykit.formats.coreml.spec import load_spec
 
     ranges = load_spec(out / "resnet.fp32.mlpackage").description.input[0].type.multiArrayType.shapeRange.sizeRanges
     assert [(r.lowerBound, r.upperBound) for r in ranges] == [(1, 3), (32, 64), (32, 64), (3, 3)]

@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInputOptions
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from tests.conftest import save_onnx, save_pt2
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -36,7 +36,7 @@ def _litert(path, pixels):
 
 
 def _coreml_description_input(package):
-    from deploykit.bundle.coreml_meta import read_spec
+    from deploykit.formats.coreml.metadata import read_spec
 
     return read_spec(package).description.input[0]
 
@@ -124,7 +124,7 @@ def test_verify_catches_a_preprocessing_that_is_not_the_models(onnx_bgr, tmp_pat
     """The record says RGB, the artifact reverses channels for a BGR source: parity must fail."""
     import shutil
 
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
 
     source, out = onnx_bgr
     copy = tmp_path / "out"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deploykit.labels.spec import ClassifierOptions
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from tests.conftest import save_pt2
 from tests.convert.test_cli import run
 
@@ -34,7 +34,7 @@ def logits_model(model_dir, labels_file, tmp_path_factory):
 
 
 def test_coreml_is_a_classifier_with_an_added_softmax(logits_model):
-    from deploykit.bundle.coreml_meta import read_spec
+    from deploykit.formats.coreml.metadata import read_spec
 
     _, out, record, artifacts = logits_model
     assert record["source"]["classifier"]["softmax_added"] is True  # the torch net ends in a Linear: logits
@@ -71,7 +71,7 @@ def test_probabilities_are_the_softmax_of_the_source(logits_model):
 
 
 def test_tflite_carries_the_labels_in_its_metadata(logits_model):
-    from deploykit.bundle.tflite_read import associated_files, read_metadata
+    from deploykit.formats.tflite.metadata_read import associated_files, read_metadata
 
     _, out, _, artifacts = logits_model
     for variant in ("fp32", "fp16"):
@@ -84,7 +84,7 @@ def test_tflite_carries_the_labels_in_its_metadata(logits_model):
 
 def test_verify_catches_labels_in_the_wrong_order(logits_model, tmp_path):
     """The record claims the labels reversed: the dictionary no longer lines up with the source's classes."""
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
 
     source, out, record, artifacts = logits_model
     copy = tmp_path / "out"

@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.image_io.spec import ImageInput, ImageInputOptions
 from deploykit.labels.spec import ClassifierOptions
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 
 LABELS = ["person", "bicycle", "car", "dog", "cat"]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -71,8 +71,8 @@ def detector(tmp_path_factory):
 
 
 def test_both_targets_take_pixels_carry_the_labels_and_pass_parity(detector):
-    from deploykit.bundle.coreml_meta import read_spec
-    from deploykit.bundle.tflite_read import associated_files, read_metadata
+    from deploykit.formats.coreml.metadata import read_spec
+    from deploykit.formats.tflite.metadata_read import associated_files, read_metadata
 
     _, folder, artifacts, _, _ = detector
     for artifact in artifacts.values():
@@ -110,7 +110,7 @@ def test_predict_on_the_bundle_names_the_sources_best_class(detector, platform, 
     from PIL import Image
 
     from deploykit.image_io.sample_images import sample_images
-    from deploykit.predict import PredictOptions, predict
+    from deploykit.pipeline.predict import PredictOptions, predict
 
     source, _, _, bundles, public = detector
     pictures = []

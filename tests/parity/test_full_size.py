@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.parity.verify import verify
+from deploykit.pipeline.verify import verify
 from tests.parity import variants
 from tests.parity.conftest import convert_pair, torch_entry
 

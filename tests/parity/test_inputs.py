@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from deploykit.parity.inputs import clip_range, load_data, random_inputs
-from deploykit.types import TensorSpec
+from deploykit.core.types import TensorSpec
 
 IMAGE = TensorSpec("image", (1, 3, 8, 6), "float32", "NCHW")
 

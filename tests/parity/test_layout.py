@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.parity.layout import bind
-from deploykit.types import TensorSpec
+from deploykit.core.types import TensorSpec
 
 
 def test_same_name_same_shape():

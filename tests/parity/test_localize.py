@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.parity.verify import verify
+from deploykit.pipeline.verify import verify
 from tests.parity import variants
 
 TARGETS = ("tflite", "coreml")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.parity.verify import verify
+from deploykit.pipeline.verify import verify
 from tests.parity import variants
 
 TARGETS = ("tflite", "coreml")
@@ -87,7 +87,7 @@ def test_tolerance_override_can_pass_a_wrong_pair_on_purpose(keras_pair):
 def test_signature_mismatch_is_a_failure(torch_pair, keras_pair):
     report = verify(keras_pair.model, torch_pair.artifacts["coreml"])  # 1x32x32x3 vs 1x3x32x32 is a layout change...
     assert not report  # ...and the models differ
-    from deploykit.types import TensorSpec
+    from deploykit.core.types import TensorSpec
     from dataclasses import replace
 
     other = replace(keras_pair.model, inputs=(TensorSpec("image", (1, 16, 16, 3), "float32", "NHWC"),))
@@ -98,8 +98,8 @@ def test_signature_mismatch_is_a_failure(torch_pair, keras_pair):
 def test_verify_artifacts_is_the_convert_hook(keras_pair):
     import json
 
-    from deploykit.parity.verify import verify_artifacts
-    from deploykit.types import REPORT_FILENAME, ConversionReport
+    from deploykit.pipeline.verify import verify_artifacts
+    from deploykit.core.types import REPORT_FILENAME, ConversionReport
 
     folder = keras_pair.artifacts["tflite"].parent
     record = ConversionReport.from_json(json.loads((folder / REPORT_FILENAME).read_text()))
@@ -115,7 +115,7 @@ def test_profile_comes_from_the_report_beside_the_artifact(keras_pair, tmp_path)
     import json
     import shutil
 
-    from deploykit.types import REPORT_FILENAME
+    from deploykit.core.types import REPORT_FILENAME
 
     artifact = tmp_path / "m.lut4.mlpackage"
     shutil.copytree(keras_pair.artifacts["coreml"], artifact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.parity.profiles import BOUNDS, PROFILES, get_profile, parse_tolerances, profile_for_variant
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.parity.verify import verify
+from deploykit.pipeline.verify import verify
 from deploykit.runners import runner_for_artifact
 from deploykit.runners.litert_runner import dequantize, quantize
 

@@ -14,7 +14,7 @@ def keras_tflite(model, path: Path, variant: str, input_name="image", output_nam
     """A Keras model object -> .tflite at fp32 / fp16 / int8-weights / int8 (full, calibrated on uniform [-1, 1))."""
     import tensorflow as tf
 
-    from deploykit.tflite_flatbuffer import set_signature
+    from deploykit.formats.tflite.flatbuffer import set_signature
 
     shape = (1, *model.inputs[0].shape[1:])
     spec = tf.TensorSpec(shape, tf.float32, name=input_name)

@@ -24,7 +24,7 @@ def assert_pass(before_ops, after_ops, *, removed: dict, added: dict | None = No
 
 
 def tflite_ops(data: bytes) -> list[str]:
-    from deploykit.passes import tflite_graph
+    from deploykit.formats.tflite import graph as tflite_graph
 
     graph = tflite_graph.read(data)
     return [graph.op_type(i) for i in range(len(graph.graph.operators))]
@@ -90,8 +90,8 @@ def _insert_after(model, graph, index: int, ops: list[tuple[str, list]]) -> None
 
 def unfuse_activation(data: bytes, op_type: str = "CONV_2D") -> bytes:
     """Move the first ``op_type`` op's fused RELU6 / RELU into a standalone op after it."""
-    from deploykit.passes import tflite_graph
-    from deploykit.tflite_flatbuffer import read_model, write_model
+    from deploykit.formats.tflite import graph as tflite_graph
+    from deploykit.formats.tflite.flatbuffer import read_model, write_model
 
     model = read_model(data)
     graph_view = tflite_graph.Graph(model)
@@ -105,8 +105,8 @@ def unfuse_activation(data: bytes, op_type: str = "CONV_2D") -> bytes:
 
 def unfold_batchnorm(data: bytes, scale: float = 1.0, shift: float = 0.0) -> bytes:
     """Put MUL(scale) and ADD(shift) per channel after the last CONV_2D without a fused activation."""
-    from deploykit.passes import tflite_graph
-    from deploykit.tflite_flatbuffer import read_model, write_model
+    from deploykit.formats.tflite import graph as tflite_graph
+    from deploykit.formats.tflite.flatbuffer import read_model, write_model
 
     model = read_model(data)
     graph = model.subgraphs[0]

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from deploykit.errors import ConversionError
-from deploykit.pipeline import convert
+from deploykit.core.errors import ConversionError
+from deploykit.pipeline.convert import convert
 from tests.convert.test_cli import run
 from tests.passes.helpers import assert_pass
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit.errors import ConversionError
+from deploykit.core.errors import ConversionError
 from deploykit.loaders import load_source
 from deploykit.passes.decompose_prelu import decompose_prelu, refused
-from deploykit.types import SourceModel
+from deploykit.core.types import SourceModel
 from tests.passes.helpers import assert_pass
 
 HERE = Path(__file__)

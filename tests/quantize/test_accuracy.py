@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from tests.conftest import REPO
 from tests.convert.tflite_run import run_tflite
 
@@ -96,7 +96,7 @@ def test_good_variants_pass_the_default_profiles(trained, tmp_path):
     """A trained model's logits drift more than random-weight nets' under quantization; every variant
     that keeps its accuracy must still pass its default profile on real held-out images (lut2, which
     moves the logits beyond any floor that would still catch a wrong model, is left out)."""
-    from deploykit.parity.verify import verify
+    from deploykit.pipeline.verify import verify
 
     report, out, _, x, _ = trained
     np.save(tmp_path / "held_out.npy", x)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.errors import InputError
+from deploykit.core.errors import InputError
 from deploykit.quantize.calibration import load_calibration
-from deploykit.types import TensorSpec
+from deploykit.core.types import TensorSpec
 
 NHWC = (TensorSpec("image", (1, 8, 8, 3), "float32", "NHWC"),)
 NCHW = (TensorSpec("image", (1, 3, 8, 8), "float32", "NCHW"),)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from deploykit.converters import coreml_common
-from deploykit.parity.verify import verify
-from deploykit.pipeline import convert
+from deploykit.pipeline.verify import verify
+from deploykit.pipeline.convert import convert
 
 FP16_MAX = 65504.0
 KEPT = ["add", "pow", "reduce_mean", "sqrt"]  # the square, the mean of squares, + eps, the root

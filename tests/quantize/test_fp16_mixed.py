@@ -14,9 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploykit.errors import ParityError
+from deploykit.core.errors import ParityError
 from deploykit.parity import metrics as M
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from deploykit.quantize import fp16_mixed
 
 WIDTH = 64

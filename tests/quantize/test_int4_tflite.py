@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from tests.conftest import save_keras
 
 
 def test_litert_decodes_int4_weights_as_stored(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from deploykit.tflite_flatbuffer import read_model
+    from deploykit.formats.tflite.flatbuffer import read_model
 
     report = convert(save_keras("mobilenet", tmp_path), to="tflite", out=tmp_path / "o", quantize="int4")
     path = tmp_path / "o" / report.artifacts[1].path

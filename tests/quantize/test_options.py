@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.quantize import build_options, parse_keep_float, parse_quantize, skipped_schemes, supported
 
 BOTH = ("tflite", "coreml")

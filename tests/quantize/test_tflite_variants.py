@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from tests.conftest import save_keras, save_onnx, save_pt2
 from tests.convert.tflite_run import run_tflite
 
@@ -17,7 +17,7 @@ TYPES = {0: "float32", 1: "float16", 2: "int32", 9: "int8", 17: "int4"}
 
 def weight_types(path) -> Counter:
     """Storage type of each conv / fully-connected weight (through a DEQUANTIZE when there is one)."""
-    from deploykit.passes import tflite_graph
+    from deploykit.formats.tflite import graph as tflite_graph
 
     graph = tflite_graph.read(path.read_bytes())
     found = Counter()
@@ -31,7 +31,7 @@ def weight_types(path) -> Counter:
 
 
 def activation_types(path) -> Counter:
-    from deploykit.passes import tflite_graph
+    from deploykit.formats.tflite import graph as tflite_graph
 
     graph = tflite_graph.read(path.read_bytes())
     return Counter(TYPES[graph.graph.tensors[graph.output(i)].type] for i in range(len(graph.graph.operators))
@@ -104,7 +104,7 @@ def test_int8_io_per_tensor_and_keep_float(tmp_path, calibration_file):
     assert artifact.quantization["calibration"]["samples"] == 8
     types = weight_types(tmp_path / "o" / artifact.path)
     assert types == {"float32": 1, "int8": 5}
-    from deploykit.tflite_flatbuffer import read_model
+    from deploykit.formats.tflite.flatbuffer import read_model
 
     graph = read_model((tmp_path / "o" / artifact.path).read_bytes()).subgraphs[0]
     scales = {len(t.quantization.scale) for t in graph.tensors if t.type == 9 and t.quantization is not None and t.quantization.scale is not None}
@@ -133,7 +133,7 @@ def test_int8_file_is_compacted(keras_variants):
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from deploykit.tflite_flatbuffer import read_model
+    from deploykit.formats.tflite.flatbuffer import read_model
 
     _, out = keras_variants
     compacted = (out / "mobilenet_0.int8.tflite").read_bytes()
@@ -158,7 +158,7 @@ def test_buffer_past_the_end_is_refused():
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from deploykit.tflite_flatbuffer import read_model
+    from deploykit.formats.tflite.flatbuffer import read_model
 
     model = schema.ModelT()
     model.version, model.subgraphs = 3, []

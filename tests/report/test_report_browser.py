@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.errors import ParityError
+from deploykit.core.errors import ParityError
 from deploykit.parity.profiles import parse_tolerances
-from deploykit.pipeline import convert
+from deploykit.pipeline.convert import convert
 from deploykit.report import REPORT_HTML
 from tests.conftest import save_keras
 from tests.report.report_helpers import PLOTS, assert_rows_match, assert_self_contained, parse

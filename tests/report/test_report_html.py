@@ -123,7 +123,7 @@ def test_convert_prints_the_report_path(tmp_path, monkeypatch):
 
     import deploykit.cli.output
     from deploykit.cli.tables import print_conversion
-    from deploykit.types import ConversionReport
+    from deploykit.core.types import ConversionReport
 
     write_report(tmp_path, RECORD)
     printed = io.StringIO()
@@ -134,7 +134,7 @@ def test_convert_prints_the_report_path(tmp_path, monkeypatch):
 
 def test_the_inspection_never_fails_the_conversion(monkeypatch):
     import deploykit.inspection as inspection
-    from deploykit.errors import InputError
+    from deploykit.core.errors import InputError
     from deploykit.report.source import inspect_source
 
     class Dim:  # a framework's own integer, as a torch SymInt: no __float__, only __index__

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.errors import InputError, UsageError
+from deploykit.core.errors import InputError, UsageError
 from deploykit.runners import runner_for_artifact, runner_for_source, target_of
 from deploykit.runners.base import Runner
-from deploykit.types import SourceModel, TensorSpec
+from deploykit.core.types import SourceModel, TensorSpec
 
 
 class Doubler(Runner):

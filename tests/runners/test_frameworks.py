@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 from deploykit.runners import runner_for_artifact, runner_for_source
 from deploykit.runners.coreml_runner import CoreMLRunner
 from deploykit.runners.keras_runner import KerasRunner
@@ -56,7 +56,7 @@ def test_torch_hooks_when_export_fails(torch_source):
                 y = -y
             return self.b(y)
 
-    from deploykit.types import TensorSpec
+    from deploykit.core.types import TensorSpec
 
     model = replace(torch_source, inputs=(TensorSpec("x", (1, 4), "float32"),), outputs=(TensorSpec("output", (1, 2), "float32"),),
                     handle={"module": Branchy().eval(), "torchscript": False})

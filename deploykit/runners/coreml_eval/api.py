@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping, overload
 import numpy as np
 
 from . import ops
-from .package import BlobStore, load_model, locate
+from deploykit.formats.coreml.package import BlobStore, load_model, locate
 from .program import Program, compile_model, run
 
 _CACHE_SIZE = 4

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import InputError, UnsupportedOperatorError
+from deploykit.core.errors import InputError, UnsupportedOperatorError
 
 _REQUIRED = object()
 

@@ -27,11 +27,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.errors import InputError, UnsupportedOperatorError, UsageError
+from deploykit.core.errors import InputError, UnsupportedOperatorError, UsageError
 
 from . import ops
 from .args import Args, Binding, OpNode, TensorDecl
-from .values import decode_value, public, tensor_type, to_runtime
+from deploykit.formats.coreml.values import decode_value, public, tensor_type, to_runtime
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from deploykit.runners.base import Intermediate, Runner
-from deploykit.types import TensorSpec
+from deploykit.core.types import TensorSpec
 
 from .api import cached_program
 from .program import Program, run

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from coreml_eval_support import save_small_program
-from deploykit.errors import UsageError
+from deploykit.core.errors import UsageError
 
 X = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
 
@@ -70,7 +70,8 @@ def test_runner_trace(package):
 
 
 def test_weights_are_read_once(package, monkeypatch):
-    from deploykit.runners.coreml_eval import CoreMLEvaluatorRunner, api, evaluate, package as package_module
+    from deploykit.runners.coreml_eval import CoreMLEvaluatorRunner, api, evaluate
+    from deploykit.formats.coreml import package as package_module
 
     reads = []
     original = package_module.BlobFile.__init__
@@ -133,7 +134,7 @@ def test_sub_byte_unpacking_matches_coremltools(dtype_name):
     pytest.importorskip("coremltools")
     from coremltools.optimize._utils import restore_elements_from_packed_bits
 
-    from deploykit.runners.coreml_eval.values import BY_NAME, unpack_bits
+    from deploykit.formats.coreml.values import BY_NAME, unpack_bits
 
     dtype = BY_NAME[dtype_name]
     count = 37  # not a multiple of 8: the last byte is partly padding
@@ -143,7 +144,7 @@ def test_sub_byte_unpacking_matches_coremltools(dtype_name):
 
 
 def test_fast_fp16_rounding_equals_numpy_cast():
-    from deploykit.runners.coreml_eval.values import round_fp16
+    from deploykit.formats.coreml.values import round_fp16
 
     rng = np.random.default_rng(11)
     every_kind = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)

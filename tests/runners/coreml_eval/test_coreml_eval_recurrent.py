@@ -15,7 +15,7 @@ ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 
-from deploykit.errors import UnsupportedOperatorError  # noqa: E402
+from deploykit.core.errors import UnsupportedOperatorError  # noqa: E402
 
 S, B, I, H = 5, 2, 3, 4  # sequence, batch, input size, hidden size
 

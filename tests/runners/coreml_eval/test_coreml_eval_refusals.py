@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coreml_eval_support import save_small_program
-from deploykit.errors import InputError, UnsafeInputError, UnsupportedOperatorError, UsageError
+from deploykit.core.errors import InputError, UnsafeInputError, UnsupportedOperatorError, UsageError
 
 ct = pytest.importorskip("coremltools")
 

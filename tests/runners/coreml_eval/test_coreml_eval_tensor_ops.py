@@ -13,7 +13,7 @@ ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 
-from deploykit.errors import UnsupportedOperatorError  # noqa: E402
+from deploykit.core.errors import UnsupportedOperatorError  # noqa: E402
 
 F = torch.nn.functional
 X = seeded((1, 4, 6, 6))

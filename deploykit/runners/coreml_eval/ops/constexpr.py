@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..values import BY_NAME, to_runtime, unpack_bits
+from deploykit.formats.coreml.values import BY_NAME, to_runtime, unpack_bits
 from .registry import register
 
 

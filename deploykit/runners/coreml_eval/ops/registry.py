@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from deploykit.errors import UnsupportedOperatorError
+from deploykit.core.errors import UnsupportedOperatorError
 
 
 @dataclass(frozen=True)

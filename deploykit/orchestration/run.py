@@ -1,0 +1,237 @@
+"""``deploykit build``: plan the jobs, reuse the unchanged ones, run the rest in worker processes, then bundle.
+
+Workers are separate processes (``spawn``: TensorFlow and PyTorch are not fork-safe once imported), each
+converting one job at a time; ``jobs=1`` runs them in this process, one after the other. The build
+record ``OUT/deploykit-build.json`` lists every job (run or reused) and every bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploykit.orchestration.config import BuildConfig
+from deploykit.orchestration.jobs import job_dir, previous, run_job
+from deploykit.orchestration.plan import Job, plan
+
+BUILD_RECORD = "deploykit-build.json"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    only: tuple[str, ...] = ()
+    jobs: int | None = None  # None: the config's build.jobs, 0 there meaning one per core
+    force: bool = False
+    bundle: bool = True
+    executor: str = "local"  # "local" (worker processes here) | "ray" (one Ray task per job)
+    ray_address: str | None = None  # an existing Ray cluster; None starts a local instance
+    baseline: Path | None = None  # a previous deploykit-build.json / deploykit-report.json (build.gates)
+    junit: Path | None = None  # write the gates as JUnit XML here
+    publish: bool = False  # publish the bundles to [publish] repository / channel when everything passed
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    jobs: tuple[dict, ...]
+    bundles: tuple[dict, ...] = ()
+    seconds: float = 0.0
+    workers: int = 1
+    record_path: Path | None = None
+    failed: tuple[dict, ...] = field(default=())
+    gates: tuple = ()  # build.gates.GateResult
+    published: dict | None = None  # the channel after publishing, or {"skipped": why}
+    report_path: Path | None = None  # OUT/report.html: every job's variants, with accuracy and latency
+
+    @property
+    def gates_failed(self) -> tuple:
+        return tuple(g for g in self.gates if g.status == "failed")
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+
+        return {"schema": "deploykit.orchestration/1", "workers": self.workers, "seconds": self.seconds,
+                "jobs": list(self.jobs), "bundles": list(self.bundles), "gates": [asdict(g) for g in self.gates],
+                "published": self.published}
+
+
+def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=None) -> BuildResult:
+    from deploykit.core.atomic import write_text_atomic
+    from deploykit.core.progress import NullProgress
+
+    from deploykit.orchestration.gates import load_baseline
+
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    # Read first: a bad path fails before any conversion, and the baseline may be this folder's own last record.
+    baseline = load_baseline(options.baseline, config) if options.baseline is not None else None
+    if options.publish:
+        _check_publish(config, options)
+    todo, records = [], {}
+    for job in plan(config, options.only):
+        reused = None if options.force else previous(config.out, job)
+        if reused is not None:
+            records[job.id] = {**reused, "reused": True}
+        else:
+            todo.append(job)
+    workers = _workers(config, options, len(todo))
+    _hook(progress, "jobs_planned", [job.id for job in todo])
+    if options.executor == "ray":
+        from deploykit.orchestration.ray_executor import execute_on_ray
+
+        executed = execute_on_ray(config, todo, options.ray_address, workers, progress)
+    else:
+        executed = _execute(config, todo, workers, progress)
+    try:
+        for record in executed:
+            records[record["id"]] = {**record, "reused": False}
+    finally:
+        _hook(progress, "jobs_done")
+    ordered = tuple(records[job.id] for job in plan(config, options.only))
+    bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()
+    gates = _gates(config, ordered, baseline)
+    failed = tuple(r for r in ordered if r["status"] != "ok")
+    published = _publish(config, bundles, failed, gates, progress) if options.publish else None
+    result = BuildResult(ordered, bundles, round(time.perf_counter() - started, 1), workers,
+                         config.out / BUILD_RECORD, failed, gates, published)
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config.out / BUILD_RECORD, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    from dataclasses import replace
+
+    from deploykit.report.write import write_build_report
+
+    result = replace(result, report_path=write_build_report(config.out, result.to_json()))
+    if options.junit is not None:
+        from deploykit.orchestration.gates import junit_xml
+
+        write_text_atomic(Path(options.junit), junit_xml(list(gates)))
+    return result
+
+
+def _check_publish(config: BuildConfig, options: BuildOptions) -> None:
+    from deploykit.orchestration.config import ConfigError
+
+    if not config.publish:
+        raise ConfigError(f"{config.path}: --publish needs a [publish] table with repository (and channel, rollout)")
+    if not config.signing:
+        raise ConfigError(f"{config.path}: --publish needs [signing]: the channel index must be signed")
+    if not options.bundle:
+        raise ConfigError("--publish publishes the bundles; it cannot be combined with --no-bundle")
+
+
+def _publish(config: BuildConfig, bundles, failed, gates, progress) -> dict:
+    """Publish every bundle of this build, only when every job built and passed its gates: a release that
+    regressed must not reach a device."""
+    from deploykit.bundle.repository import publish
+
+    regressions = [g for g in gates if g.status == "failed"]
+    if failed or regressions or not bundles:
+        why = (f"{len(failed)} job(s) did not build or pass parity" if failed else
+               f"{len(regressions)} gate(s) failed" if regressions else "no bundles")
+        return {"skipped": why}
+    spec = config.publish
+    channel = spec.get("channel", "stable")
+    with progress.step(f"Publishing {len(bundles)} bundles to {spec['repository']} ({channel})"):
+        result = publish([b["bundle"] for b in bundles], config.resolve(spec["repository"]).resolve(), channel,
+                         signing_keys(config)[0], rollout=float(spec.get("rollout", 100)))
+    return result.to_json()
+
+
+def _gates(config: BuildConfig, jobs, baseline) -> tuple:
+    from deploykit.orchestration.gates import check_gates
+
+    return tuple(check_gates(jobs, baseline, {m.name: m.settings.get("gates", {}) for m in config.models}))
+
+
+def _workers(config: BuildConfig, options: BuildOptions, count: int) -> int:
+    wanted = options.jobs if options.jobs is not None else config.jobs
+    return max(1, min(wanted or os.cpu_count() or 1, count or 1))
+
+
+def _hook(progress, name: str, *args) -> None:
+    """Call a job-progress hook when the progress object has one (the CLI's live rows); plain steps otherwise."""
+    method = getattr(progress, name, None)
+    if method is not None:
+        method(*args)
+
+
+def _execute(config: BuildConfig, todo: list[Job], workers: int, progress):
+    if workers == 1:
+        for job in todo:
+            _hook(progress, "job_started", job.id)
+            record = run_job(str(config.path), job.id, job.key)
+            _hook(progress, "job_finished", job.id, record["status"], record["seconds"])
+            yield record
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_job, str(config.path), job.id, job.key): job for job in todo}
+        # The pool takes jobs in submission order as workers free up: the first `workers` start now,
+        # the next one each time one finishes.
+        waiting = list(todo)
+        for job in waiting[:workers]:
+            _hook(progress, "job_started", job.id)
+        del waiting[:workers]
+        for future in as_completed(futures):
+            job = futures[future]
+            record = future.result()
+            _hook(progress, "job_finished", job.id, record["status"], record["seconds"])
+            if waiting:
+                _hook(progress, "job_started", waiting.pop(0).id)
+            yield record
+
+
+def _bundles(config: BuildConfig, records, progress) -> list[dict]:
+    """One signed bundle per built artifact of each model with a [models.bundle] table."""
+    from deploykit.bundle.builder import BundleOptions, bundle
+
+    keys = signing_keys(config)
+    made = []
+    for model in config.models:
+        meta = model.settings.get("bundle")
+        if not meta:
+            continue
+        for record in records:
+            if record["model"] != model.name or record["status"] != "ok" or not record.get("artifact"):
+                continue
+            artifact = job_dir(config.out, record["id"]) / record["artifact"]
+            with progress.step(f"Bundling {record['id']}"):
+                built = bundle([artifact], BundleOptions(
+                    name=meta["name"], version=meta["version"], out=config.out / "bundles", sequence=meta.get("sequence"),
+                    sign_keys=keys, author=meta.get("author", ""), license=meta.get("license", ""),
+                    description=meta.get("description", ""), measured=_measured(record)))
+            made.extend({"job": record["id"], **b.to_json()} for b in built)
+    return made
+
+
+def _measured(record: dict) -> dict:
+    measured = {"artifact_bytes": int(record["size_bytes"])}
+    if record.get("accuracy"):
+        measured["accuracy"] = {"top1": record["accuracy"]["top1"], "samples": record["accuracy"]["samples"]}
+    return measured
+
+
+def signing_keys(config: BuildConfig) -> tuple:
+    from deploykit.bundle.signing import load_signing_key
+    from deploykit.core.errors import UsageError
+
+    signing = config.signing
+    if "key" in signing:
+        return (load_signing_key(config.resolve(signing["key"])),)
+    if "key_env" in signing:
+        import tempfile
+
+        pem = os.environ.get(signing["key_env"])
+        if not pem:
+            raise UsageError(f"signing.key_env: the environment variable {signing['key_env']} is not set",
+                             hint="export the PEM private key in it (keep the key out of the config file)")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "signing.key"
+            path.write_text(pem, "utf-8")
+            path.chmod(0o600)
+            return (load_signing_key(path),)
+    return ()

@@ -1,0 +1,226 @@
+"""``verify``: run a source model and its converted artifact on the same inputs and compare every output.
+
+    report = verify("model.pt2", "dist/model.fp32.tflite")
+    if not report: ...                     # falsy when any output fails its profile's thresholds
+
+The steps, top to bottom: load the source (or take the loaded one), pick the tolerance profile,
+open both runners, bind tensors across layouts, build the inputs, run every sample through both,
+compare, and on failure (with ``localize=True``) find the first diverging layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+from deploykit.core.errors import UsageError
+from deploykit.core.noise import capture_output
+from deploykit.parity.compare import Localization, ParityReport, compare_output
+from deploykit.parity.classifier_outputs import RANGE, ClassifierBinding, classifier_bindings, classifier_of, label_problems
+from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
+from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
+from deploykit.parity.layout import bind
+from deploykit.parity.profiles import get_profile, profile_for_variant
+from deploykit.loaders.output_ranges import bounded_outputs
+from deploykit.core.progress import NullProgress
+from deploykit.core.types import REPORT_FILENAME, Artifact, SourceModel
+
+
+def verify(source, artifact, *, target=None, inputs=None, samples=8, data=None, mean=None, std=None,
+           data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
+           verbose=False) -> ParityReport:
+    """Compare ``artifact`` (.tflite / .mlpackage) with ``source`` (a path, or a loaded SourceModel).
+
+    ``inputs`` fixes dynamic input shapes when loading from a path (as in ``convert``).
+    ``profile`` names a tolerance profile (fp32, fp16, int8-weights, int8, lut1..lut8); by default it
+    comes from the artifact's entry in a sibling deploykit-report.json, else fp32 is assumed.
+    ``tolerances`` overrides thresholds per output (see ``deploykit.parity.profiles``).
+    """
+    from deploykit.runners import target_of
+
+    progress = progress or NullProgress()
+    if not isinstance(source, SourceModel):
+        from deploykit.loaders import load_source
+
+        with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
+            source = load_source(source, inputs=inputs)
+    path = Path(artifact)
+    return _verify(source, path, target or target_of(path), recorded_entry(path), samples=samples, data=data, mean=mean,
+                   std=std, data_layout=data_layout, seed=seed, profile=profile, tolerances=tolerances,
+                   localize=localize, progress=progress, verbose=verbose)
+
+
+def verify_artifacts(model: SourceModel, artifacts, artifact_dir, **options) -> list[ParityReport]:
+    """The hook ``convert`` calls: verify every artifact just written against the loaded source model."""
+    options.setdefault("progress", NullProgress())
+    reports = []
+    for artifact in artifacts:
+        path = Path(artifact_dir) / artifact.path
+        with options["progress"].step(f"Verifying {artifact.path}"):
+            reports.append(_verify(model, path, artifact.target, artifact, **options))
+    return reports
+
+
+def check_candidate(model: SourceModel, path: Path, target: str, variant: str = "fp32", **options) -> ParityReport:
+    """Parity of a conversion ladder's candidate (not yet in any record) under ``variant``'s profile."""
+    options.setdefault("progress", NullProgress())
+    options.setdefault("profile", variant)
+    return _verify(model, path, target, None, **options)
+
+
+def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int | None = None, prefer=(), samples=8, data=None,
+                     mean=None, std=None, data_layout=None, seed=0, **_unused) -> tuple[list[dict], dict[str, float]]:
+    """The parity inputs in ``path``'s own names and layout (all of them, or ``limit``: the samples
+    ``prefer`` names first, then the first ones), and the least scale of each artifact output (the
+    magnitude of the range the source bounds it to, else 0): what an estimate that compares the
+    artifact with a modified copy of itself needs (``quantize.fp16_mixed``).
+
+    The fp16 estimate takes them all: one sample can carry the whole failure (PP-OCR's direction
+    classifier, fp16: 1e-4 on seven of eight text lines, 0.0115 on the eighth), and a failing metric's
+    worst sample is not always another's (ResNet-50: an estimate on four samples said 0.60 of the
+    limits, the check on eight found cosine at 1.2)."""
+    from deploykit.runners import runner_for_artifact
+
+    with contextlib.ExitStack() as stack:
+        art = runner_for_artifact(path, target)
+        stack.enter_context(art)
+        images = images_of(model, None)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, {}), images, art.input_specs, target)
+        out_bind = bind(model.outputs, art.output_specs, {})
+        feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
+                        data_layout=data_layout, seed=seed, images=images)
+    ranges = bounded_outputs(model)
+    floors = {b.artifact: max(map(abs, ranges[b.source])) if b.source in ranges else 0.0 for b in out_bind if not b.problem}
+    count = len(feeds.samples)
+    chosen = list(dict.fromkeys([i for i in prefer if 0 <= i < count] + list(range(count))))[:limit or count]
+    return [{b.artifact: b.to_artifact(feeds.samples[i][b.source]) for b in in_bind} for i in chosen], floors
+
+
+def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | None, *, samples=8, data=None, mean=None,
+            std=None, data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
+            verbose=False) -> ParityReport:
+    from deploykit.runners import runner_for_artifact, runner_for_source
+
+    started = time.perf_counter()
+    progress = progress or NullProgress()
+    chosen, origin = _choose_profile(profile, recorded)
+    layouts = {t.name: t.layout for t in (recorded.inputs + recorded.outputs)} if recorded else {}
+    with capture_output(enabled=not verbose), contextlib.ExitStack() as stack:
+        src, art = runner_for_source(model), runner_for_artifact(path, target)
+        with progress.step(f"Starting {src.name} and {art.name} runners"):
+            stack.enter_context(src)
+            stack.enter_context(art)
+        images = images_of(model, recorded)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, layouts), images, art.input_specs, target)
+        classifier = classifier_of(model, recorded)
+        out_bind = classifier_bindings(bind(model.outputs, art.output_specs, layouts), classifier, model, art.output_specs)
+        notes = tuple(art.notes) + ((origin,) if origin.startswith("fp32 assumed") else ())
+        runners = {"source": src.name, "artifact": getattr(art, "backend_used", None) or art.name}
+        header = dict(source=model.path, framework=model.framework, artifact=str(path), target=target,
+                      profile=chosen.name, profile_origin=origin, runners=runners, notes=notes)
+        broken = [b.problem for b in in_bind if b.problem]
+        if broken:
+            return ParityReport(**header, inputs={}, outputs=(), seconds=_since(started),
+                                problem="inputs do not match: " + "; ".join(broken))
+        feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
+                        data_layout=data_layout, seed=seed, images=images)
+        with progress.step(f"Running {len(feeds)} sample(s) through {src.name} and {runners['artifact']}"):
+            refs = [src.infer(source_view(sample, model, images)) for sample in feeds.samples]
+            outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
+        results = []
+        ranges = bounded_outputs(model)
+        for b in out_bind:
+            if b.problem:
+                results.append(_missing(b, refs))
+                continue
+            bounded = RANGE if isinstance(b, ClassifierBinding) else ranges.get(b.source)
+            results.append(compare_output(b.source, [b.reference(r[b.source]) for r in refs],
+                                          [b.to_source(o[b.artifact]) for o in outs], chosen, tolerances,
+                                          artifact_name=b.artifact, layout=b.note, value_range=bounded))
+        location = None
+        failed = [r for r in results if not r.passed]
+        if localize and failed:
+            with progress.step("Localizing the first diverging layer"):
+                location = _localize(src, art, in_bind, feeds, failed[0].worst_sample, chosen,
+                                     lambda sample: source_view(sample, model, images))
+    wrong_labels = label_problems(outs, classifier)
+    return ParityReport(**header, inputs=feeds.origin, outputs=tuple(results), localization=location,
+                        seconds=_since(started), problem="; ".join(wrong_labels) or None)
+
+
+def _choose_profile(profile, recorded: Artifact | None):
+    if profile is not None:
+        chosen = get_profile(profile)
+        return chosen, f"given ({chosen.name})"
+    if recorded is not None:
+        name = profile_for_variant(recorded.variant, recorded.quantization)
+        if name:
+            return get_profile(name), f"from deploykit-report.json (variant {recorded.variant!r})"
+        return get_profile("fp32"), (f"fp32 assumed: deploykit-report.json records variant {recorded.variant!r}, "
+                                     "which maps to no profile; pass --profile")
+    return get_profile("fp32"), "fp32 assumed: no deploykit-report.json entry for this artifact and no --profile"
+
+
+def recorded_entry(path: Path) -> Artifact | None:
+    """This artifact's entry in the deploykit-report.json beside it, if any (matched by file name)."""
+    report = path.parent / REPORT_FILENAME
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        entries = data.get("artifacts", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    for entry in entries:
+        if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
+            try:
+                return Artifact.from_json(entry)
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+def _inputs(model, art, in_bind, *, samples, data, mean, std, data_layout, seed, images=None) -> InputSet:
+    if images:
+        if mean is not None or std is not None:
+            raise UsageError("--mean and --std are the image input's preprocessing here (--image-input); "
+                             "they are not given to the parity check separately")
+        return pixel_inputs(model, images, samples=samples, data=data, seed=seed)
+    if data is not None:
+        return load_data(data, model.inputs, samples=samples, mean=mean, std=std, layout=data_layout)
+    if mean is not None or std is not None or data_layout is not None:
+        raise UsageError("--mean, --std and --data-layout describe --data; they mean nothing for random inputs")
+    ranges = {}
+    quantized = getattr(art, "quantized_io", {})
+    for b in in_bind:
+        if b.artifact in quantized:
+            from deploykit.runners.litert_runner import representable_range
+
+            ranges[b.source] = clip_range(*representable_range(*quantized[b.artifact]))
+    return random_inputs(model.inputs, samples=samples, seed=seed, ranges=ranges)
+
+
+def _missing(binding, refs):
+    from deploykit.parity.compare import OutputResult
+
+    shape = tuple(int(d) for d in refs[0][binding.source].shape)
+    return OutputResult(binding.source, binding.artifact, shape, {}, (), {}, problem=binding.problem)
+
+
+def _localize(src, art, in_bind, feeds: InputSet, sample_index: int, profile, source_feeds) -> Localization:
+    from deploykit.core.errors import DeployKitError
+    from deploykit.parity.localize import localize
+
+    sample = feeds.samples[sample_index]
+    try:
+        source_trace = src.trace(source_feeds(sample))
+        artifact_trace = art.trace({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind})
+    except DeployKitError as exc:
+        return Localization("unavailable", exc.message + (f" ({exc.hint})" if exc.hint else ""), sample=sample_index)
+    return localize(source_trace, artifact_trace, profile.localize_rel_error, sample=sample_index)
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
