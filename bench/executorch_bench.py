@@ -217,7 +217,7 @@ def top1(predict, images, labels) -> float:
 def artifact_top1(path: Path, images, labels) -> float:
     import numpy as np
 
-    from deploykit.runners import runner_for_artifact
+    from deploykit.targets import runner_for as runner_for_artifact
 
     with runner_for_artifact(path) as runner:
         spec = runner.input_specs[0]

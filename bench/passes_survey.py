@@ -59,7 +59,7 @@ def _probe_torch(folder: Path, kind: str) -> Path:
 
 
 def main() -> None:
-    from deploykit.pipeline.convert import convert
+    from deploykit import convert
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

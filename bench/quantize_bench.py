@@ -36,7 +36,7 @@ def sizes(folder: Path, skip_torch: bool) -> list[dict]:
     import keras
     import numpy as np
 
-    from deploykit.pipeline.convert import convert
+    from deploykit import convert
 
     keras.utils.set_random_seed(0)
     keras_path = folder / "mobilenet_v2.keras"
@@ -81,7 +81,7 @@ def accuracy(folder: Path) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from deploykit.pipeline.convert import convert
+    from deploykit import convert
     from deploykit.runners.coreml_eval import evaluate
     from make_example_model import build_digits_model
     from tests.convert.tflite_run import run_tflite

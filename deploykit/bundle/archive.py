@@ -24,7 +24,6 @@ import os
 import re
 import stat
 import struct
-import time
 import unicodedata
 import zipfile
 import zlib
@@ -33,9 +32,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from deploykit.core.errors import IntegrityError
+from deploykit.core.timestamps import zip_timestamp
 
-ZIP_MIN_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip header can hold
-ZIP_MAX_EPOCH = 4354819199  # 2107-12-31T23:59:59Z
 FILE_MODE = 0o100644
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -49,17 +47,6 @@ class Limits:
     max_manifest_bytes: int = 1 << 20
     max_total_bytes: int = 8 << 30
     max_name_length: int = 512
-
-
-def zip_timestamp() -> tuple[int, int, int, int, int, int]:
-    """The one timestamp of every entry: SOURCE_DATE_EPOCH clamped into the zip range, else 1980-01-01."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    try:
-        epoch = int(raw) if raw else ZIP_MIN_EPOCH
-    except ValueError:
-        epoch = ZIP_MIN_EPOCH
-    epoch = min(max(epoch, ZIP_MIN_EPOCH), ZIP_MAX_EPOCH)
-    return time.gmtime(epoch)[:6]
 
 
 def write_zip(path: Path, entries: Iterable[tuple[str, bytes | Path]]) -> None:

@@ -1,14 +1,15 @@
 """``deploykit bundle``: converted artifacts -> one signed, reproducible zip per (platform, variant).
 
-A .tflite gives an Android bundle, an .mlpackage an iOS bundle, a .pte (ExecuTorch) one of each.
+Each artifact's target (``deploykit.targets``) says which bundles it gives (a .tflite an Android bundle, an
+.mlpackage an iOS bundle, a .pte one of each) and what goes into them.
 
 Per artifact, top to bottom: find its entry in the sibling deploykit-report.json (inputs, outputs,
 provenance come from there, never from hand-typed flags: a shape typed by hand drifts from the real
-model, the report was measured on it), check the file still has the hash the report recorded, embed
-metadata into a private copy (tflite_meta / coreml_meta; a .pte has no metadata section, executorch_meta
-only derives its runtime requirements), render the app integration files, list
-every file with role, length and sha256, validate the manifest against its schema, sign it, and write
-the zip (temporary name, then rename). Signed bundles are verified once more after writing.
+model, the report was measured on it), check the file still has the hash the report recorded, let the
+target embed metadata into a private copy (``Target.bundle_payload``; a .pte has no metadata section, its
+target only derives its runtime requirements), render the app integration files, list every file with
+role, length and sha256, validate the manifest against its schema, sign it, and write the zip (temporary
+name, then rename). Signed bundles are verified once more after writing.
 """
 
 from __future__ import annotations
@@ -19,25 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deploykit.formats.coreml import metadata as coreml_meta
-from deploykit.formats.tflite import metadata as tflite_meta
 from deploykit.bundle.archive import write_zip
 from deploykit.bundle.manifest import (MANIFEST_NAME, MANIFEST_SCHEMA, canonical_json, check_name, check_version,
                                        default_sequence, validate)
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, SigningKey, sign_envelope
 from deploykit.bundle.templates import integration_files, integration_paths, template_root
-from deploykit.core.errors import ConversionError, InputError, UsageError
-from deploykit.core.hashing import sha256_file, sha256_path, tree_files
+from deploykit.core.errors import InputError, UsageError
+from deploykit.core.hashing import sha256_file, sha256_path
 from deploykit.core.types import REPORT_FILENAME, Artifact, ConversionReport
-
-# target -> the (platform, runtime, format) of each bundle made from one artifact. ExecuTorch runs on both
-# platforms, so one .pte gives an Android and an iOS bundle.
-PLATFORMS = {"tflite": (("android", "litert", "tflite"),), "coreml": (("ios", "coreml", "mlpackage"),),
-             "executorch": (("android", "executorch", "executorch"), ("ios", "executorch", "executorch"))}
-MODEL_PATH = {"tflite": "model/model.tflite", "coreml": "model/model.mlpackage", "executorch": "model/model.pte"}
-# ExecuTorch bundles sit next to LiteRT / Core ML bundles of the same quantization in one release, and
-# publish, pull and the app updaters tell bundles apart by (platform, variant): their variant carries the runtime.
-EXECUTORCH_VARIANT_PREFIX = "executorch-"
+from deploykit.targets import TARGETS, BundleMeta, BundleSlot
+from deploykit.targets import get as target_named
 
 
 @dataclass(frozen=True)
@@ -83,7 +75,7 @@ def bundle(artifacts: Sequence[str | Path], options: BundleOptions) -> list[Buil
         raise UsageError("--mean and --std go together")
     labels = _read_labels(options.labels) if options.labels else None
     found = [_find_artifact(Path(a), options.report) for a in artifacts]
-    keys = [(platform, bundle_variant(art)) for _, art, _ in found for platform, _, _ in _slots(art)]
+    keys = [(slot.platform, bundle_variant(art)) for _, art, _ in found for slot in _slots(art)]
     if len(set(keys)) != len(keys):
         raise UsageError(f"two artifacts for the same (platform, variant): {keys}")
     root = template_root(options.templates)
@@ -93,22 +85,15 @@ def bundle(artifacts: Sequence[str | Path], options: BundleOptions) -> list[Buil
             for path, art, report in found for slot in _slots(art)]
 
 
-def _slots(artifact: Artifact) -> tuple[tuple[str, str, str], ...]:
-    """The bundles one artifact gives; a .pte delegated to ExecuTorch's Core ML backend runs on Apple platforms only."""
-    slots = PLATFORMS[artifact.target]
-    if artifact.target == "executorch" and (artifact.quantization or {}).get("backend") == "coreml":
-        slots = tuple(s for s in slots if s[0] == "ios")
-    return slots
+def _slots(artifact: Artifact) -> tuple[BundleSlot, ...]:
+    """The bundles one artifact gives (its target decides)."""
+    return target_named(artifact.target).bundle_slots(artifact)
 
 
 def bundle_variant(artifact: Artifact) -> str:
-    """The manifest's variant: the artifact's (fp32, fp16, int8 ...), prefixed with the runtime for ExecuTorch."""
-    if artifact.target != "executorch":
-        return artifact.variant
-    variant = EXECUTORCH_VARIANT_PREFIX + artifact.variant
-    if len(variant) > 32:
-        raise InputError(f"variant {variant!r} is longer than the manifest's 32 characters")
-    return variant
+    """The manifest's variant: the artifact's (fp32, fp16, int8 ...), prefixed with the runtime where its target
+    shares a platform with another (ExecuTorch bundles sit beside LiteRT and Core ML bundles in one release)."""
+    return target_named(artifact.target).bundle_variant(artifact)
 
 
 def _read_labels(path: Path) -> tuple[str, ...]:
@@ -139,7 +124,7 @@ def _find_artifact(path: Path, report_path: Path | None) -> tuple[Path, Artifact
             break
     else:
         raise InputError(f"{path} is not listed in {report_file}", hint="run `deploykit convert` again")
-    if artifact.target not in PLATFORMS:
+    if artifact.target not in TARGETS:
         raise InputError(f"{path}: unknown target {artifact.target!r}")
     if path.is_symlink() or sha256_path(path) != artifact.sha256:
         raise InputError(f"{path} changed since `deploykit convert` recorded it in {report_file.name}",
@@ -158,7 +143,7 @@ def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptio
         if options.mean is not None or options.std is not None:
             raise UsageError(f"input {tensor['name']!r} was converted with --image-input: its preprocessing is in the "
                              "record already", hint="leave out --mean and --std when bundling it")
-        block = tensor["preprocessing"] = preprocessing_block(tensor, artifact.target)
+        block = tensor["preprocessing"] = preprocessing_block(tensor, target_named(artifact.target).pixel_feed)
         del tensor["image"]
         if block["normalized_by"] == "app":
             tensor["normalization"] = pixel_normalization(block)
@@ -185,9 +170,10 @@ def _io(artifact: Artifact, labels: tuple[str, ...] | None, options: BundleOptio
     return {"inputs": inputs, "outputs": outputs}
 
 
-def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: tuple[str, str, str], sequence: int,
+def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: BundleSlot, sequence: int,
                 labels: tuple[str, ...] | None, root: Path, options: BundleOptions) -> BuiltBundle:
     platform, runtime, fmt = slot
+    target = target_named(artifact.target)
     variant = bundle_variant(artifact)
     if artifact.classifier:  # labels given at conversion (--labels): the record carries them
         if labels is not None and tuple(labels) != tuple(artifact.classifier["labels"]):
@@ -196,15 +182,19 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
         labels = tuple(artifact.classifier["labels"])
     io = _io(artifact, labels, options)
     with tempfile.TemporaryDirectory(prefix="deploykit-bundle-") as scratch:
-        model_files, compat, embedded = _prepare_model(path, artifact, platform, Path(scratch), io, labels, sequence,
-                                                       options, report.tool_versions)
-        files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in model_files.items()}
+        meta = BundleMeta(name=options.name, version=options.version, description=options.description or options.name,
+                          author=options.author, license=options.license, inputs=tuple(io["inputs"]),
+                          outputs=tuple(io["outputs"]), labels=labels, sequence=sequence,
+                          min_android_api=options.min_android_api, tool_versions=dict(report.tool_versions or {}))
+        payload = target.bundle_payload(path, artifact, slot, Path(scratch), meta)
+        compat, embedded = payload.compatibility, list(payload.embedded)
+        files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in payload.files.items()}
         if labels:
             files["assets/labels.txt"] = ("labels", ("\n".join(labels) + "\n").encode("utf-8"))
         manifest = {
             "schema": MANIFEST_SCHEMA, "name": options.name, "version": options.version, "sequence": sequence,
             "platform": platform, "runtime": runtime, "format": fmt, "variant": variant,
-            "model": MODEL_PATH[artifact.target], "io": io, "compatibility": compat,
+            "model": target.bundle_model, "io": io, "compatibility": compat,
             "metadata": {"author": options.author, "license": options.license, "description": options.description},
             "provenance": {
                 "source": {k: report.source.get(k, "") for k in ("sha256", "framework", "format", "name")},
@@ -243,54 +233,6 @@ def _entry(path: str, role: str, src: bytes | Path) -> dict[str, Any]:
 
         return {"path": path, "role": role, "length": len(src), "sha256": hashlib.sha256(src).hexdigest()}
     return {"path": path, "role": role, "length": Path(src).stat().st_size, "sha256": sha256_file(src)}
-
-
-def _prepare_model(path: Path, artifact: Artifact, platform: str, scratch: Path, io: dict[str, Any], labels,
-                   sequence: int, options: BundleOptions, tool_versions: dict[str, str] | None = None
-                   ) -> tuple[dict[str, bytes | Path], dict[str, Any], list[str]]:
-    common = dict(name=options.name, version=options.version, description=options.description or options.name,
-                  author=options.author, license=options.license, inputs=tuple(io["inputs"]),
-                  outputs=tuple(io["outputs"]), labels=labels)
-    if artifact.target == "executorch":
-        from deploykit.bundle import executorch_meta
-
-        # A .pte has no metadata section: it goes in as converted (its sha256 is the one the record checked),
-        # labels go to assets/labels.txt, and the manifest is the only description of its inputs and outputs.
-        return ({MODEL_PATH["executorch"]: path.read_bytes()},
-                executorch_meta.compatibility(artifact, platform, options.min_android_api, dict(tool_versions or {})), [])
-    if artifact.target == "tflite":
-        from deploykit.formats.tflite.metadata_read import runs_identically
-
-        data = path.read_bytes()
-        compat = {"min_ios": None, "min_android_api": options.min_android_api,
-                  "min_runtime": tflite_meta.min_runtime_version(data), "deployment_target": artifact.deployment_target}
-        if artifact.select_tf_ops:  # written with --allow-flex: the app must link the Select-TF ops library
-            compat["select_tf_ops"] = list(artifact.select_tf_ops)
-        meta = tflite_meta.TfliteMetadata(**common, extra={"sequence": sequence, "variant": artifact.variant})
-        try:
-            embedded_data = tflite_meta.embed(data, meta)
-        except tflite_meta.NotEmbeddable as exc:
-            return {MODEL_PATH["tflite"]: data}, compat, [f"skipped: {exc}"]
-        from deploykit.core.noise import capture_output
-
-        with capture_output():  # LiteRT prints delegate banners straight to fd 2
-            same = runs_identically(data, embedded_data)
-        if same is False:
-            raise ConversionError("embedding TFLite metadata changed the model's outputs; refusing to bundle it")
-        notes = ["tflite:TFLITE_METADATA", "tflite:deploykit"] + (["tflite:labels.txt"] if labels else [])
-        notes.append("runtime check: identical outputs" if same else "runtime check: skipped (model does not load here)")
-        return {MODEL_PATH["tflite"]: embedded_data}, compat, notes
-    package = scratch / "model.mlpackage"
-    coreml_meta.copy_package(path, package)
-    meta = coreml_meta.CoremlMetadata(**common, sequence=sequence, variant=artifact.variant)
-    coreml_meta.embed(package, meta)
-    spec_version = coreml_meta.read_spec(package).specificationVersion
-    target = artifact.deployment_target or "iOS15"
-    digits = "".join(c for c in target if c.isdigit())
-    compat = {"min_ios": f"{digits}.0" if target.startswith("iOS") and digits else None, "min_android_api": None,
-              "min_runtime": f"coreml-spec-{spec_version}", "deployment_target": target}
-    files = {f"{MODEL_PATH['coreml']}/{p.relative_to(package).as_posix()}": p for p in tree_files(package)}
-    return files, compat, ["coreml:description.metadata", "coreml:feature descriptions", "coreml:com.deploykit.*"]
 
 
 def _parity_summary(parity: dict[str, Any] | None) -> dict[str, Any] | None:

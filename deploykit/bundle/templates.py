@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploykit import __version__
+from deploykit.core.version import __version__
 from deploykit.core.errors import InputError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from deploykit import __version__
+from deploykit.core.version import __version__
 from deploykit.cli import bundle_cmds, convert_cmd
 from deploykit.cli import predict_cmd, verify_cmd
 from deploykit.cli import bench_cmd, build_cmd, inspect_cmd, passes_cmd

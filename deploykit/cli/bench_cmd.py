@@ -35,14 +35,14 @@ def bench(
     no_xnnpack: Annotated[bool, typer.Option("--no-xnnpack", help="LiteRT's builtin kernels instead of XNNPACK.")] = False,
     json_output: JsonOutput = False,
 ) -> None:
-    from deploykit.runners.litert_bench import bench as run_bench
     from deploykit.cli.output import StepProgress, stdout_json
     from deploykit.core.errors import InputError
+    from deploykit.targets import TARGETS, for_path
 
     paths = []
     for item in artifacts:
-        if item.is_dir() and item.suffix != ".mlpackage":
-            paths += sorted(item.glob("*.tflite")) + sorted(item.glob("*.pte"))
+        if item.is_dir() and not any(item.suffix == t.suffix for t in TARGETS.values()):  # a convert --out folder
+            paths += [p for t in TARGETS.values() if t.timed_here for p in sorted(item.glob("*" + t.suffix))]
         else:
             paths.append(item)
     if not paths:
@@ -51,12 +51,7 @@ def bench(
     results = []
     for path in paths:
         with progress.step(f"Timing {path.name}"):
-            if path.suffix == ".pte":
-                from deploykit.runners.executorch_bench import bench_pte
-
-                results.append(bench_pte(path, threads=threads, warmup=warmup, runs=runs))
-            else:
-                results.append(run_bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=not no_xnnpack))
+            results.append(for_path(path).bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=not no_xnnpack))
     if json_output:
         stdout_json([r.to_json() for r in results])
         return
@@ -67,7 +62,7 @@ def _print(results) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from deploykit.cli.tables import human_size
+    from deploykit.report.units import human_size
 
     first = results[0]
     table = Table(title=f"{first.threads} thread(s), {first.warmup} warm-up + {first.runs} runs", title_justify="left")

@@ -103,7 +103,7 @@ def _print_plan(config, only, force, json_output) -> None:
 def _print_result(result, console) -> None:
     from rich.table import Table
 
-    from deploykit.cli.tables import human_size
+    from deploykit.report.units import human_size
 
     table = Table(title=f"{len(result.jobs)} jobs, {result.workers} worker(s), {result.seconds} s")
     for column in ("job", "status", "time", "size", "parity", "top-1", "latency"):

@@ -163,48 +163,30 @@ def convert(
 
         raise UsageError("--classifier-output needs --labels")
     from deploykit.pipeline.convert import convert as run_convert
+    from deploykit.pipeline.request import VerifyOptions, request
 
     if verbose:
         os.environ["DEPLOYKIT_VERBOSE"] = "1"
     if quantize and not (quiet or json_output):
         from deploykit.cli.output import terminal
-        from deploykit.converters import parse_targets
         from deploykit.quantize import skipped_schemes
+        from deploykit.targets import parse_targets
 
         for note in skipped_schemes(quantize, parse_targets(to)):
             terminal().print(f"[yellow]note[/] {note}")
-    report = run_convert(
-        source,
-        to=to,
-        out=out,
-        inputs=input_shapes or None,
-        weights=weights,
-        allow_h5=allow_h5,
-        coreml_target=coreml_target,
-        name=name,
-        verbose=verbose,
-        progress=StepProgress(quiet=quiet or json_output),
-        quantize=quantize,
-        calibration=calibration,
-        calibration_samples=calibration_samples,
-        int8_io=int8_io,
-        keep_float=keep_float,
-        per_tensor=per_tensor,
-        lut_group_size=lut_group_size,
-        lut_budget=lut_budget,
-        passes=passes,
-        strict_graph=strict_graph,
-        verify=not no_verify,
-        allow_flex=allow_flex,
-        all_or_nothing=all_or_nothing,
-        verify_options=dict(samples=samples, data=data, mean=None if image_input else parse_floats(mean, "--mean"),
-                            std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize),
-        image_inputs=ImageInputOptions(tuple(image_input), color, pixel_range, parse_floats(mean, "--mean"),
-                                       parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
-                                       letterbox_fill) if image_input else None,
-        classifier=ClassifierOptions(labels, classifier_output) if labels else None,
-        executorch_backend=executorch_backend,
-    )
+    checks = VerifyOptions(samples=samples, data=data, mean=None if image_input else parse_floats(mean, "--mean"),
+                           std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize)
+    images = ImageInputOptions(tuple(image_input), color, pixel_range, parse_floats(mean, "--mean"),
+                               parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
+                               letterbox_fill) if image_input else None
+    job = request(source, to=to, out=out, inputs=input_shapes or None, weights=weights, allow_h5=allow_h5,
+                  coreml_target=coreml_target, name=name, quantize=quantize, calibration=calibration,
+                  calibration_samples=calibration_samples, int8_io=int8_io, keep_float=keep_float, per_tensor=per_tensor,
+                  lut_group_size=lut_group_size, lut_budget=lut_budget, passes=passes, strict_graph=strict_graph,
+                  verify=not no_verify, verify_options=checks, allow_flex=allow_flex, all_or_nothing=all_or_nothing,
+                  image_inputs=images, classifier=ClassifierOptions(labels, classifier_output) if labels else None,
+                  executorch_backend=executorch_backend, verbose=verbose)
+    report = run_convert(job, progress=StepProgress(quiet=quiet or json_output))
     if json_output:
         stdout_json(report.to_json())
     elif not quiet:

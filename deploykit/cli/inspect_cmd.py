@@ -33,7 +33,7 @@ def inspect(
     allow_h5: AllowH5 = False,
 ) -> None:
     from deploykit.cli.output import StepProgress, stdout_json
-    from deploykit.inspection import inspect_model
+    from deploykit.pipeline.inspect import inspect_model
     from deploykit.core.noise import capture_output
 
     with StepProgress(quiet=json_output).step(f"Inspecting {Path(model.rstrip('/')).name}"), capture_output():
@@ -48,7 +48,7 @@ def print_inspection(result, *, per_layer: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from deploykit.cli.tables import human_size
+    from deploykit.report.units import human_size
     from deploykit.inspection.model import COUNTING_NOTE, LAYER_TYPE_TITLES, MEMORY_NOTE
 
     console = Console(highlight=False)

@@ -8,10 +8,11 @@ import typer
 
 from deploykit.cli.options import JsonOutput
 
-HELP = """List the graph passes --passes can name, the stage each works on, the conversion paths where
---passes auto runs it (because the converter leaves the pattern there), and its Given/Result pattern.
+HELP = """List the graph passes --passes can name, the stage each works on, the conversion paths where --passes auto runs it (because the converter leaves the pattern there), and its Given/Result pattern. With --all, also the exact rewrites converters apply themselves (the ONNX -> TFLite ladder's remedies, ExecuTorch's fp16 export): records name them, --passes does not select them.
 
   deploykit passes
+
+  deploykit passes --all
 
   deploykit passes --doc fold_batchnorm
 """
@@ -23,6 +24,7 @@ def register(app: typer.Typer) -> None:
 
 def passes(
     doc: Annotated[str, typer.Option("--doc", metavar="NAME", help="Print one pass's full description.")] = "",
+    every: Annotated[bool, typer.Option("--all", help="Also list the rewrites converters apply themselves.")] = False,
     json_output: JsonOutput = False,
 ) -> None:
     from rich.console import Console
@@ -31,7 +33,7 @@ def passes(
     from deploykit.core.errors import UsageError
     from deploykit.passes import all_passes
 
-    entries = all_passes()
+    entries = all_passes(selectable_only=not (every or doc))
     console = Console(highlight=False)  # stdout: this is the command's output, not progress
     if doc:
         chosen = [p for p in entries if p.name == doc]
@@ -56,5 +58,9 @@ def passes(
 
 
 def _auto(entry) -> str:
+    from deploykit.passes.registry import SELECTABLE
+
+    if entry.stage not in SELECTABLE:
+        return "run by its converter"
     paths = sorted(f"{'any' if f == '*' else f}->{t}" for f, t in entry.needed_for)
     return ", ".join(paths) or "only when named"

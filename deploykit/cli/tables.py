@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploykit.report.units import human_size
+
 
 def _shape(spec) -> str:
     from deploykit.core.flexible import flexible_of
@@ -12,14 +14,6 @@ def _shape(spec) -> str:
     text = flexible.compact() if flexible else "x".join("?" if d is None else str(d) for d in spec.shape)
     dtype = "" if spec.dtype == "float32" else f" {spec.dtype}"
     return f"{spec.name} {text}{dtype}" + (f" {spec.layout}" if spec.layout else "")
-
-
-def human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
 
 
 def _parity(summary) -> str:

@@ -66,14 +66,16 @@ def verify(
     from deploykit.loaders import load_source
     from deploykit.core.noise import capture_output
     from deploykit.parity.profiles import parse_tolerances
-    from deploykit.parity.report import print_report, to_json, write_json, write_junit
-    from deploykit.pipeline.verify import verify as run_verify
+    from deploykit.cli.parity_table import print_report
+    from deploykit.parity.report import to_json, write_json, write_junit
+    from deploykit.pipeline.request import VerifyOptions
+    from deploykit.pipeline.verify import verify_with
 
     if verbose:
         os.environ["DEPLOYKIT_VERBOSE"] = "1"
     overrides = parse_tolerances(tolerance or [])
-    options = dict(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
-                   data_layout=data_layout, seed=seed, profile=profile, tolerances=overrides, localize=localize, verbose=verbose)
+    checks = VerifyOptions(samples=samples, data=data, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+                           data_layout=data_layout, seed=seed, profile=profile, tolerances=overrides, localize=localize)
     progress = StepProgress(quiet=quiet or json_output)
     targets = _expand(artifacts)
     with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
@@ -82,7 +84,7 @@ def verify(
         # One run compares one size; `convert` checks every accepted size and records each.
         raise UsageError("verify compares one input size: give --input a single shape (e.g. x=1x3x320x320) "
                          "and run it once per size", hint="deploykit convert checks every flexible size itself")
-    reports = [run_verify(model, path, progress=progress, **options) for path in targets]
+    reports = [verify_with(model, path, checks, progress=progress, verbose=verbose) for path in targets]
     if not json_output and not quiet:
         for result in reports:
             print_report(result, terminal(), verbose=verbose)

@@ -14,12 +14,8 @@ from typing import Callable
 
 from deploykit.core.errors import UsageError
 
-TARGETS = ("tflite", "coreml", "executorch")
-# ExecuTorch is PyTorch's runtime: its programs come from torch.export, so only PyTorch sources reach it.
-EXECUTORCH_SOURCES = ("torch",)
 EXECUTORCH_BACKENDS = ("xnnpack", "coreml", "portable")
 COREML_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
-SUFFIX = {"tflite": ".tflite", "coreml": ".mlpackage", "executorch": ".pte"}
 
 
 @dataclass(frozen=True)
@@ -70,25 +66,13 @@ PATHS: dict[tuple[str, str], str] = {
     ("onnx", "coreml"): "deploykit.converters.onnx_coreml",
     ("torch", "executorch"): "deploykit.converters.torch_executorch",
 }
-
-
-def parse_targets(value: str | tuple | list) -> tuple[str, ...]:
-    items = [t.strip().lower() for t in (value.split(",") if isinstance(value, str) else value) if t.strip()]
-    if not items:
-        raise UsageError("no target given", hint="use --to tflite, --to coreml or --to tflite,coreml")
-    unknown = [t for t in items if t not in TARGETS]
-    if unknown:
-        raise UsageError(f"unknown target {', '.join(unknown)}", hint=f"targets are: {', '.join(TARGETS)}")
-    return tuple(dict.fromkeys(items))
-
-
-def check_executorch_source(framework: str, source_format: str) -> None:
-    """ExecuTorch programs are exported from PyTorch: refuse other sources before anything is converted."""
-    if framework not in EXECUTORCH_SOURCES:
-        raise UsageError(
-            f"--to executorch needs a PyTorch source (.pt2, path/to/file.py:factory, TorchScript); this is a "
-            f"{source_format} model",
-            hint="convert it to tflite or coreml, or export the PyTorch model it came from")
+# (framework, target) -> the distributions that path runs, for the record's tool versions.
+PATH_PACKAGES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("keras", "tflite"): ("tensorflow",),
+    ("torch", "tflite"): ("litert-torch", "onnx2tf", "tensorflow"),
+    ("onnx", "tflite"): ("onnx2tf", "onnxsim", "tensorflow"),
+    ("onnx", "coreml"): ("onnx2coreml", "onnxsim", "onnx2tf", "tensorflow"),  # onnx2tf: the fallback rung
+}
 
 
 def check_executorch_backend(value: str) -> str:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import ConversionError, UnsupportedOperatorError
+from deploykit.formats import coremltools_facade
 
 
 def deployment_target(name: str):
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     return getattr(ct.target, name)
 
 
 def tensor_types(inputs):
-    import coremltools as ct
+    ct = coremltools_facade.package()
     import numpy as np
 
     from deploykit.core.names import feature_names
@@ -26,8 +26,7 @@ def tensor_types(inputs):
 
 def coreml_shape(spec):
     """The static shape, or Core ML's ``EnumeratedShapes`` / ``RangeDim`` shape of a flexible input."""
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     from deploykit.core.flexible import flexible_of
 
     flexible = flexible_of(spec)
@@ -43,7 +42,7 @@ def output_types(outputs, named: bool):
     """Float outputs stay float32 in every variant: with fp16 compute and an iOS16+ target coremltools
     would make them float16, and an app's interface must not change between fp32 and fp16 artifacts.
     The TensorFlow frontend names outputs itself (``named=False``); PyTorch takes the source's names."""
-    import coremltools as ct
+    ct = coremltools_facade.package()
     import numpy as np
 
     from deploykit.core.names import feature_names
@@ -74,8 +73,7 @@ def fp16_compute_precision(fp32_ops=()):
     (casts at the edges of every op it can type fp16; inputs and outputs stay fp32 at the interface)
     with an op selector that keeps the ops of ``FP32_VARIANCE_OPS`` in fp32, and the ops whose saved
     name (first output) is in ``fp32_ops`` (chosen by ``quantize.fp16_mixed``) with their weights."""
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     kept = frozenset(fp32_ops)
 
     def selected(op) -> bool:
@@ -106,8 +104,7 @@ def saved_name_in(name: str, saved: frozenset) -> bool:
 
 def fp32_layers(mlmodel_or_path) -> list[str]:
     """conv / linear / matmul ops (by first output) that an ML Program computes in float32."""
-    from coremltools.proto import MIL_pb2
-
+    MIL_pb2 = coremltools_facade.mil_pb2()
     fp32 = MIL_pb2.DataType.Value("FLOAT32")
     spec = _spec(mlmodel_or_path)
     found = []
@@ -120,8 +117,7 @@ def fp32_layers(mlmodel_or_path) -> list[str]:
 
 
 def _spec(mlmodel_or_path):
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     model = ct.models.MLModel(str(mlmodel_or_path), skip_model_load=True) if isinstance(mlmodel_or_path, (str, Path)) \
         else mlmodel_or_path
     return model.get_spec()
@@ -198,8 +194,7 @@ def fp32_ops(mlmodel_or_path) -> list[str]:
     """The op types an ML Program computes in fp32, read from its declared output dtypes (``const`` and
     ``cast`` aside): in an fp16 program, what ``FP32_VARIANCE_OPS`` kept, plus what coremltools keeps
     itself (ops with constants beyond the fp16 range, control flow)."""
-    from coremltools.proto import MIL_pb2
-
+    MIL_pb2 = coremltools_facade.mil_pb2()
     fp32 = MIL_pb2.DataType.Value("FLOAT32")
     spec = _spec(mlmodel_or_path)
     if spec.WhichOneof("Type") != "mlProgram":
@@ -226,8 +221,7 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
     """``coremltools.convert`` for an ML Program (fp32 unless ``options.coreml_precision`` is fp16, then
     ``fp16_compute_precision()``; with ``options.coreml_pipeline`` when deploykit passes run), failures
     turned into deploykit errors."""
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     fp16 = options is not None and options.coreml_precision == "fp16"
     precision = fp16_compute_precision(options.coreml_fp32_ops) if fp16 else ct.precision.FLOAT32
     if options is not None and options.coreml_pipeline is not None:
@@ -249,8 +243,7 @@ def run_ct_convert(model, *, label: str, options=None, **kwargs):
 def rename_and_save(mlmodel, out_path: Path, input_names: list[str], output_names: list[str]) -> None:
     """Give features the source model's names (converters produce names like ``Identity`` or ``var_412``),
     made identifier-safe (``deploykit.core.names``): Core ML refuses ``sigmoid_0.tmp_0``."""
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     from deploykit.core.names import feature_names
 
     input_names, output_names = feature_names(input_names), feature_names(output_names)

@@ -8,6 +8,8 @@ The override folds such constants with ``.item()`` and otherwise does exactly wh
 
 from __future__ import annotations
 
+from deploykit.formats import coremltools_facade
+
 _INSTALLED = False
 
 
@@ -16,10 +18,9 @@ def install() -> None:
     if _INSTALLED:
         return
     import numpy as np
-    from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
-
+    mb = coremltools_facade.mil_builder()
+    _get_inputs = coremltools_facade.torch_op_inputs
+    register_torch_op = coremltools_facade.register_torch_op
     def cast_scalar(context, node, dtype, dtype_name):
         x = _get_inputs(context, node, expected=1)[0]
         if not (len(x.shape) == 0 or all(d == 1 for d in x.shape)):

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from deploykit.core.errors import ConversionError, DeployKitError, InputError, UsageError
+from deploykit.core.types import Attempt
 
 
 @dataclass(frozen=True)
@@ -30,19 +31,6 @@ class Rung:
     converter: str  # the label recorded as the artifact's converter when this rung wins
     run: Callable[[Path], None]  # writes the candidate artifact at the given path
     why: str = ""  # one line: what this remedy changes
-
-
-@dataclass(frozen=True)
-class Attempt:
-    name: str
-    converter: str
-    seconds: float
-    outcome: str  # "kept" | "parity-failed" | "failed" | "converted" (kept-as-fallback, not checked)
-    error: str | None = None
-    parity: dict | None = None  # ParityReport.to_summary() of the candidate
-
-    def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

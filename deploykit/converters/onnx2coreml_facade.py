@@ -15,6 +15,7 @@ no third-party author or licence text is stamped into the user's model metadata.
 from __future__ import annotations
 
 from deploykit.core.errors import ConversionError, UnsupportedOperatorError
+from deploykit.formats import coremltools_facade
 
 
 def version() -> str:
@@ -23,17 +24,16 @@ def version() -> str:
     return onnx2coreml.__version__
 
 
-def to_mil(model, coreml_target: str, precision: str, label: str):
+def to_mil(model, coreml_target: str, precision: str, label: str, lowerings: dict):
     """The MIL program for ``model`` (an onnx.ModelProto with static input shapes), built at the
-    opset of ``coreml_target``; onnx2coreml errors become deploykit errors naming the op and node."""
-    import coremltools as ct
+    opset of ``coreml_target``, with deploykit's ``lowerings`` (op type -> ``fn(ctx, node)``) for the ops
+    onnx2coreml lacks; onnx2coreml errors become deploykit errors naming the op and node."""
+    ct = coremltools_facade.package()
     import onnx2coreml
-
-    from deploykit.converters.onnx_lowerings import lowerings
 
     converter = onnx2coreml.Converter()
     builtin = _builtin_ops()
-    for op_type, fn in lowerings().items():
+    for op_type, fn in lowerings.items():
         if op_type not in builtin:
             converter.register(op_type)(fn)
     fp16 = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
@@ -65,7 +65,7 @@ def lower_subgraph(ctx, graph) -> list:
     leak out. onnx2coreml lowers no control flow itself, so this reaches into its per-node dispatch
     (``Converter._lower_node``): the one private call, kept here so a version bump is found in this file.
     """
-    from coremltools.converters.mil import Builder as mb
+    mb = coremltools_facade.mil_builder()
     from onnx import numpy_helper
     from onnx2coreml._lowering import LoweringContext
 

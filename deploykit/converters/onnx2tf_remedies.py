@@ -9,7 +9,7 @@ repeat the one below it. docs/conversion.md gives the measurements behind the or
 Three kinds of change, all deterministic and offline:
 - onnx2tf options (``Settings.params``: keyword arguments of ``onnx2tf.convert``);
 - ONNX rewrites applied to a private copy of the prepared model (``Settings.rewrites``, names in
-  ``onnx_rewrites.REWRITES``: each a function ``(model) -> nodes changed`` with a Given/Result docstring);
+  registered passes of stage ``onnx``, ``deploykit/passes/onnx_*.py``: each ``(model) -> nodes changed`` with a Given/Result docstring);
 - the layout fix (``Settings.layout_fix``): when onnx2tf stops on a shape mismatch, the input it
   transposed wrongly is read from its error and a parameter-replacement JSON that transposes it back
   is written (:func:`layout_fixes`), then onnx2tf runs again.
@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from deploykit.passes.onnx_rewrites import onnx_shapes, rewrite_sites
+from deploykit.passes.onnx_graph import onnx_shapes
+from deploykit.passes.onnx_rewrites import rewrite_sites
 
 # ONNX ops whose TensorFlow kernels have no TFLite builtin, so onnx2tf's output needs Select-TF (Flex)
 # ops, mapped to onnx2tf's ``replace_to_pseudo_operators`` names. The Python API compares them in
@@ -60,7 +61,7 @@ class Settings:
     """One onnx2tf attempt."""
 
     params: dict = field(default_factory=dict)  # extra onnx2tf.convert keyword arguments
-    rewrites: tuple = ()  # names in onnx_rewrites.REWRITES, applied in order to the private copy
+    rewrites: tuple = ()  # names of registered onnx-stage passes, applied in order to the private copy
     layout_fix: bool = False
 
     def key(self) -> str:

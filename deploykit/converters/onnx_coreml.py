@@ -13,6 +13,7 @@ from pathlib import Path
 from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
+from deploykit.formats import coremltools_facade
 
 DIRECT = "onnx->coreml (onnx2coreml)"
 FALLBACK = "onnx->coreml (onnx2tf SavedModel -> coremltools, fallback)"
@@ -44,9 +45,9 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
 
 
 def _direct(source, path: Path, options, workspace) -> None:
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     from deploykit.converters import onnx2coreml_facade
+    from deploykit.converters.onnx_lowerings import lowerings
     from deploykit.converters.coreml_common import run_ct_convert
     from deploykit.converters.onnx_prepare import prepared
     from deploykit.core.names import feature_names
@@ -56,7 +57,7 @@ def _direct(source, path: Path, options, workspace) -> None:
     # 3.4e38 becomes 65504). An op kept in float32 must keep its constants: openWakeWord's melspectrogram
     # clips a power spectrum of up to 1e12 before its log.
     precision = "fp32" if options.coreml_fp32_ops else options.coreml_precision
-    program = onnx2coreml_facade.to_mil(model, options.coreml_target, precision, DIRECT)
+    program = onnx2coreml_facade.to_mil(model, options.coreml_target, precision, DIRECT, lowerings())
     mlmodel = run_ct_convert(program, label=DIRECT, options=options,
                              minimum_deployment_target=getattr(ct.target, options.coreml_target))
     mlmodel.save(str(path))

@@ -23,7 +23,7 @@ from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
 from deploykit.converters.onnx2tf_facade import named_tflite, run_onnx2tf_isolated
-from deploykit.formats.tflite.flex import flex_aware_check, flex_ops, refuse_flex
+from deploykit.formats.tflite.flex import flex_ops, refuse_flex
 from deploykit.core.errors import ConversionError, DeployKitError
 
 LABEL = "onnx->tflite (onnx2tf)"
@@ -190,3 +190,19 @@ def _flex_remedy_text(plan) -> str:
         if ops:
             return f"onnx2tf's pseudo-op formulas for {', '.join(ops)} (rung {name})"
     return ""
+
+
+def flex_aware_check(check, allow: bool):
+    """Wrap a ladder's parity check (``Workspace.check``): with ``allow`` (--allow-flex), a candidate
+    that needs Flex ops is kept unchecked (the check returns None), since stock LiteRT, which runs
+    the parity check, cannot load it. Without ``allow`` such a candidate never reaches the check:
+    :func:`refuse_flex` fails its rung first."""
+    if check is None or not allow:
+        return check
+
+    def checked(path, target, *args, **kwargs):
+        if flex_ops(path):  # every candidate of this path is a .tflite
+            return None
+        return check(path, target, *args, **kwargs)
+
+    return checked

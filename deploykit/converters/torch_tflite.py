@@ -27,17 +27,16 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
             raise refuse(source, LABEL_SCRIPT, "a TorchScript module is exported to ONNX and onnx2tf, which need "
                                                "every dimension known")
         return _via_onnx(source, module, examples, out_path, workspace)
-    import litert_torch
-
+    from deploykit.converters.litert_torch_facade import export_tflite
     from deploykit.formats.tflite.flatbuffer import set_signature
 
     staging = out_path.with_suffix(".litert.tflite")
     try:
         if has_flexible(source.inputs):
             examples, dynamic = dynamic_examples(source.inputs)
-            litert_torch.convert(module, examples, dynamic_shapes=dynamic).export(str(staging))
+            export_tflite(module, examples, staging, dynamic)
         else:
-            litert_torch.convert(module, examples).export(str(staging))
+            export_tflite(module, examples, staging)
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
         if has_flexible(source.inputs) and ("Constraints violated" in text or "specializ" in text):

@@ -1,7 +1,9 @@
 """Every failure a user can cause, as one exception type each, with one exit code.
 
-The CLI maps these to a message and an exit code in one place (``deploykit.cli.errors``);
-the Python API raises them unchanged. Exit codes are part of the public contract:
+Each class owns its exit code and its title; :func:`describe` turns any exception into the
+(exit code, title, message, hint) the CLI prints (``deploykit.cli.errors`` only renders it) and a
+record's ``failures`` entry keeps. The Python API raises them unchanged. Exit codes are part of the
+public contract:
 
     0  success
     1  parity failure: the artifact does not compute what the source computes
@@ -70,10 +72,15 @@ class ConversionError(DeployKitError):
 
 
 class ParityError(DeployKitError):
-    """The converted artifact's outputs drift from the source beyond tolerance."""
+    """The converted artifact's outputs drift from the source beyond tolerance. ``record``: the conversion
+    record written before the error was raised (``convert`` writes the artifacts and the record first)."""
 
     exit_code = EXIT_PARITY
     title = "parity check failed"
+
+    def __init__(self, message: str, hint: str | None = None, record=None):
+        super().__init__(message, hint)
+        self.record = record
 
 
 class IntegrityError(DeployKitError):
@@ -81,3 +88,30 @@ class IntegrityError(DeployKitError):
 
     exit_code = EXIT_INTEGRITY
     title = "verification failed"
+
+
+def first_line(exc: BaseException, limit: int = 400) -> str:
+    """An upstream exception's first line: what a deploykit message quotes of it."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "DEPLOYKIT_DEBUG"
+
+# Exceptions that are not deploykit's own but that a user can still cause.
+FOREIGN: tuple[tuple[type[BaseException], int, str], ...] = (
+    (KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
+    (MemoryError, EXIT_CONVERSION, "out of memory"),
+)
+INTERNAL = "internal error"
+
+
+def describe(exc: BaseException) -> tuple[int, str, str, str | None]:
+    """(exit code, title, message, hint) for any exception; anything unforeseen is an internal error."""
+    if isinstance(exc, DeployKitError):
+        return exc.exit_code, exc.title, exc.message or type(exc).__name__, exc.hint
+    for exc_type, code, title in FOREIGN:
+        if isinstance(exc, exc_type):
+            return code, title, str(exc) or exc_type.__name__, None
+    return (EXIT_CONVERSION, INTERNAL, f"{type(exc).__name__}: {exc}",
+            f"this is a deploykit bug; rerun with {DEBUG_VARIABLE}=1 for the traceback and report it")

@@ -192,10 +192,10 @@ def refuse(source, label: str, why: str):
                                 "a PyTorch or Keras source, whose paths keep flexible sizes")
 
 
-def carry(artifact_inputs, source_inputs, target: str):
-    """A TFLite artifact's inputs with the sizes the source declared: LiteRT resizes any dimension left
-    unknown, and the sizes deploykit verified are the ones to promise. (A Core ML package states its own.)"""
-    if target != "tflite" or not has_flexible(source_inputs):
+def carry(artifact_inputs, source_inputs):
+    """An artifact's inputs with the sizes the source declared, for a runtime that resizes any dimension left
+    unknown (LiteRT): the sizes deploykit verified are the ones to promise. (A Core ML package states its own.)"""
+    if not has_flexible(source_inputs):
         return tuple(artifact_inputs)
     from dataclasses import replace
 

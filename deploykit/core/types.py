@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 Shape = tuple  # of int (static) or None (dynamic)
@@ -143,6 +145,22 @@ class Artifact:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a conversion ladder or an fp16 rescue: which remedy, what came of it (``converters.ladder``)."""
+
+    name: str
+    converter: str
+    seconds: float
+    outcome: str  # "kept" | "parity-failed" | "failed" | "converted" (kept-as-fallback, not checked)
+    error: str | None = None
+    parity: dict | None = None  # ParityReport.to_summary() of the candidate
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+
 REPORT_SCHEMA = "deploykit.report/1"
 REPORT_FILENAME = "deploykit-report.json"
 
@@ -187,3 +205,22 @@ class ConversionReport:
     def ok(self) -> bool:
         return not self.failures and all(a.parity is None or a.parity.get("passed", False) or "skipped" in a.parity
                                          for a in self.artifacts)
+
+
+def recorded_entry(path: Path) -> Artifact | None:
+    """This artifact's entry in the deploykit-report.json beside it, if any (matched by file name)."""
+    report = path.parent / REPORT_FILENAME
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        entries = data.get("artifacts", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    for entry in entries:
+        if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
+            try:
+                return Artifact.from_json(entry)
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None

@@ -1,10 +1,14 @@
-"""The Core ML protobuf classes, without importing all of coremltools.
+"""The one seam between deploykit and coremltools (pinned in constraints.txt): every import of coremltools goes
+through here, so a version bump touches this file only (as onnx2coreml's ``_mil.py`` does for its lowerings).
 
-``import coremltools`` pulls in TensorFlow and torch when they are installed (about 8 s here). The
-generated ``*_pb2`` modules under ``coremltools/proto`` need only protobuf, so when coremltools has
-not been imported yet we load them through a private package name that points at the same folder.
-protobuf registers each .proto file once in its default pool, so a later real import of
-``coremltools.proto`` gets the very same message classes (checked in the tests).
+Nothing is imported before a function asks for it: ``import coremltools`` pulls in TensorFlow and torch when
+they are installed (about 8 s here), and ``deploykit --help`` must stay instant.
+
+The protobuf schema (``model_pb2``, ``mil_pb2``) is loaded without importing coremltools at all: the
+generated ``*_pb2`` modules under ``coremltools/proto`` need only protobuf, so when coremltools has not been
+imported yet they are loaded through a private package name that points at the same folder. protobuf
+registers each .proto file once in its default pool, so a later real import of ``coremltools.proto`` gets
+the very same message classes (checked in the tests).
 """
 
 from __future__ import annotations
@@ -18,6 +22,115 @@ from pathlib import Path
 _PRIVATE_PACKAGE = "_deploykit_coremltools_proto"
 
 
+# -- the package and its optimize API -------------------------------------------------------------------
+def package():
+    """``coremltools`` itself: ``convert``, ``TensorType``, ``ImageType``, ``EnumeratedShapes``, ``RangeDim``,
+    ``ClassifierConfig``, ``PassPipeline``, ``precision``, ``target``, ``ComputeUnit``, ``models.MLModel``."""
+    import coremltools
+
+    return coremltools
+
+
+def optimize():
+    """``coremltools.optimize.coreml``: palettization, linear quantization, pruning of a saved ML Program."""
+    import coremltools.optimize.coreml as optimize_coreml
+
+    return optimize_coreml
+
+
+def load_mlmodel(path, *, skip_model_load: bool = True, cpu_only: bool = False):
+    """An ``MLModel`` of a saved package. Off macOS only ``skip_model_load=True`` gives a usable object."""
+    ct = package()
+    if cpu_only:
+        return ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    return ct.models.MLModel(str(path), skip_model_load=skip_model_load)
+
+
+def compute_precision(name: str):
+    """``ct.precision.FLOAT32`` for "fp32", ``FLOAT16`` for "fp16"."""
+    precision = package().precision
+    return precision.FLOAT16 if name == "fp16" else precision.FLOAT32
+
+
+def deployment_target(name: str):
+    """``ct.target.iOS16`` and the like, from deploykit's ``--coreml-target`` spelling."""
+    return getattr(package().target, name)
+
+
+def pass_pipeline(kind: str = "default"):
+    """A fresh copy of coremltools' ``PassPipeline.DEFAULT`` (or ``EMPTY``)."""
+    pipelines = package().PassPipeline
+    return pipelines.EMPTY if kind == "empty" else pipelines.DEFAULT
+
+
+# -- MIL: programs, graph passes, the builder -----------------------------------------------------------
+def mil_builder():
+    """The MIL op builder (``mb``): ``mb.conv(...)``, ``mb.relu(...)``, ``mb.set_before_op(op)``."""
+    from coremltools.converters.mil import Builder
+
+    return Builder
+
+
+def mil_types():
+    """MIL's type module (``types.fp16``, ``types.is_tensor`` ...)."""
+    from coremltools.converters.mil.mil import types as mil_types_module
+
+    return mil_types_module
+
+
+def graph_pass_base():
+    """``AbstractGraphPass``, the base class of a MIL graph pass."""
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+
+    return AbstractGraphPass
+
+
+def register_mil_pass(namespace: str, override: bool = False):
+    """coremltools' pass registry decorator (a pass then runs by name in a ``PassPipeline``)."""
+    from coremltools.converters.mil.mil.passes.pass_registry import register_pass
+
+    return register_pass(namespace=namespace, override=override)
+
+
+def block_context_manager():
+    """The decorator that lets a pass edit a MIL block in place."""
+    from coremltools.converters.mil.mil.passes.helper import block_context_manager as manager
+
+    return manager
+
+
+def apply_graph_pass(mlmodel, graph_pass, **kwargs):
+    """Run one graph pass on a loaded model's MIL program and return the new ``MLModel``."""
+    from coremltools.models.utils import _apply_graph_pass
+
+    return _apply_graph_pass(mlmodel, graph_pass, **kwargs)
+
+
+def mil_convert(program, **kwargs):
+    """Serialize a MIL program (``coremltools.converters.mil.converter.mil_convert``)."""
+    from coremltools.converters.mil.converter import mil_convert as convert
+
+    return convert(program, **kwargs)
+
+
+# -- the PyTorch frontend -------------------------------------------------------------------------------
+def register_torch_op(function=None, *, torch_alias=None, override: bool = False):
+    """Register a lowering for an ATen op with coremltools' PyTorch frontend."""
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op as register
+
+    if function is None:
+        return register(torch_alias=torch_alias, override=override)
+    return register(function, torch_alias=torch_alias, override=override)
+
+
+def torch_op_inputs(context, node, expected=None):
+    """The MIL values of a PyTorch node's inputs, inside a registered torch lowering."""
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+
+    return _get_inputs(context, node, expected=expected)
+
+
+# -- the protobuf schema, without importing coremltools ---------------------------------------------------
 def model_pb2():
     """The ``Model_pb2`` module (``Model``, the root message of a .mlmodel file)."""
     return _load("Model_pb2")
@@ -34,12 +147,12 @@ def _load(module: str):
         return real
     if "coremltools" in sys.modules:
         return importlib.import_module(f"coremltools.proto.{module}")
-    package = sys.modules.get(_PRIVATE_PACKAGE)
-    if package is None:
+    private = sys.modules.get(_PRIVATE_PACKAGE)
+    if private is None:
         spec = importlib.util.find_spec("coremltools")
         if spec is None or spec.origin is None:
             raise ImportError("coremltools is not installed; it provides the Core ML protobuf schema")
-        package = types.ModuleType(_PRIVATE_PACKAGE)
-        package.__path__ = [str(Path(spec.origin).parent / "proto")]
-        sys.modules[_PRIVATE_PACKAGE] = package
+        private = types.ModuleType(_PRIVATE_PACKAGE)
+        private.__path__ = [str(Path(spec.origin).parent / "proto")]
+        sys.modules[_PRIVATE_PACKAGE] = private
     return importlib.import_module(f"{_PRIVATE_PACKAGE}.{module}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 
-def declared_images(specs, images, target: str) -> tuple:
+def declared_images(specs, images, feed) -> tuple:
     """``specs`` (an artifact's inputs) with ``image`` set on those that are image inputs: the preprocessing
-    and what the app hands over (``pixels``)."""
+    and what the app hands over (``pixels``); ``feed`` is the target's ``image_io.feeds.PixelFeed``."""
     if not images:
         return specs
     by_name = {image.name: image for image in images}
@@ -17,38 +17,24 @@ def declared_images(specs, images, target: str) -> tuple:
         if image is None:
             out.append(spec)
             continue
-        described = {**image.to_json(), "pixels": _pixels(image, target)}
-        if target == "coreml":
-            del described["dtype"]  # what a TFLite input takes; a Core ML image input is always pixels
+        described = {**image.to_json(), "pixels": feed.describe(image)}
+        if feed.kind == "image":
+            del described["dtype"]  # what a tensor input takes; an image input is always pixels
         out.append(replace(spec, image=described))
     return tuple(out)
 
 
-def _pixels(image, target: str) -> str:
-    color = "grayscale" if image.color == "GRAY" else image.color
-    if target == "coreml":
-        return f"Core ML image ({color}); the program normalizes"
-    if image.dtype == "float32":
-        return "float32 tensor: the app normalizes (x / divisor - mean) / std"
-    return f"uint8 {'grayscale' if image.color == 'GRAY' else 'RGB'}, channels last; the graph normalizes"
-
-
-def preprocessing_block(tensor: dict, target: str) -> dict:
+def preprocessing_block(tensor: dict, feed) -> dict:
     """The manifest's ``preprocessing`` for an artifact input recorded with ``image`` (schema: manifest.schema.json)."""
     image = tensor["image"]
     shape, layout = tensor["shape"], tensor.get("layout")
     size = [shape[2], shape[3]] if layout == "NCHW" else [shape[1], shape[2]]
-    if target == "coreml":
-        feed, by = "coreml-image", "model"
-    elif image.get("dtype") == "float32":
-        feed, by = "float32-normalized", "app"
-    else:
-        feed, by = "uint8-pixels", "model"
+    how, by = feed.preprocessing(image.get("dtype"))
     return {"size": [int(v) for v in size], "resize": image.get("resize", "stretch"), "crop": image.get("crop", "none"),
             "crop_fraction": float(image.get("crop_fraction", 1.0)), "interpolation": image.get("interpolation", "bilinear"),
             "fill": int(image.get("fill", 0)), "color": image["color"], "pixel_range": image["pixel_range"],
             "mean": [float(v) for v in image["mean"]], "std": [float(v) for v in image["std"]],
-            "normalized_by": by, "feed": feed}
+            "normalized_by": by, "feed": how}
 
 
 def pixel_normalization(block: dict) -> dict:

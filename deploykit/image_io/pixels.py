@@ -26,15 +26,15 @@ def _normalized(pixels: np.ndarray, image: ImageInput) -> np.ndarray:
     return values.astype(np.float32) * scale + offset
 
 
-def to_artifact(pixels: np.ndarray, image: ImageInput, spec, target: str) -> np.ndarray:
-    """What the artifact's input ``spec`` receives for ``pixels``.
+def to_artifact(pixels: np.ndarray, image: ImageInput, spec, feed) -> np.ndarray:
+    """What the artifact's input ``spec`` receives for ``pixels``, ``feed`` being the target's ``PixelFeed``.
 
-    Core ML: the pixels as float values in the declared colour order, channels first (what Core ML
-    makes of a ``CVPixelBuffer`` for an ``imageType`` input). TFLite uint8: the RGB pixels as they
-    are, in the artifact's layout. TFLite float32: the normalized tensor (the app normalizes)."""
-    if target == "tflite" and image.dtype == "float32":
+    An image input: the pixels as float values in the declared colour order, channels first (what Core ML
+    makes of a ``CVPixelBuffer`` for an ``imageType`` input). A tensor input: the RGB pixels as they are,
+    uint8, in the artifact's layout; or the normalized tensor when the input is float32 (the app normalizes)."""
+    if not feed.takes_pixels(image):
         return _arrange(_normalized(pixels, image), artifact_layout(spec, pixels.shape[1:3]))
-    if target == "coreml":
+    if feed.kind == "image":
         values = pixels[..., ::-1] if image.color == "BGR" else pixels
         return _arrange(values.astype(np.float32), "NCHW")
     return _arrange(pixels, artifact_layout(spec, pixels.shape[1:3])).astype(np.dtype(spec.dtype))

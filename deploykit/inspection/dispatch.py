@@ -1,39 +1,21 @@
-"""Which walker reads a file: artifacts by their suffix, sources by ``loaders.detect_format``."""
+"""Which walker reads a source: by ``loaders.detect_format`` for a file, by framework for a loaded model."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from deploykit.core.errors import InputError
 from deploykit.inspection.model import Inspection
 
-ARTIFACT_SUFFIXES = (".tflite", ".mlpackage", ".pte")
 
-
-def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = False) -> Inspection:
-    """Inspect a source model (Keras, PyTorch, ONNX) or an artifact (.tflite, .mlpackage).
+def inspect_source_file(path, inputs: list[str] | None = None, *, allow_h5: bool = False) -> Inspection:
+    """Inspect a source model file (Keras, PyTorch, ONNX); an artifact's walker is its target's
+    (``deploykit.pipeline.inspect.inspect_model`` takes either).
 
     ``inputs`` are ``--input`` strings (``name=1x3x224x224``) for sources whose input sizes are not fixed;
     mult-adds depend on them.
     """
-    text = str(path)
-    suffix = Path(text.rstrip("/")).suffix.lower()
-    if suffix in ARTIFACT_SUFFIXES and not Path(text).exists():
-        raise InputError(f"model not found: {text}")
-    if suffix == ".tflite":
-        from deploykit.inspection import tflite_graph
-
-        return tflite_graph.inspect(Path(text))
-    if suffix == ".pte":
-        from deploykit.inspection import executorch_graph
-
-        return executorch_graph.inspect(Path(text))
-    if suffix == ".mlpackage":
-        from deploykit.inspection import coreml_graph
-
-        return coreml_graph.inspect(Path(text))
     from deploykit.loaders.detect import detect_format
 
+    text = str(path)
     fmt = detect_format(text)
     if fmt in ("keras", "h5"):
         from deploykit.inspection import keras_graph

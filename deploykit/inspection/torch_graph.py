@@ -92,7 +92,7 @@ def _walk(program, builder: GraphBuilder) -> None:
 def _node(node, val, builder: GraphBuilder, aliases: dict[str, str]) -> None:
     import torch
 
-    target = str(node.target)
+    aten_op = str(node.target)
     if node.target.__name__ in _ALIASES if hasattr(node.target, "__name__") else False:
         source = node.args[0]
         aliases[node.name] = aliases.get(source.name, source.name)
@@ -110,36 +110,36 @@ def _node(node, val, builder: GraphBuilder, aliases: dict[str, str]) -> None:
         return
     builder.activation(node.name, out_shape, dtype)
     name = _module_path(node) or node.name
-    common = dict(name=name, op=target.removeprefix("aten.").removesuffix(".default"), writes=[node.name], output_shape=out_shape)
-    if target in _CONVS or target in _TRANSPOSED:
-        _conv(node, target, args, out_shape, builder, common)
-    elif target == "aten.linear.default":
+    common = dict(name=name, op=aten_op.removeprefix("aten.").removesuffix(".default"), writes=[node.name], output_shape=out_shape)
+    if aten_op in _CONVS or aten_op in _TRANSPOSED:
+        _conv(node, aten_op, args, out_shape, builder, common)
+    elif aten_op == "aten.linear.default":
         weight_shape = _shape_of(node.args[1])
         builder.layer(layer_type="fully_connected", macs=matmul_macs(out_shape, weight_shape[-1]),
                       reads=[args[0]], weights=[a for a in args[1:3] if isinstance(a, str)], **common)
-    elif target in _MATMULS:
-        left = node.args[1] if target in ("aten.addmm.default", "aten.baddbmm.default") else node.args[0]
+    elif aten_op in _MATMULS:
+        left = node.args[1] if aten_op in ("aten.addmm.default", "aten.baddbmm.default") else node.args[0]
         reduced = _shape_of(left)[-1]
         constant = any(builder.is_constant(a) for a in tensor_args)
         builder.layer(layer_type="fully_connected" if constant else "other", macs=matmul_macs(out_shape, reduced),
                       reads=[a for a in tensor_args if not builder.is_constant(a)],
                       weights=[a for a in tensor_args if builder.is_constant(a)], **common)
-    elif target in _BATCH_NORMS:
-        state = _BATCH_NORMS[target]
+    elif aten_op in _BATCH_NORMS:
+        state = _BATCH_NORMS[aten_op]
         builder.layer(reads=[args[0]], weights=[a for i, a in enumerate(args[1:3], 1) if isinstance(a, str)
                                                  and i not in state], **common)
     else:
         builder.layer(reads=tensor_args, **common)
 
 
-def _conv(node, target: str, args: list, out_shape: tuple, builder: GraphBuilder, common: dict) -> None:
+def _conv(node, aten_op: str, args: list, out_shape: tuple, builder: GraphBuilder, common: dict) -> None:
     in_shape, weight_shape = _shape_of(node.args[0]), _shape_of(node.args[1])
-    if target in _TRANSPOSED:
-        groups = int(args[_TRANSPOSED[target]]) if len(args) > _TRANSPOSED[target] else 1
+    if aten_op in _TRANSPOSED:
+        groups = int(args[_TRANSPOSED[aten_op]]) if len(args) > _TRANSPOSED[aten_op] else 1
         transposed = True
     else:
-        _, _, groups_at = _CONVS[target]
-        transposed = target == "aten.convolution.default" and bool(args[6])
+        _, _, groups_at = _CONVS[aten_op]
+        transposed = aten_op == "aten.convolution.default" and bool(args[6])
         groups = int(args[groups_at]) if len(args) > groups_at else 1
     kernel = tuple(weight_shape[2:])
     weights = [a for a in args[1:3] if isinstance(a, str)]

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from deploykit.core.errors import ConversionError
 from deploykit.labels.spec import PREDICTED_FEATURE, Classifier
+from deploykit.formats import coremltools_facade
 
 
 def make_classifier(package: Path, classifier: Classifier, images=()) -> None:
-    import coremltools as ct
-    from coremltools.converters.mil.converter import mil_convert
-    from coremltools.converters.mil.mil import Builder as mb
-    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
-    from coremltools.models.utils import _apply_graph_pass
-
+    ct = coremltools_facade.package()
+    mil_convert = coremltools_facade.mil_convert
+    mb = coremltools_facade.mil_builder()
+    AbstractGraphPass = coremltools_facade.graph_pass_base()
+    _apply_graph_pass = coremltools_facade.apply_graph_pass
     from deploykit.core.names import feature_names
 
     (name,) = feature_names([classifier.output])

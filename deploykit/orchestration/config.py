@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.core.errors import UsageError
+from deploykit.targets import DEFAULT
+from deploykit.targets import TARGETS as CATALOGUE
 
 CONFIG_NAME = "deploykit.toml"
-TARGETS = ("tflite", "coreml", "executorch")
-DEFAULT_TARGETS = ("tflite", "coreml")  # executorch is asked for: it takes PyTorch sources only
+TARGETS = tuple(CATALOGUE)
+DEFAULT_TARGETS = DEFAULT  # executorch is asked for: it takes PyTorch sources only
 
 
 class ConfigError(UsageError):

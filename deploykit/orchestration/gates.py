@@ -50,7 +50,7 @@ def load_baseline(path: str | Path, config=None) -> dict[str, dict]:
         raise InputError(f"baseline {path} not found") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"baseline {path} is not JSON: {exc}") from None
-    if isinstance(data, dict) and data.get("schema") == "deploykit.orchestration/1":
+    if isinstance(data, dict) and data.get("schema") == "deploykit.build/1":
         return {job["id"]: _figures(job) for job in data.get("jobs", []) if job.get("artifact")}
     if isinstance(data, dict) and "artifacts" in data and "source" in data:
         stem = lambda artifact: Path(artifact["path"]).name.split(".")[0]  # noqa: E731 - name.variant.suffix
@@ -65,7 +65,8 @@ def repository_baseline(repo: Path, config) -> dict[str, dict]:
     from deploykit.bundle.manifest import parse_json
     from deploykit.bundle.repository import read_channel
     from deploykit.bundle.verify import verify_bundle
-    from deploykit.orchestration.run import signing_keys
+    from deploykit.orchestration.signing import signing_keys
+    from deploykit.targets import for_bundle
 
     if config is None or not config.signing:
         raise InputError(f"baseline {repo} is a repository: its channel is verified with the config's [signing] key")
@@ -75,7 +76,6 @@ def repository_baseline(repo: Path, config) -> dict[str, dict]:
     if index is None:
         raise InputError(f"baseline {repo} has no channel {channel!r}")
     models = {m.settings["bundle"]["name"]: m.name for m in config.models if m.settings.get("bundle")}
-    targets = {"android": "tflite", "ios": "coreml"}
     figures = {}
     for name, entry in index["models"].items():
         if name not in models:
@@ -85,7 +85,8 @@ def repository_baseline(repo: Path, config) -> dict[str, dict]:
         for item in release["bundles"]:
             manifest = verify_bundle(repo / item["path"], [key]).manifest.raw
             measured = manifest["provenance"].get("measured") or {}
-            job = f"{models[name]}/{targets[item['platform']]}/{item['variant']}"
+            target, variant = for_bundle(item["platform"], item["variant"])
+            job = f"{models[name]}/{target.name}/{variant}"
             figures[job] = {"accuracy": (measured.get("accuracy") or {}).get("top1"),
                             "size_bytes": measured.get("artifact_bytes"), "latency_ms": None}
     return figures

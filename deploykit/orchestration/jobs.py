@@ -1,10 +1,15 @@
-"""One build job, run in a worker process: ``deploykit convert`` of one (model, target, variant) into its folder.
+"""One build job, run in a worker process: ``deploykit convert`` of exactly one (model, target, variant).
 
-``OUT/jobs/MODEL/TARGET/VARIANT/`` holds the artifact, a ``deploykit-report.json`` listing only it (so
-``deploykit bundle`` and ``verify`` work on the folder as on any convert output), ``job.json`` (key,
-status, timings) and ``log.txt`` (everything the converters printed). The folder is staged and renamed
-into place: a job that fails or is interrupted never leaves half an output behind for the next run to
-reuse; a failed job leaves its log and job.json, with status "failed".
+The parent turns the config into one ``JobSpec`` per job (a ``ConvertRequest`` and what to measure) and
+hands it to the worker, which reads nothing else. A variant's request asks for that variant alone: the fp32
+artifact it derives from is made in the job's scratch space and never written (``write_fp32``), so nothing
+is converted only to be deleted and the record is written once, listing only this job's artifact.
+
+``OUT/jobs/MODEL/TARGET/VARIANT/`` holds ``dist/`` (the artifact, its ``deploykit-report.json`` and
+``report.html``, so ``deploykit bundle`` and ``verify`` work on the folder as on any convert output),
+``job.json`` (key, status, timings) and ``log.txt`` (everything the converters printed). The folder is
+staged and renamed into place: a job that fails or is interrupted never leaves half an output behind for
+the next run to reuse; a failed job leaves its log and job.json, with status "failed".
 """
 
 from __future__ import annotations
@@ -14,12 +19,37 @@ import io
 import json
 import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploykit.orchestration.config import BuildConfig, load_config
+from deploykit.orchestration.config import BuildConfig
 
 JOB_FILE = "job.json"
 LOG_FILE = "log.txt"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs for one job."""
+
+    id: str  # MODEL/TARGET/VARIANT
+    key: str  # the content key (orchestration.plan): same key, same outputs
+    request: object  # pipeline.request.ConvertRequest (its ``out`` is set by the worker: the staged folder), or None
+    folder: Path  # the job's final folder
+    validation: Path | None = None  # labelled data for the top-1 accuracy
+    refused: str | None = None  # why no request could be made of the settings (the job fails with this message)
+
+    @property
+    def model(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def target(self) -> str:
+        return self.id.split("/")[1]
+
+    @property
+    def variant(self) -> str:
+        return self.id.split("/")[2]
 
 
 def job_dir(out: Path, job_id: str) -> Path:
@@ -40,37 +70,50 @@ def previous(out: Path, job) -> dict | None:
     return record
 
 
-def run_job(config_path: str, job_id: str, key: str) -> dict:
-    """Convert one job; returns its job.json. Runs in a worker: everything it needs is re-read from the config."""
-    from deploykit.core.errors import DeployKitError, ParityError
-    from deploykit.cli.errors import describe
+def spec_for(config: BuildConfig, job) -> JobSpec:
+    """The worker's whole brief for ``job`` (a ``plan.Job``), read from the config once, in the parent."""
+    from deploykit.core.errors import DeployKitError, describe
 
-    config = load_config(config_path)
-    model_name, target, variant = job_id.split("/")
-    model = next(m for m in config.models if m.name == model_name)
-    final = job_dir(config.out, job_id)
+    model = next(m for m in config.models if m.name == job.model)
+    validation = model.settings.get("validation")
+    folder, measured = job_dir(config.out, job.id), config.resolve(validation) if validation else None
+    try:
+        return JobSpec(job.id, job.key, _request(config, model, job.target, job.variant), folder, measured)
+    except DeployKitError as exc:  # the other jobs still run; this one reports why it could not
+        return JobSpec(job.id, job.key, None, folder, measured,
+                       refused=describe(exc)[2] + (f" (hint: {exc.hint})" if exc.hint else ""))
+
+
+def run_job(spec: JobSpec) -> dict:
+    """Convert and measure one job; returns its job.json."""
+    from deploykit.core.errors import DeployKitError, ParityError, UsageError, describe
+    from deploykit.pipeline.convert import convert
+
+    final = Path(spec.folder)
     staging = final.with_name(final.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     log = io.StringIO()
     started = time.perf_counter()
-    status, message = "ok", None
+    status, message, report = "ok", None, None
     try:
+        if spec.refused is not None:
+            raise UsageError(spec.refused)
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            _convert(config, model, target, variant, staging / "dist")
+            report = convert(replace(spec.request, out=staging / "dist"))
     except ParityError as exc:
-        status, message = "parity-failed", exc.message
+        status, message, report = "parity-failed", exc.message, exc.record
     except DeployKitError as exc:
         status, message = "failed", describe(exc)[2] + (f" (hint: {exc.hint})" if exc.hint else "")
     except Exception as exc:  # a worker must report, not die: the build goes on with the other jobs
         status, message = "failed", f"{type(exc).__name__}: {exc}"
-    record = {"id": job_id, "key": key, "model": model_name, "target": target, "variant": variant, "status": status,
-              "message": message, "seconds": round(time.perf_counter() - started, 1)}
-    record.update(_keep_variant(staging, variant) if status != "failed" else {"artifact": None})
+    record = {"id": spec.id, "key": spec.key, "model": spec.model, "target": spec.target, "variant": spec.variant,
+              "status": status, "message": message, "seconds": round(time.perf_counter() - started, 1)}
+    record.update(_artifact(report) if status != "failed" else {"artifact": None})
     if record["artifact"]:
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                record.update(_measure(config, model, target, staging / record["artifact"]))
+                record.update(_measure(spec, staging / record["artifact"]))
         except DeployKitError as exc:
             record.update(status="failed", message="measuring: " + describe(exc)[2] + (f" (hint: {exc.hint})" if exc.hint else ""))
     (staging / LOG_FILE).write_text(log.getvalue(), "utf-8")
@@ -80,11 +123,12 @@ def run_job(config_path: str, job_id: str, key: str) -> dict:
     return record
 
 
-def _convert(config: BuildConfig, model, target: str, variant: str, out: Path) -> None:
-    from deploykit.pipeline.convert import convert
+def _request(config: BuildConfig, model, target: str, variant: str):
+    """The ``ConvertRequest`` of one job: the model's settings, this target, this variant alone."""
+    from deploykit.pipeline.request import VerifyOptions, request
 
     settings = model.settings
-    images = classifier = None
+    images = classifier = tolerances = None
     if "image" in settings:
         from deploykit.image_io.spec import ImageInputOptions
 
@@ -98,26 +142,25 @@ def _convert(config: BuildConfig, model, target: str, variant: str, out: Path) -
         from deploykit.labels.spec import ClassifierOptions
 
         classifier = ClassifierOptions(config.resolve(settings["labels"]["file"]), settings["labels"].get("output"))
-    verify_options = {"samples": settings.get("samples", 8)}
     if "tolerances" in settings:
         from deploykit.parity.profiles import parse_tolerances
 
-        verify_options["tolerances"] = parse_tolerances(settings["tolerances"])
-    if "data" in settings:
-        verify_options["data"] = str(config.resolve(settings["data"]))
-    convert(_source(config, model.source), to=target, out=out, inputs=settings.get("inputs"),
-            weights=config.resolve(settings["weights"]) if "weights" in settings else None,
-            coreml_target=settings.get("coreml_target", "iOS16"), name=model.name,
-            quantize=None if variant == "fp32" else variant,
-            calibration=config.resolve(settings["calibration"]) if "calibration" in settings else None,
-            verify_options=verify_options, image_inputs=images, classifier=classifier, all_or_nothing=True)
+        tolerances = parse_tolerances(settings["tolerances"])
+    checks = VerifyOptions(samples=settings.get("samples", 8), tolerances=tolerances,
+                           data=str(config.resolve(settings["data"])) if "data" in settings else None)
+    return request(_source(config, model.source), to=target, inputs=settings.get("inputs"),
+                   weights=config.resolve(settings["weights"]) if "weights" in settings else None,
+                   coreml_target=settings.get("coreml_target", "iOS16"), name=model.name,
+                   quantize=None if variant == "fp32" else variant,
+                   calibration=config.resolve(settings["calibration"]) if "calibration" in settings else None,
+                   verify_options=checks, image_inputs=images, classifier=classifier, all_or_nothing=True,
+                   write_fp32=variant == "fp32")
 
 
-def _measure(config: BuildConfig, model, target: str, artifact: Path) -> dict:
+def _measure(spec: JobSpec, artifact: Path) -> dict:
     from deploykit.orchestration.measure import measure
 
-    validation = model.settings.get("validation")
-    return measure(artifact, target, config.resolve(validation) if validation else None)
+    return measure(artifact, spec.target, spec.validation)
 
 
 def _floats(value):
@@ -132,25 +175,11 @@ def _source(config: BuildConfig, source: str) -> str:
     return str(path) if path.exists() else source  # an installed package.module:factory
 
 
-def _keep_variant(staging: Path, variant: str) -> dict:
-    """Only this job's artifact stays (a variant's convert also makes the fp32 one), with a record listing only it."""
-    from deploykit.report import REPORT_HTML
-    from deploykit.report.write import write_report
-    from deploykit.core.types import REPORT_FILENAME
-
-    dist = staging / "dist"
-    report = json.loads((dist / REPORT_FILENAME).read_text("utf-8"))
-    mine = [a for a in report["artifacts"] if a["variant"] == variant]
-    for artifact in report["artifacts"]:
-        if artifact["variant"] != variant:
-            path = dist / artifact["path"]
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    report["artifacts"] = mine
-    (dist / REPORT_FILENAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", "utf-8")
-    if (dist / REPORT_HTML).exists():  # convert's page shows the fp32 artifact too: this folder's page, only its own
-        write_report(dist, report)
-    if not mine:
+def _artifact(report) -> dict:
+    """What job.json says of the job's one artifact, from the record convert returned (or its ParityError carried)."""
+    if report is None or not report.artifacts:
         return {"artifact": None}
-    artifact = mine[0]
-    return {"artifact": f"dist/{artifact['path']}", "sha256": artifact["sha256"], "size_bytes": artifact["size_bytes"],
-            "parity": (artifact.get("parity") or {}).get("passed")}
+    artifact = report.artifacts[0]
+    parity = (artifact.parity or {}).get("passed")
+    return {"artifact": f"dist/{artifact.path}", "sha256": artifact.sha256, "size_bytes": artifact.size_bytes,
+            "parity": parity}

@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 
 
 def measure(artifact: Path, target: str, validation: Path | None) -> dict:
-    from deploykit.pipeline.verify import recorded_entry
+    from deploykit.core.types import recorded_entry
 
     recorded = recorded_entry(artifact)
     result = {"latency": _latency(artifact, target, recorded)}
@@ -75,8 +75,7 @@ def _folder_accuracy(artifact: Path, recorded, folder: Path) -> tuple[int, int]:
 
 def _npz_accuracy(artifact: Path, target: str, recorded, path: Path) -> tuple[int, int]:
     from deploykit.parity.layout import bind
-    from deploykit.runners import runner_for_artifact
-    from deploykit.core.types import TensorSpec
+    from deploykit.targets import runner_for
 
     with np.load(path, allow_pickle=False) as data:
         if "x" not in data or "y" not in data:
@@ -89,7 +88,7 @@ def _npz_accuracy(artifact: Path, target: str, recorded, path: Path) -> tuple[in
         raise UsageError(f"{path}: .npz validation feeds models with one input; this one has {len(source)}")
     labels = tuple(recorded.classifier["labels"]) if recorded.classifier else None
     correct = 0
-    with runner_for_artifact(artifact, target) as runner:
+    with runner_for(artifact, target) as runner:
         (binding,) = bind(source, runner.input_specs, {t.name: t.layout for t in recorded.inputs})
         output = _labelled_output(runner, recorded)
         for sample, label in zip(x, y):
@@ -126,10 +125,10 @@ def _top_index(value, labels) -> int:
 
 
 def _latency(artifact: Path, target: str, recorded) -> dict:
-    from deploykit.runners import runner_for_artifact
+    from deploykit.targets import runner_for
 
     rng = np.random.default_rng(0)
-    with runner_for_artifact(artifact, target) as runner:
+    with runner_for(artifact, target) as runner:
         feeds = {spec.name: _sample(rng, spec) for spec in runner.input_specs}
         runner.infer(feeds)
         times = []

@@ -95,7 +95,7 @@ def _hash_or_missing(path: Path, sha256_path, what: str) -> str:
 
 
 def tool_fingerprint() -> dict:
-    from deploykit import __version__
+    from deploykit.core.version import __version__
     from deploykit.pipeline.tool_versions import version_of
 
     return {"deploykit": __version__, **{tool: version_of(tool) for tool in TOOLS}}

@@ -19,7 +19,7 @@ def execute_on_ray(config, todo, address: str | None, workers: int, progress):
         import ray
     except ImportError:
         raise UsageError("--executor ray needs Ray", hint="pip install 'deploykit[ray]' (or ray>=2.58)") from None
-    from deploykit.orchestration.jobs import run_job
+    from deploykit.orchestration.jobs import run_job, spec_for
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -34,7 +34,7 @@ def execute_on_ray(config, todo, address: str | None, workers: int, progress):
                              f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}") from None
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(run_job)
-        pending = {task.remote(str(config.path), job.id, job.key): job for job in todo}
+        pending = {task.remote(spec_for(config, job)): job for job in todo}
         for job in todo:  # Ray schedules them as CPUs free up; the rows show them as submitted
             _started = getattr(progress, "job_started", None)
             if _started is not None:

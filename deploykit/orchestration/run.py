@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.orchestration.config import BuildConfig
-from deploykit.orchestration.jobs import job_dir, previous, run_job
+from deploykit.orchestration.jobs import job_dir, previous, run_job, spec_for
 from deploykit.orchestration.plan import Job, plan
+from deploykit.orchestration.signing import signing_keys
 
 BUILD_RECORD = "deploykit-build.json"
 
@@ -52,7 +53,7 @@ class BuildResult:
     def to_json(self) -> dict:
         from dataclasses import asdict
 
-        return {"schema": "deploykit.orchestration/1", "workers": self.workers, "seconds": self.seconds,
+        return {"schema": "deploykit.build/1", "workers": self.workers, "seconds": self.seconds,
                 "jobs": list(self.jobs), "bundles": list(self.bundles), "gates": [asdict(g) for g in self.gates],
                 "published": self.published}
 
@@ -102,7 +103,7 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
 
     from deploykit.report.write import write_build_report
 
-    result = replace(result, report_path=write_build_report(config.out, result.to_json()))
+    result = replace(result, report_path=write_build_report(config.out, result.to_json(), job_dir))
     if options.junit is not None:
         from deploykit.orchestration.gates import junit_xml
 
@@ -161,7 +162,7 @@ def _execute(config: BuildConfig, todo: list[Job], workers: int, progress):
     if workers == 1:
         for job in todo:
             _hook(progress, "job_started", job.id)
-            record = run_job(str(config.path), job.id, job.key)
+            record = run_job(spec_for(config, job))
             _hook(progress, "job_finished", job.id, record["status"], record["seconds"])
             yield record
         return
@@ -169,7 +170,7 @@ def _execute(config: BuildConfig, todo: list[Job], workers: int, progress):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, str(config.path), job.id, job.key): job for job in todo}
+        futures = {pool.submit(run_job, spec_for(config, job)): job for job in todo}
         # The pool takes jobs in submission order as workers free up: the first `workers` start now,
         # the next one each time one finishes.
         waiting = list(todo)
@@ -213,25 +214,3 @@ def _measured(record: dict) -> dict:
     if record.get("accuracy"):
         measured["accuracy"] = {"top1": record["accuracy"]["top1"], "samples": record["accuracy"]["samples"]}
     return measured
-
-
-def signing_keys(config: BuildConfig) -> tuple:
-    from deploykit.bundle.signing import load_signing_key
-    from deploykit.core.errors import UsageError
-
-    signing = config.signing
-    if "key" in signing:
-        return (load_signing_key(config.resolve(signing["key"])),)
-    if "key_env" in signing:
-        import tempfile
-
-        pem = os.environ.get(signing["key_env"])
-        if not pem:
-            raise UsageError(f"signing.key_env: the environment variable {signing['key_env']} is not set",
-                             hint="export the PEM private key in it (keep the key out of the config file)")
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "signing.key"
-            path.write_text(pem, "utf-8")
-            path.chmod(0o600)
-            return (load_signing_key(path),)
-    return ()

@@ -25,7 +25,7 @@ from deploykit.parity.layout import Binding
 @dataclass(frozen=True)
 class ImageBinding(Binding):
     image: ImageInput | None = None
-    target: str = "tflite"
+    feed: object = None  # the target's image_io.feeds.PixelFeed
     spec: object = None  # the artifact's TensorSpec
 
     @property
@@ -33,7 +33,7 @@ class ImageBinding(Binding):
         return f"pixels ({self.image.color}, {self.spec.dtype})"
 
     def to_artifact(self, value: np.ndarray) -> np.ndarray:
-        return to_artifact(value, self.image, self.spec, self.target)
+        return to_artifact(value, self.image, self.spec, self.feed)
 
 
 def images_of(model, recorded) -> dict[str, ImageInput]:
@@ -50,14 +50,14 @@ def images_of(model, recorded) -> dict[str, ImageInput]:
     return found
 
 
-def image_bindings(bindings, images: dict[str, ImageInput], artifact_specs, target: str) -> tuple:
+def image_bindings(bindings, images: dict[str, ImageInput], artifact_specs, feed) -> tuple:
     by_name = {spec.name: spec for spec in artifact_specs}
     out = []
     for binding in bindings:
         image = images.get(binding.source)
         spec = by_name.get(binding.artifact)
         out.append(binding if image is None or spec is None else
-                   ImageBinding(binding.source, binding.artifact, image=image, target=target, spec=spec))
+                   ImageBinding(binding.source, binding.artifact, image=image, feed=feed, spec=spec))
     return tuple(out)
 
 

@@ -1,6 +1,18 @@
-"""Named graph passes (``fold_batchnorm``, ``fuse_activation``, ``shorten_names``) and the artifact
-checker behind ``--strict-graph``. See ``deploykit.passes.registry`` for how passes are selected."""
+"""Named graph passes and the artifact checker behind ``--strict-graph``; ``deploykit.passes.registry`` says how
+passes are selected.
 
+This is the catalogue: importing the package registers every pass below (each module registers itself on
+import and imports only the registry, so there is no circle). A new pass is one module plus one line here.
+The order is the order ``--passes auto`` runs passes of the same stage in.
+"""
+
+from deploykit.passes import fold_batchnorm  # noqa: F401  (source: every framework)
+from deploykit.passes import coreml_fuse_activation, coreml_names  # noqa: F401  (coreml: MIL passes)
+from deploykit.passes import tflite_fuse_activation, tflite_names  # noqa: F401  (tflite: flatbuffer passes)
+from deploykit.passes import decompose_prelu  # noqa: F401  (source: PyTorch)
+from deploykit.passes import onnx_constant_lhs, onnx_single_axis_slices  # noqa: F401  (onnx: ladder rewrites)
+from deploykit.passes import onnx_subgraph_constants, onnx_average_pool_pads  # noqa: F401
+from deploykit.passes import silu_as_sigmoid_mul  # noqa: F401  (aten: ExecuTorch fp16)
 from deploykit.passes.registry import PassResult, PassSelection, all_passes, names, parse_passes, register_pass
 
 __all__ = ["PassResult", "PassSelection", "all_passes", "names", "parse_passes", "register_pass"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deploykit.passes.fold_batchnorm import PassContext
 from deploykit.passes.registry import PassSelection
+from deploykit.formats import coremltools_facade
 
 
 def apply_source_passes(model, target: str, selection: PassSelection, workspace) -> tuple[object, list[dict]]:
@@ -46,8 +47,7 @@ def coreml_pipeline(framework: str, selection: PassSelection):
     chosen = selection.for_path(framework, "coreml", "coreml")
     if not chosen:
         return None, []
-    import coremltools as ct
-
+    ct = coremltools_facade.package()
     pipeline = ct.PassPipeline.DEFAULT
     for entry in chosen:
         pipeline = entry.apply(pipeline).value

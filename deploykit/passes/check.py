@@ -18,13 +18,13 @@ Core ML
     unfolded batchnorm   a batch_norm, or a mul / add with a constant, right after conv / linear /
                          matmul whose output feeds nothing else.
 A clip that no fused activation equals (e.g. 0..4 in TFLite) is a note, not a failure. Core ML
-checks look through one layout op (transpose, expand_dims, squeeze, reshape) after the conv.
+checks look through one layout op (transpose, expand_dims, squeeze, reshape) after the conv
+(``check_coreml``). Each target runs its own check (``Target.graph_check``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,6 @@ class GraphReport:
             "notes": list(self.notes),
             "ok": self.ok,
         }
-
-
-def check_artifact(target: str, path: str | Path, executorch_record=None) -> GraphReport:
-    if target == "executorch":
-        # The partitioner fuses inside its delegate; what matters for an ExecuTorch program is which ops it
-        # left to the portable kernels (torch_executorch.PteRecord), so that is what the check reports.
-        return GraphReport(notes=executorch_record.sentences() if executorch_record is not None else ())
-    if target == "tflite":
-        return check_tflite(Path(path).read_bytes())
-    from deploykit.passes.check_coreml import check_coreml
-
-    return check_coreml(path)
 
 
 def check_tflite(data: bytes) -> GraphReport:

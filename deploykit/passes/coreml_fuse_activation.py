@@ -11,6 +11,7 @@ onnx2tf's lowering of ONNX ``Clip(-1, 1)``). This pass rewrites those into the o
 from __future__ import annotations
 
 from deploykit.passes.registry import PassResult, register_pass
+from deploykit.formats import coremltools_facade
 
 MIL_NAME = "deploykit::fuse_activation"
 PRODUCERS = ("conv", "conv_transpose", "linear", "matmul")
@@ -55,11 +56,10 @@ def install() -> None:
     if _INSTALLED:
         return
     import numpy as np
-    from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
-    from coremltools.converters.mil.mil.passes.helper import block_context_manager
-    from coremltools.converters.mil.mil.passes.pass_registry import register_pass as register_mil_pass
-
+    mb = coremltools_facade.mil_builder()
+    AbstractGraphPass = coremltools_facade.graph_pass_base()
+    block_context_manager = coremltools_facade.block_context_manager()
+    register_mil_pass = coremltools_facade.register_mil_pass
     def scalar(var):
         value = getattr(var, "val", None)
         if value is None or np.size(value) != 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from deploykit.passes.registry import PassResult, register_pass
+from deploykit.formats import coremltools_facade
 
 MIL_NAME = "deploykit::shorten_names"
 _INSTALLED = False
@@ -63,9 +64,8 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
-    from coremltools.converters.mil.mil.passes.pass_registry import register_pass as register_mil_pass
-
+    AbstractGraphPass = coremltools_facade.graph_pass_base()
+    register_mil_pass = coremltools_facade.register_mil_pass
     def rename(function):
         keep = {v.name for v in list(function.inputs.values()) + list(function.outputs)}
         ops = list(function.operations)

@@ -3,15 +3,26 @@
 A pass works on one *stage* of a conversion:
 
 - ``source``: the loaded Keras / PyTorch / ONNX model, before any converter sees it;
+  ``apply(source, context) -> PassResult``;
 - ``tflite``: the fp32 ``.tflite`` flatbuffer, before quantized variants are derived from it;
+  ``apply(data: bytes) -> PassResult``;
 - ``coreml``: the MIL program inside ``coremltools.convert`` (registered with coremltools' own
-  pass registry, run in its pass pipeline).
+  pass registry, run in its pass pipeline); ``apply(pipeline) -> PassResult``;
+- ``onnx``: an exact rewrite of an ONNX ``ModelProto`` that a conversion ladder applies as a remedy
+  (``converters.onnx2tf_remedies``); ``apply(model) -> nodes changed``, in place;
+- ``aten``: an exact rewrite of a ``torch.fx`` ATen graph that an exporter applies
+  (``converters.torch_executorch``); ``apply(graph_module) -> nodes changed``, in place.
 
-Each pass is a function ``apply(obj, context) -> PassResult`` with a Given/Result docstring, and a
+``--passes`` selects among the first three (``SELECTABLE``); the last two run where their converter
+decides, and every record names them. Each pass is a function with a Given/Result docstring, and a
 table of the (framework, target) conversion paths where the upstream converter leaves the pattern
 in the artifact (``needed_for``). ``--passes auto`` (the default) runs a pass only on those paths;
 the table comes from measurements recorded in docs/quantization.md, and the artifact checker
 (``deploykit.passes.check``) confirms it for every artifact.
+
+The catalogue of passes is ``deploykit.passes`` (its ``__init__`` imports every pass module, as
+``runners/coreml_eval/ops`` does for evaluator ops); this module imports none of them, so a pass
+module imports the registry without a circle.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ from typing import Any, Callable
 
 from deploykit.core.errors import UsageError
 
-STAGES = ("source", "tflite", "coreml")
+SELECTABLE = ("source", "tflite", "coreml")  # stages --passes chooses for
+STAGES = SELECTABLE + ("onnx", "aten")  # rewrites their converters apply
 
 
 @dataclass(frozen=True)
@@ -64,21 +76,22 @@ def register_pass(name: str, *, stage: str, needed_for=(), summary: str = ""):
     return wrap
 
 
-def _load_all() -> None:
-    # The pass modules only import heavy frameworks inside their functions, so this is cheap.
-    from deploykit.passes import (coreml_fuse_activation, coreml_names, fold_batchnorm,  # noqa: F401
-                                  tflite_fuse_activation, tflite_names)
-    from deploykit.passes import decompose_prelu  # noqa: F401
-
-
-def all_passes() -> list[GraphPass]:
-    _load_all()
-    return [p for entries in REGISTRY.values() for p in entries]
+def all_passes(selectable_only: bool = False) -> list[GraphPass]:
+    """Every registered pass (or only those ``--passes`` can name)."""
+    return [p for entries in REGISTRY.values() for p in entries if not selectable_only or p.stage in SELECTABLE]
 
 
 def names() -> tuple[str, ...]:
-    _load_all()
-    return tuple(REGISTRY)
+    """The names ``--passes`` accepts."""
+    return tuple(dict.fromkeys(p.name for p in all_passes(selectable_only=True)))
+
+
+def get(name: str, stage: str) -> GraphPass:
+    """The pass ``name`` registered on ``stage`` (a converter's rewrite, looked up by the name its ladder records)."""
+    for entry in REGISTRY.get(name, ()):
+        if entry.stage == stage:
+            return entry
+    raise KeyError(f"no {stage} pass named {name!r}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +102,6 @@ class PassSelection:
     explicit: tuple[str, ...] = ()
 
     def for_path(self, framework: str, target: str, stage: str) -> list[GraphPass]:
-        _load_all()
         if self.mode == "none":
             return []
         chosen = []

@@ -8,10 +8,10 @@ from deploykit.core.errors import UsageError
 from deploykit.core.types import SourceModel
 
 
-def with_app_io(model: SourceModel, image_inputs, classifier, qopts, verify_options: dict | None) -> SourceModel:
+def with_app_io(model: SourceModel, image_inputs, classifier, qopts, checks) -> SourceModel:
     """``model`` with its image inputs (``image_io``) and classifier (``labels``) checked and attached.
-    ``verify_options`` (None without parity checking) gives the parity pictures, read here already so that a
-    broken file fails in a second, not after the conversion."""
+    ``checks`` (the request's ``VerifyOptions``, None without parity checking) names the parity pictures,
+    read here already so that a broken file fails in a second, not after the conversion."""
     from deploykit.image_io.spec import parse_image_inputs
     from deploykit.labels.spec import parse_classifier
 
@@ -26,9 +26,8 @@ def with_app_io(model: SourceModel, image_inputs, classifier, qopts, verify_opti
                          "preprocessing resizes to one size", hint="give the image input one size, or leave out "
                          "--image-input and feed the flexible input tensors")
     model = replace(model, images=images, classifier=parse_classifier(classifier, model))
-    if images and verify_options and verify_options.get("data"):
+    if images and checks is not None and checks.data:
         from deploykit.parity.image_feeds import pixel_inputs
 
-        pixel_inputs(model, {image.name: image for image in images}, samples=verify_options.get("samples", 8),
-                     data=verify_options["data"], seed=0)
+        pixel_inputs(model, {image.name: image for image in images}, samples=checks.samples, data=checks.data, seed=0)
     return model

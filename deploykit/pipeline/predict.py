@@ -45,7 +45,7 @@ class PredictOptions:
 @dataclass(frozen=True)
 class _Model:
     path: Path
-    target: str
+    target: object  # deploykit.targets.Target
     image: ImageInput
     input_spec: object  # the artifact's TensorSpec of the image input
     labels: tuple[str, ...] | None
@@ -68,13 +68,14 @@ def predict(model_path, pictures, options: PredictOptions = PredictOptions()) ->
 def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Prediction]:
     from deploykit.core.atomic import write_bytes_atomic
     from deploykit.image_io.pixels import read_image, to_artifact
-    from deploykit.runners import runner_for_artifact
+    from deploykit.targets import runner_for
 
     height, width, _, _ = _geometry(model)
-    feeds = [to_artifact(read_image(f, model.image, height, width)[None], model.image, model.input_spec, model.target)
+    feed = model.target.pixel_feed
+    feeds = [to_artifact(read_image(f, model.image, height, width)[None], model.image, model.input_spec, feed)
              for f in files]
     results = []
-    with runner_for_artifact(model.path, model.target) as runner:
+    with runner_for(model.path, model.target.name) as runner:
         name = _output_name(runner.output_specs, options.output or model.labelled_output)
         for path, feed in zip(files, feeds):
             value = runner.infer({model.input_spec.name: feed})[name]
@@ -146,7 +147,7 @@ def _output_name(specs, wanted: str | None) -> str:
 
 def _geometry(model: _Model):
     shape = tuple(model.input_spec.shape)
-    if model.target == "coreml" or (len(shape) == 4 and shape[1] == model.image.channels):
+    if model.target.pixel_feed.kind == "image" or (len(shape) == 4 and shape[1] == model.image.channels):
         return shape[2], shape[3], shape[1], "NCHW"
     return image_geometry(model.input_spec)
 
@@ -173,10 +174,10 @@ def _picture_files(pictures) -> list[Path]:
 def _open(path: Path, options: PredictOptions) -> _Model:
     if path.suffix == ".zip":
         return _open_bundle(path, options)
-    from deploykit.pipeline.verify import recorded_entry
-    from deploykit.runners import target_of
+    from deploykit.core.types import recorded_entry
+    from deploykit.targets import for_path
 
-    target = target_of(path)
+    target = for_path(path)
     recorded = recorded_entry(path)
     if recorded is None:
         raise InputError(f"{path} has no entry in a deploykit-report.json beside it, so its preprocessing is unknown",
@@ -185,20 +186,13 @@ def _open(path: Path, options: PredictOptions) -> _Model:
     image = ImageInput.from_json(spec["original_name"] if "original_name" in spec else spec["name"], spec["image"])
     classifier = recorded.classifier
     labels = _read_labels(options.labels) if options.labels else (tuple(classifier["labels"]) if classifier else None)
-    labelled = None
-    if classifier:
-        labelled = classifier["probabilities_feature"] if target == "coreml" and classifier.get("axis") is None \
-            else _artifact_name(recorded.outputs, classifier["output"])
+    labelled = target.labelled_output(classifier, recorded.outputs) if classifier else None
     return _Model(path, target, image, _spec_of(spec), labels, labelled)
-
-
-def _artifact_name(outputs, source_name: str) -> str:
-    """The artifact's name for the source's output (Core ML renames names that are not identifiers)."""
-    return next((t.name for t in outputs if source_name in (t.name, t.original_name)), source_name)
 
 
 def _open_bundle(path: Path, options: PredictOptions) -> _Model:
     from deploykit.bundle.verify import verify_bundle
+    from deploykit.targets import for_bundle
 
     if not options.trusted_keys:
         raise UsageError(f"{path.name} is a bundle: predict runs it only after verifying it, as an app would",
@@ -216,7 +210,7 @@ def _open_bundle(path: Path, options: PredictOptions) -> _Model:
         labels = _read_labels(folder / "bundle" / labelled["labels"]["path"]) if labelled else None
         if options.labels:
             labels = _read_labels(options.labels)
-        target = "tflite" if manifest["format"] == "tflite" else "coreml"
+        target, _ = for_bundle(manifest["platform"], manifest["variant"])
         return _Model(folder / "bundle" / manifest["model"], target, image, _spec_of(spec), labels,
                       labelled["name"] if labelled else None, (folder,))
     except BaseException:

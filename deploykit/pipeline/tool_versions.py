@@ -1,22 +1,15 @@
-"""Versions of the tools a run used, read from package metadata (no imports)."""
+"""Versions of the tools a run used, read from package metadata (no imports): the source's framework, each
+target's runtime (``Target.tool_packages``), each conversion path's converters (``converters.PATH_PACKAGES``)
+and the engines of the variants made (``Target.variant_packages``)."""
 
 from __future__ import annotations
 
 from importlib import metadata
 
-TOOL_PACKAGES = {
+SOURCE_PACKAGES = {
     "keras": ("tensorflow", "keras"),
     "torch": ("torch",),
     "onnx": ("onnx", "onnxruntime"),
-    "tflite": ("ai-edge-litert",),
-    "coreml": ("coremltools",),
-    "executorch": ("executorch", "torchao"),  # torchao: PT2E int8
-}
-PATH_PACKAGES = {
-    ("keras", "tflite"): ("tensorflow",),
-    ("torch", "tflite"): ("litert-torch", "onnx2tf", "tensorflow"),
-    ("onnx", "tflite"): ("onnx2tf", "onnxsim", "tensorflow"),
-    ("onnx", "coreml"): ("onnx2coreml", "onnxsim", "onnx2tf", "tensorflow"),  # onnx2tf: the fallback rung
 }
 
 
@@ -28,12 +21,25 @@ def version_of(package: str) -> str:
 
 
 def tool_versions(framework: str, targets: tuple[str, ...]) -> dict[str, str]:
-    from deploykit import __version__
+    from deploykit.converters import PATH_PACKAGES
+    from deploykit.core.version import __version__
+    from deploykit.targets import get
 
-    packages = {"numpy", *TOOL_PACKAGES.get(framework, ())}
-    for target in targets:
-        packages.update(TOOL_PACKAGES.get(target, ()))
-        packages.update(PATH_PACKAGES.get((framework, target), ()))
+    packages = {"numpy", *SOURCE_PACKAGES.get(framework, ())}
+    for name in targets:
+        packages.update(get(name).tool_packages)
+        packages.update(PATH_PACKAGES.get((framework, name), ()))
     versions = {p: version_of(p) for p in sorted(packages)}
     versions["deploykit"] = __version__
     return versions
+
+
+def record_versions(framework: str, targets: tuple[str, ...], artifacts) -> dict[str, str]:
+    """The path's tools plus the quantizers that made the artifacts' variants."""
+    from deploykit.targets import get
+
+    versions = tool_versions(framework, targets)
+    for artifact in artifacts:
+        for package in get(artifact.target).variant_packages(artifact.variant):
+            versions[package] = version_of(package)
+    return dict(sorted(versions.items()))

@@ -11,8 +11,8 @@ compare, and on failure (with ``localize=True``) find the first diverging layer.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from deploykit.core.errors import UsageError
@@ -25,21 +25,31 @@ from deploykit.parity.layout import bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
 from deploykit.loaders.output_ranges import bounded_outputs
 from deploykit.core.progress import NullProgress
-from deploykit.core.types import REPORT_FILENAME, Artifact, SourceModel
+from deploykit.core.types import Artifact, SourceModel, recorded_entry
+from deploykit.pipeline.request import VerifyOptions
+from deploykit.targets import for_path, runner_for
+from deploykit.targets import get as get_target
 
 
 def verify(source, artifact, *, target=None, inputs=None, samples=8, data=None, mean=None, std=None,
            data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
            verbose=False) -> ParityReport:
-    """Compare ``artifact`` (.tflite / .mlpackage) with ``source`` (a path, or a loaded SourceModel).
+    """Compare ``artifact`` (.tflite / .mlpackage / .pte) with ``source`` (a path, or a loaded SourceModel).
 
-    ``inputs`` fixes dynamic input shapes when loading from a path (as in ``convert``).
-    ``profile`` names a tolerance profile (fp32, fp16, int8-weights, int8, lut1..lut8); by default it
-    comes from the artifact's entry in a sibling deploykit-report.json, else fp32 is assumed.
-    ``tolerances`` overrides thresholds per output (see ``deploykit.parity.profiles``).
+    The keywords are ``VerifyOptions``' fields (:func:`verify_with` takes the object). ``inputs`` fixes dynamic
+    input shapes when loading from a path (as in ``convert``). ``profile`` names a tolerance profile (fp32,
+    fp16, int8-weights, int8, lut1..lut8); by default it comes from the artifact's entry in a sibling
+    deploykit-report.json, else fp32 is assumed. ``tolerances`` overrides thresholds per output (see
+    ``deploykit.parity.profiles``).
     """
-    from deploykit.runners import target_of
+    checks = VerifyOptions(samples=samples, data=data, mean=mean, std=std, data_layout=data_layout, seed=seed,
+                           tolerances=tolerances, localize=localize, profile=profile)
+    return verify_with(source, artifact, checks, target=target, inputs=inputs, progress=progress, verbose=verbose)
 
+
+def verify_with(source, artifact, checks: VerifyOptions, *, target=None, inputs=None, progress=None,
+                verbose=False) -> ParityReport:
+    """:func:`verify` with the options as one ``VerifyOptions``."""
     progress = progress or NullProgress()
     if not isinstance(source, SourceModel):
         from deploykit.loaders import load_source
@@ -47,31 +57,30 @@ def verify(source, artifact, *, target=None, inputs=None, samples=8, data=None, 
         with progress.step(f"Loading {source}"), capture_output(enabled=not verbose):
             source = load_source(source, inputs=inputs)
     path = Path(artifact)
-    return _verify(source, path, target or target_of(path), recorded_entry(path), samples=samples, data=data, mean=mean,
-                   std=std, data_layout=data_layout, seed=seed, profile=profile, tolerances=tolerances,
-                   localize=localize, progress=progress, verbose=verbose)
+    return _verify(source, path, target or for_path(path).name, recorded_entry(path), checks, progress, verbose)
 
 
-def verify_artifacts(model: SourceModel, artifacts, artifact_dir, **options) -> list[ParityReport]:
+def verify_artifacts(model: SourceModel, artifacts, artifact_dir, checks: VerifyOptions, *, progress=None,
+                     verbose: bool = False) -> list[ParityReport]:
     """The hook ``convert`` calls: verify every artifact just written against the loaded source model."""
-    options.setdefault("progress", NullProgress())
+    progress = progress or NullProgress()
     reports = []
     for artifact in artifacts:
         path = Path(artifact_dir) / artifact.path
-        with options["progress"].step(f"Verifying {artifact.path}"):
-            reports.append(_verify(model, path, artifact.target, artifact, **options))
+        with progress.step(f"Verifying {artifact.path}"):
+            reports.append(_verify(model, path, artifact.target, artifact, checks, progress, verbose))
     return reports
 
 
-def check_candidate(model: SourceModel, path: Path, target: str, variant: str = "fp32", **options) -> ParityReport:
+def check_candidate(model: SourceModel, path: Path, target: str, variant: str, checks: VerifyOptions, *,
+                    verbose: bool = False) -> ParityReport:
     """Parity of a conversion ladder's candidate (not yet in any record) under ``variant``'s profile."""
-    options.setdefault("progress", NullProgress())
-    options.setdefault("profile", variant)
-    return _verify(model, path, target, None, **options)
+    checks = checks if checks.profile is not None else replace(checks, profile=variant)
+    return _verify(model, path, target, None, checks, NullProgress(), verbose)
 
 
-def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int | None = None, prefer=(), samples=8, data=None,
-                     mean=None, std=None, data_layout=None, seed=0, **_unused) -> tuple[list[dict], dict[str, float]]:
+def artifact_samples(model: SourceModel, path: Path, target: str, checks: VerifyOptions, *, limit: int | None = None,
+                     prefer=()) -> tuple[list[dict], dict[str, float]]:
     """The parity inputs in ``path``'s own names and layout (all of them, or ``limit``: the samples
     ``prefer`` names first, then the first ones), and the least scale of each artifact output (the
     magnitude of the range the source bounds it to, else 0): what an estimate that compares the
@@ -81,16 +90,14 @@ def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int 
     classifier, fp16: 1e-4 on seven of eight text lines, 0.0115 on the eighth), and a failing metric's
     worst sample is not always another's (ResNet-50: an estimate on four samples said 0.60 of the
     limits, the check on eight found cosine at 1.2)."""
-    from deploykit.runners import runner_for_artifact
-
+    kind = get_target(target)
     with contextlib.ExitStack() as stack:
-        art = runner_for_artifact(path, target)
+        art = runner_for(path, kind.name)
         stack.enter_context(art)
         images = images_of(model, None)
-        in_bind = image_bindings(bind(model.inputs, art.input_specs, {}), images, art.input_specs, target)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, {}), images, art.input_specs, kind.pixel_feed)
         out_bind = bind(model.outputs, art.output_specs, {})
-        feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
-                        data_layout=data_layout, seed=seed, images=images)
+        feeds = _inputs(model, art, in_bind, checks, images=images)
     ranges = bounded_outputs(model)
     floors = {b.artifact: max(map(abs, ranges[b.source])) if b.source in ranges else 0.0 for b in out_bind if not b.problem}
     count = len(feeds.samples)
@@ -98,22 +105,21 @@ def artifact_samples(model: SourceModel, path: Path, target: str, *, limit: int 
     return [{b.artifact: b.to_artifact(feeds.samples[i][b.source]) for b in in_bind} for i in chosen], floors
 
 
-def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | None, *, samples=8, data=None, mean=None,
-            std=None, data_layout=None, seed=0, profile=None, tolerances=None, localize=False, progress=None,
-            verbose=False) -> ParityReport:
-    from deploykit.runners import runner_for_artifact, runner_for_source
+def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | None, checks: VerifyOptions,
+            progress, verbose: bool) -> ParityReport:
+    from deploykit.runners import runner_for_source
 
     started = time.perf_counter()
-    progress = progress or NullProgress()
-    chosen, origin = _choose_profile(profile, recorded)
+    kind = get_target(target)
+    chosen, origin = _choose_profile(checks.profile, recorded)
     layouts = {t.name: t.layout for t in (recorded.inputs + recorded.outputs)} if recorded else {}
     with capture_output(enabled=not verbose), contextlib.ExitStack() as stack:
-        src, art = runner_for_source(model), runner_for_artifact(path, target)
+        src, art = runner_for_source(model), runner_for(path, kind.name)
         with progress.step(f"Starting {src.name} and {art.name} runners"):
             stack.enter_context(src)
             stack.enter_context(art)
         images = images_of(model, recorded)
-        in_bind = image_bindings(bind(model.inputs, art.input_specs, layouts), images, art.input_specs, target)
+        in_bind = image_bindings(bind(model.inputs, art.input_specs, layouts), images, art.input_specs, kind.pixel_feed)
         classifier = classifier_of(model, recorded)
         out_bind = classifier_bindings(bind(model.outputs, art.output_specs, layouts), classifier, model, art.output_specs)
         notes = tuple(art.notes) + ((origin,) if origin.startswith("fp32 assumed") else ())
@@ -124,8 +130,7 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
         if broken:
             return ParityReport(**header, inputs={}, outputs=(), seconds=_since(started),
                                 problem="inputs do not match: " + "; ".join(broken))
-        feeds = _inputs(model, art, in_bind, samples=samples, data=data, mean=mean, std=std,
-                        data_layout=data_layout, seed=seed, images=images)
+        feeds = _inputs(model, art, in_bind, checks, images=images)
         with progress.step(f"Running {len(feeds)} sample(s) through {src.name} and {runners['artifact']}"):
             refs = [src.infer(source_view(sample, model, images)) for sample in feeds.samples]
             outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
@@ -137,11 +142,11 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
                 continue
             bounded = RANGE if isinstance(b, ClassifierBinding) else ranges.get(b.source)
             results.append(compare_output(b.source, [b.reference(r[b.source]) for r in refs],
-                                          [b.to_source(o[b.artifact]) for o in outs], chosen, tolerances,
+                                          [b.to_source(o[b.artifact]) for o in outs], chosen, checks.tolerances,
                                           artifact_name=b.artifact, layout=b.note, value_range=bounded))
         location = None
         failed = [r for r in results if not r.passed]
-        if localize and failed:
+        if checks.localize and failed:
             with progress.step("Localizing the first diverging layer"):
                 location = _localize(src, art, in_bind, feeds, failed[0].worst_sample, chosen,
                                      lambda sample: source_view(sample, model, images))
@@ -163,34 +168,16 @@ def _choose_profile(profile, recorded: Artifact | None):
     return get_profile("fp32"), "fp32 assumed: no deploykit-report.json entry for this artifact and no --profile"
 
 
-def recorded_entry(path: Path) -> Artifact | None:
-    """This artifact's entry in the deploykit-report.json beside it, if any (matched by file name)."""
-    report = path.parent / REPORT_FILENAME
-    if not report.is_file():
-        return None
-    try:
-        data = json.loads(report.read_text(encoding="utf-8"))
-        entries = data.get("artifacts", [])
-    except (OSError, ValueError, AttributeError):
-        return None
-    for entry in entries:
-        if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
-            try:
-                return Artifact.from_json(entry)
-            except (KeyError, TypeError, ValueError):
-                return None
-    return None
-
-
-def _inputs(model, art, in_bind, *, samples, data, mean, std, data_layout, seed, images=None) -> InputSet:
+def _inputs(model, art, in_bind, checks: VerifyOptions, images=None) -> InputSet:
+    samples, data, seed = checks.samples, checks.data, checks.seed
     if images:
-        if mean is not None or std is not None:
+        if checks.mean is not None or checks.std is not None:
             raise UsageError("--mean and --std are the image input's preprocessing here (--image-input); "
                              "they are not given to the parity check separately")
         return pixel_inputs(model, images, samples=samples, data=data, seed=seed)
     if data is not None:
-        return load_data(data, model.inputs, samples=samples, mean=mean, std=std, layout=data_layout)
-    if mean is not None or std is not None or data_layout is not None:
+        return load_data(data, model.inputs, samples=samples, mean=checks.mean, std=checks.std, layout=checks.data_layout)
+    if checks.mean is not None or checks.std is not None or checks.data_layout is not None:
         raise UsageError("--mean, --std and --data-layout describe --data; they mean nothing for random inputs")
     ranges = {}
     quantized = getattr(art, "quantized_io", {})

@@ -18,20 +18,23 @@ from pathlib import Path
 from deploykit.core.flexible import has_flexible, sizes_to_check
 
 
-def check_other_sizes(model, artifacts, artifact_dir, reports: list, summaries: dict, **options):
-    """(every parity report, summaries with their ``sizes``) for a model with flexible inputs; unchanged otherwise."""
+def check_other_sizes(model, artifacts, artifact_dir, reports: list, summaries: dict, checks, *, progress=None,
+                      verbose: bool = False):
+    """(every parity report, summaries with their ``sizes``) for a model with flexible inputs; unchanged otherwise.
+    ``checks`` is the job's ``VerifyOptions``."""
     if not has_flexible(model.inputs):
         return reports, summaries
     from deploykit.pipeline.verify import verify_artifacts
 
     runs = sizes_to_check(model.inputs)
-    options = _options_for_other_sizes(options)
+    checks = _options_for_other_sizes(checks)
     reports = list(reports)
     sized = {a.path: [_entry(model.inputs, [tuple(s.shape) for s in model.inputs], r)]
              for a, r in zip(artifacts, reports)}
     for shapes in runs:
         resized = replace(model, inputs=tuple(replace(s, shape=tuple(shape)) for s, shape in zip(model.inputs, shapes)))
-        for artifact, report in zip(artifacts, verify_artifacts(resized, artifacts, artifact_dir, **options)):
+        for artifact, report in zip(artifacts, verify_artifacts(resized, artifacts, artifact_dir, checks, progress=progress,
+                                                                       verbose=verbose)):
             report = replace(report, inputs={**report.inputs, "shapes": _shapes(model.inputs, shapes)})
             reports.append(report)
             sized[artifact.path].append(_entry(model.inputs, shapes, report))
@@ -51,13 +54,11 @@ def at_size(report) -> str:
     return " at " + ", ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in shapes.items())
 
 
-def _options_for_other_sizes(options: dict) -> dict:
-    options = dict(options)
-    data = options.get("data")
-    if data is not None and not Path(data).is_dir():
-        for key in ("data", "mean", "std", "data_layout"):
-            options.pop(key, None)
-    return options
+def _options_for_other_sizes(checks):
+    """An image folder is resized to each size; an ``.npy`` / ``.npz`` file holds one size: seeded inputs then."""
+    if checks.data is not None and not Path(checks.data).is_dir():
+        return replace(checks, data=None, mean=None, std=None, data_layout=None)
+    return checks
 
 
 def _shapes(inputs, shapes) -> dict:

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import ConversionError, UsageError
+from deploykit.formats import coremltools_facade
 
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 
 
 def compress_coreml(base: Path, out_path: Path, scheme: str, options) -> dict:
-    import coremltools as ct
-    import coremltools.optimize.coreml as cto
-
+    ct = coremltools_facade.package()
+    cto = coremltools_facade.optimize()
     from deploykit.quantize import int4, int8_weights, lut
 
     mlmodel = ct.models.MLModel(str(base), skip_model_load=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import ConversionError
+from deploykit.formats import coremltools_facade
 
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 WEIGHT_ARGUMENTS = ("weight", "y")  # matmul's constant operand is y
@@ -26,14 +27,13 @@ WEIGHT_ARGUMENTS = ("weight", "y")  # matmul's constant operand is y
 def write_fp16_weights(fp32_package: Path, out_path: Path, keep: tuple[str, ...] = ()) -> None:
     """``out_path``: ``fp32_package`` with every float32 layer weight, except the constants named in ``keep``,
     stored as fp16 and cast to float32 where it is read."""
-    import coremltools as ct
+    ct = coremltools_facade.package()
     import numpy as np
-    from coremltools.converters.mil.converter import mil_convert
-    from coremltools.converters.mil.mil import Builder as mb
-    from coremltools.converters.mil.mil import types
-    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
-    from coremltools.models.utils import _apply_graph_pass
-
+    mil_convert = coremltools_facade.mil_convert
+    mb = coremltools_facade.mil_builder()
+    types = coremltools_facade.mil_types()
+    AbstractGraphPass = coremltools_facade.graph_pass_base()
+    _apply_graph_pass = coremltools_facade.apply_graph_pass
     kept = set(keep)
 
     class Fp16Weights(AbstractGraphPass):

@@ -64,9 +64,9 @@ class TFLiteFp16Estimate(SampledEstimate):
 
     @staticmethod
     def _run(content: bytes, feeds) -> list[dict]:
-        from ai_edge_litert.interpreter import Interpreter
+        from deploykit.formats.litert_facade import interpreter as open_interpreter
 
-        interpreter = Interpreter(model_content=content)
+        interpreter = open_interpreter(content=content)
         signatures = interpreter.get_signature_list()
         key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
         runner = interpreter.get_signature_runner(key)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploykit.converters.ladder import Attempt
+from deploykit.core.types import Attempt
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Rescued:
 
 
 def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Callable[[tuple, Path], object],
-                workspace, converter: str, report=None, estimator: str | None = None) -> Rescued:
+                workspace, converter: str, *, estimator, report=None) -> Rescued:
     """``candidate`` is the all-fp16 artifact; ``remake(keys, path)`` writes one with the layers ``keys``
     identify (the estimator's ``selector_keys``) in float32 and returns its fp16 ParityReport when making it
     checked it already (the Core ML ladder does), else None.
@@ -38,8 +38,9 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     ``choose_layers`` (a few units), then, when its variant fails the check, ``widen`` (up to half the
     weight bytes); a widened choice whose estimate is over the limit on every sample is not made.
 
-    ``estimator`` picks the estimate (default: the target's): ``"coreml-weights"`` searches the Core ML
-    program with fp16 weights and float32 compute (``coreml_fp16_weights``), whose all-fp16 form is
+    ``estimator`` is the estimate's class, ``estimator(fp32_artifact, feeds, floors)``: the target's own
+    (``fp16_estimate_tflite``, ``fp16_estimate_coreml``), or ``CoreMLWeightsEstimate``, which searches the
+    Core ML program with fp16 weights and float32 compute (``coreml_fp16_weights``), whose all-fp16 form is
     itself a new candidate, so it is made even when no weight needs keeping."""
     from deploykit.quantize.fp16_mixed import choose_layers, widen
 
@@ -54,7 +55,7 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
     started = time.perf_counter()
     worst = sorted({o.worst_sample for o in report.outputs if not o.passed})
     feeds, floors = workspace.samples(fp32_artifact, target, prefer=worst)
-    estimator = _estimator(estimator or target, fp32_artifact, feeds, floors)
+    estimator = estimator(fp32_artifact, feeds, floors)
     unit = getattr(estimator, "unit", "layer")
     label = getattr(estimator, "label", "fp16")
     new_plain = getattr(estimator, "plain_is_new", False)
@@ -84,20 +85,6 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         searches = [{key: mixed[key] for key in ("search", "kept_float32", "float32_weight_share", "estimate", "verdict")}]
         started = time.perf_counter()
         choice = widen(estimator, choice, workspace.progress)
-
-
-def _estimator(kind: str, fp32_artifact: Path, feeds, floors):
-    if kind == "coreml-weights":
-        from deploykit.quantize.fp16_estimate_coreml_weights import CoreMLWeightsEstimate
-
-        return CoreMLWeightsEstimate(fp32_artifact, feeds, floors)
-    if kind == "tflite":
-        from deploykit.quantize.fp16_estimate_tflite import TFLiteFp16Estimate
-
-        return TFLiteFp16Estimate(fp32_artifact, feeds, floors)
-    from deploykit.quantize.fp16_estimate_coreml import CoreMLFp16Estimate
-
-    return CoreMLFp16Estimate(fp32_artifact, feeds, floors)
 
 
 def _remove(path: Path) -> None:

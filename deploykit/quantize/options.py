@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploykit.core.errors import UsageError
-from deploykit.quantize.schemes import COREML_INT8_UNAVAILABLE, SCHEMES, supported
+from deploykit.quantize.schemes import SCHEMES, UNAVAILABLE, UNAVAILABLE_EXAMPLES, supported
 
 DEFAULT_CALIBRATION_SAMPLES = 100
 DEFAULT_SMALL_TENSOR = 2048  # elements; coremltools' own weight_threshold default
@@ -96,7 +96,7 @@ def skipped_schemes(values, targets: tuple[str, ...]) -> list[str]:
                 continue
             for t in targets:
                 if not _can(t, entry) and any(_can(o, entry) for o in targets):
-                    why = COREML_INT8_UNAVAILABLE if (t, entry) == ("coreml", "int8") else f"{t} has no {entry}"
+                    why = UNAVAILABLE.get((t, entry), f"{t} has no {entry}")
                     notes.append(f"{entry}: not made for {t} ({why})")
     return notes
 
@@ -114,10 +114,10 @@ def _can(target: str, name: str) -> bool:
 
 
 def _refuse(target: str, name: str, *, several: bool) -> None:
-    if target == "coreml" and name == "int8":
-        raise UsageError(f"coreml cannot do int8 here: {COREML_INT8_UNAVAILABLE}",
-                         hint=f"coreml can do: {', '.join(supported('coreml'))}; "
-                              "e.g. --quantize coreml=int8-weights,tflite=int8")
+    if (target, name) in UNAVAILABLE:
+        example = UNAVAILABLE_EXAMPLES.get((target, name), "")
+        raise UsageError(f"{target} cannot do {name} here: {UNAVAILABLE[(target, name)]}",
+                         hint=f"{target} can do: {', '.join(supported(target))}" + (f"; e.g. {example}" if example else ""))
     if several:
         raise UsageError(f"no target of this conversion can do {name}",
                          hint=f"{name} is made for: {', '.join(SCHEMES[name].targets) or 'none'}")

@@ -57,6 +57,9 @@ COREML_INT8_UNAVAILABLE = (
     "Core ML int8 (8-bit activations) needs coremltools to run the model on the calibration data "
     "(linear_quantize_activations calls MLModel.predict), which only works on macOS"
 )
+# (target, scheme) pairs a target could make but not on this machine: why, and what to ask for instead.
+UNAVAILABLE = {("coreml", "int8"): COREML_INT8_UNAVAILABLE}
+UNAVAILABLE_EXAMPLES = {("coreml", "int8"): "--quantize coreml=int8-weights,tflite=int8"}
 
 
 def supported(target: str) -> tuple[str, ...]:

@@ -429,7 +429,7 @@ def _number(value, fmt: str) -> str:
 
 
 def _size(size) -> str:
-    from deploykit.cli.tables import human_size  # the terminal's units, so the page and the tables agree
+    from deploykit.report.units import human_size  # the terminal's units, so the page and the tables agree
 
     return "-" if size is None else human_size(float(size))
 

@@ -14,9 +14,9 @@ import math
 import re
 from dataclasses import dataclass
 
-TARGET_COLOURS = {"tflite": "#2b6cb0", "coreml": "#c05621", "executorch": "#2f855a"}
-TARGET_MARKERS = {"tflite": "o", "coreml": "s", "executorch": "^"}
-TARGET_TITLES = {"tflite": "TFLite", "coreml": "Core ML", "executorch": "ExecuTorch"}
+MEASURED_COLOUR = "#2b6cb0"  # the latency legend: a bar measured on this machine
+ESTIMATE_COLOUR = "#c05621"  # and one the op-count cost model estimated
+UNKNOWN_COLOUR = "#555555"  # a target this deploykit does not know (an old record's)
 ERROR_FLOOR = 1e-9  # an exact match (error 0) is drawn here: a log axis has no 0
 FAIL_COLOUR = "#c53030"
 
@@ -52,8 +52,8 @@ def size_vs_error(points: list[tuple[Variant, float]]) -> str:
     unit, divisor = ("MB", 1 << 20) if max((v.size_bytes for v, _ in points), default=0) > 2 << 20 else ("KB", 1 << 10)
     for i, (variant, error) in enumerate(points):
         x, y = variant.size_bytes / divisor, max(error, ERROR_FLOOR)
-        ax.scatter([x], [y], s=46, marker=TARGET_MARKERS.get(variant.target, "o"), zorder=3,
-                   color=TARGET_COLOURS.get(variant.target, "#555555"),
+        ax.scatter([x], [y], s=46, marker=_target_style(variant.target, "plot_marker", "o"), zorder=3,
+                   color=_target_style(variant.target, "plot_colour", UNKNOWN_COLOUR),
                    edgecolors=FAIL_COLOUR if variant.passed is False else "white", linewidths=1.6)
         ax.annotate(variant.label + (" (fails parity)" if variant.passed is False else ""), (x, y),
                     xytext=(7, 6 if i % 2 == 0 else -12), textcoords="offset points", fontsize=8, color="#1a202c")
@@ -80,7 +80,7 @@ def error_per_output(outputs: list[str], series: list[tuple[Variant, list[float 
         ys = [max(e, ERROR_FLOOR) if e is not None else math.nan for e in errors]
         values += [y for y in ys if not math.isnan(y)]
         ax.bar(xs, ys, width * 0.92, color=palette[k], label=variant.label,
-               hatch="//" if variant.target == "coreml" else None, edgecolor="white", linewidth=0.4)
+               hatch=_target_style(variant.target, "hatch", None), edgecolor="white", linewidth=0.4)
     _log_y(ax)
     ax.set_xticks(range(len(outputs)), [_short(o, 24) for o in outputs])
     ax.set_xlim(-0.6, len(outputs) - 0.4)
@@ -97,7 +97,7 @@ def latency(bars: list[tuple[Variant, float, bool]]) -> str:
     fig, ax = _figure(height=0.5 + 0.34 * max(3, len(bars)))
     ys = list(range(len(bars)))[::-1]
     for y, (variant, ms, estimated) in zip(ys, bars):
-        colour = TARGET_COLOURS.get(variant.target, "#555555")
+        colour = _target_style(variant.target, "plot_colour", UNKNOWN_COLOUR)
         ax.barh(y, ms, 0.62, color="white" if estimated else colour, edgecolor=colour, hatch="///" if estimated else None,
                 linewidth=1.2)
         ax.annotate(f"{_ms(ms)}" + (" estimate" if estimated else ""), (ms, y), xytext=(4, 0), textcoords="offset points",
@@ -107,8 +107,8 @@ def latency(bars: list[tuple[Variant, float, bool]]) -> str:
     ax.set_xlim(0, max((ms for _, ms, _ in bars), default=1) * 1.35)
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=TARGET_COLOURS["tflite"], label="measured on this machine (1 thread)"),
-               Patch(facecolor="white", edgecolor=TARGET_COLOURS["coreml"], hatch="///",
+    handles = [Patch(facecolor=MEASURED_COLOUR, label="measured on this machine (1 thread)"),
+               Patch(facecolor="white", edgecolor=ESTIMATE_COLOUR, hatch="///",
                      label="estimate (op-count cost model, no Core ML runtime)")]
     estimated = {e for _, _, e in bars}
     ax.legend(handles=[h for h, e in zip(handles, (False, True)) if e in estimated], fontsize=7.5, loc="lower left",
@@ -238,8 +238,10 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 def _target_legend(ax, targets: set[str]) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], linestyle="", marker=TARGET_MARKERS[t], color=TARGET_COLOURS[t],
-                      label=TARGET_TITLES[t]) for t in TARGET_TITLES if t in targets]
+    from deploykit.targets import TARGETS
+
+    handles = [Line2D([], [], linestyle="", marker=t.plot_marker, color=t.plot_colour, label=t.plot_title)
+               for name, t in TARGETS.items() if name in targets]
     handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="#a0aec0", markeredgecolor=FAIL_COLOUR,
                           markeredgewidth=1.6, label="red edge: fails parity"))
     ax.legend(handles=handles, fontsize=7.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, frameon=False)
@@ -257,3 +259,11 @@ def _short(text: str, limit: int) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _target_style(target: str, attribute: str, default):
+    """A target's plot style (``deploykit.targets``); ``default`` for a target an old record names."""
+    from deploykit.targets import TARGETS
+
+    found = TARGETS.get(target)
+    return getattr(found, attribute) if found is not None else default

@@ -1,7 +1,7 @@
 """Writing ``report.html``: beside ``deploykit-report.json`` (convert) or ``deploykit-build.json`` (build).
 
-The page is written to a temporary name and renamed into place (``fsutil``), so a reader never sees half
-a page, and an interrupted run leaves the previous page whole.
+The page is written to a temporary name and renamed into place (``core.atomic``), so a reader never sees
+half a page, and an interrupted run leaves the previous page whole.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ def write_report(out_dir: str | Path, record: dict, *, inspection: dict | None =
     return path
 
 
-def write_build_report(out: str | Path, build: dict) -> Path:
+def write_build_report(out: str | Path, build: dict, job_folder) -> Path:
     """Render a build record to ``out/report.html``: per model, the artifacts of all its jobs (each from the
-    ``deploykit-report.json`` in its job folder) with the accuracy and latency the build measured."""
+    ``deploykit-report.json`` in its job folder, ``job_folder(out, job_id)``) with the accuracy and latency the
+    build measured."""
     from deploykit.core.atomic import write_text_atomic
     from deploykit.report.html import render_build_report
 
@@ -36,15 +37,14 @@ def write_build_report(out: str | Path, build: dict) -> Path:
     models: dict[str, list] = {}
     for job in build.get("jobs", []):
         models.setdefault(job["model"], []).append(job)
-    pages = [_model_page(out, jobs) for jobs in models.values()]
+    pages = [_model_page(out, jobs, job_folder) for jobs in models.values()]
     path = out / REPORT_HTML
     write_text_atomic(path, render_build_report(build, [p for p in pages if p is not None]))
     return path
 
 
-def _model_page(out: Path, jobs: list[dict]):
+def _model_page(out: Path, jobs: list[dict], job_dir):
     """(combined record, inspection, measurements) of one model's jobs; artifact paths relative to ``out``."""
-    from deploykit.orchestration.jobs import job_dir
     from deploykit.core.types import REPORT_FILENAME
 
     combined, artifacts, failures, measurements = None, [], [], {}
@@ -77,18 +77,20 @@ def _model_page(out: Path, jobs: list[dict]):
 
 
 def _latency(artifact: dict, job: dict, path: Path) -> dict | None:
-    """TFLite: the build's own measurement (more runs than convert's). Core ML: the estimate, never the numpy
-    evaluator's time the build records for its latency gate, which says how fast numpy is, not Core ML."""
-    if artifact["target"] == "tflite":
-        measured = job.get("latency")
-        if measured and measured.get("runner") == "litert":
-            return {"source": "litert", "median_ms": measured["median_ms"], "runs": measured.get("runs")}
+    """The build's own measurement when the target's runtime made it (more runs than convert's: LiteRT for
+    TFLite), else the record's figure; a Core ML job never shows the numpy evaluator's time the build records
+    for its latency gate, which says how fast numpy is, not Core ML. A record from before records carried
+    latency gets the target's figure now."""
+    from deploykit.targets import get
+
+    target = get(artifact["target"])
+    measured = job.get("latency")
+    if target.build_latency_runner is not None:
+        if measured and measured.get("runner") == target.build_latency_runner:
+            return {"source": target.build_latency_runner, "median_ms": measured["median_ms"], "runs": measured.get("runs")}
         return artifact.get("latency")
     if artifact.get("latency"):
         return artifact["latency"]
-    from deploykit.runners import coreml_cost
+    from deploykit.core.types import Artifact
 
-    try:  # a job converted before the record carried latency
-        return coreml_cost.estimate(path)
-    except Exception as exc:  # noqa: BLE001
-        return {"source": coreml_cost.SOURCE, "label": coreml_cost.LABEL, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
+    return target.latency(Artifact.from_json(artifact), path)

@@ -16,6 +16,7 @@ import numpy as np
 
 from deploykit.core.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
+from deploykit.formats import coremltools_facade
 
 BACKENDS = ("auto", "mlmodel", "numpy")
 NOT_MODELLED = "device GPU / Neural Engine fp16 accumulation is not modelled"
@@ -95,8 +96,7 @@ def _load_mlmodel(path: str):
     if sys.platform != "darwin":
         return None, "MLModel.predict needs macOS"
     try:
-        import coremltools as ct
-
+        ct = coremltools_facade.package()
         model = ct.models.MLModel(path, compute_units=ct.ComputeUnit.CPU_ONLY)
     except Exception as exc:  # a broken Core ML install must not stop verification
         return None, f"coremltools could not load the model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"

@@ -38,7 +38,7 @@ def time_pte(path: str | Path, *, threads: int = 1, warmup: int = 3, runs: int =
 
 def delegate_label(path: Path) -> str:
     """What runs the program: its delegates' backend ids, and portable kernels when any kernel call is left."""
-    from deploykit.inspection.executorch_graph import split
+    from deploykit.formats.pte.program import split
 
     where = split(path)
     parts = sorted(where.delegate_calls)

@@ -105,17 +105,9 @@ def _handle(op: str, header: dict, arrays: list, state: dict):
 
 
 def _bindings():
-    import torch  # noqa: F401  (the bindings resolve libtorch's symbols: torch must be loaded first)
+    from deploykit.formats.executorch_facade import runtime_bindings
 
-    try:
-        from executorch.extension.pybindings import _C
-
-        _C._load_program, _C._unsafe_reset_threadpool  # noqa: B018  (the functions this child uses)
-        return _C
-    except (ImportError, AttributeError):
-        from executorch.extension.pybindings import portable_lib
-
-        return portable_lib
+    return runtime_bindings()
 
 
 def _load(header: dict, state: dict) -> dict:

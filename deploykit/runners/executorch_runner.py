@@ -253,7 +253,7 @@ class CoreMLDelegateRunner(Runner):
     def activate_impl(self):
         from pathlib import Path
 
-        from deploykit.inspection.executorch_graph import extract_coreml_delegate
+        from deploykit.formats.pte.coreml_delegate import extract_coreml_delegate
         from deploykit.runners.coreml_eval import CoreMLEvaluatorRunner
 
         self._folder = tempfile.mkdtemp(prefix="deploykit-pte-coreml-")
@@ -291,9 +291,9 @@ def runner_for_pte(path, *, input_names: Sequence[str] | None = None, output_nam
     Core ML-delegated program the numpy evaluator on its ML Program. UsageError when neither can."""
     from pathlib import Path
 
-    from deploykit.inspection.executorch_graph import read_pte, split
+    from deploykit.formats.pte.program import split
 
-    where = split(Path(path), read_pte(Path(path)))
+    where = split(Path(path))
     if "CoreMLBackend" not in where.delegate_calls:
         return ExecutorchRunner(path, input_names=input_names, output_names=output_names, threads=threads)
     if len(where.delegates) == 1 and not where.kernel_calls:
@@ -334,3 +334,26 @@ def _exit_description(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def coreml_delegate_status(path) -> str:
+    """How this machine can check a Core ML-delegated program (ExecuTorch's Core ML runtime needs Apple hardware)."""
+    from pathlib import Path
+
+    from deploykit.core.errors import DeployKitError
+    from deploykit.formats.pte.coreml_delegate import extract_coreml_delegate
+
+    with tempfile.TemporaryDirectory(prefix="deploykit-coreml-") as folder:
+        try:
+            package = extract_coreml_delegate(path, Path(folder))
+            from deploykit.runners.coreml_eval import load_program
+
+            load_program(package)  # compiles every op: an op the evaluator lacks is found here
+        except DeployKitError as exc:
+            return (f"not verified on this machine: {exc.message} (ExecuTorch's Core ML delegate runs only on "
+                    "Apple hardware)")
+        except Exception as exc:
+            return (f"not verified on this machine: the delegate's ML Program could not be read "
+                    f"({type(exc).__name__}: {str(exc)[:200]})")
+    return ("verifiable on this machine: deploykit's numpy Core ML evaluator runs the delegate's embedded ML Program "
+            "(ExecuTorch's Core ML delegate itself runs only on Apple hardware)")

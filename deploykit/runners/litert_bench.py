@@ -71,11 +71,10 @@ def _prepared(path: str, threads: int, xnnpack: bool):
     import time
 
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from deploykit.formats.litert_facade import interpreter as open_interpreter
 
     started = time.perf_counter()
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=path, num_threads=threads, experimental_op_resolver_type=resolver)
+    interpreter = open_interpreter(path, threads=threads, delegates=xnnpack)
     signatures = interpreter.get_signature_list()
     runner = interpreter.get_signature_runner(next(iter(signatures))) if signatures else None
     details = runner.get_input_details() if runner else {d["name"]: d for d in interpreter.get_input_details()}
@@ -121,7 +120,9 @@ def _child(request: dict) -> dict:
     import resource
 
     import numpy  # noqa: F401  (imported before the baseline: model_rss_mb leaves the runtime out)
-    from ai_edge_litert import interpreter  # noqa: F401
+    from deploykit.formats.litert_facade import preload
+
+    preload()
 
     def peak_mb() -> float:
         # VmHWM is this process image's own high-water mark; ru_maxrss would include the parent's

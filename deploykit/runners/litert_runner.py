@@ -130,15 +130,11 @@ def representable_range(scale: float, zero_point: int, storage_dtype: str) -> tu
 
 
 def _interpreter(path: str, *, preserve: bool):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from deploykit.formats.litert_facade import interpreter
 
     _refuse_flex(path)
-    kwargs = {}
-    if preserve:
-        kwargs = {"experimental_preserve_all_tensors": True,
-                  "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    try:
-        return Interpreter(model_path=path, **kwargs)
+    try:  # tracing every tensor needs the builtin kernels: a delegate fuses them away
+        return interpreter(path, delegates=not preserve, preserve_all_tensors=preserve)
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"LiteRT cannot open {path}: {str(exc).splitlines()[0][:300]}") from exc
 

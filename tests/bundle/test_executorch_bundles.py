@@ -107,15 +107,15 @@ def test_old_manifests_stay_valid_and_an_executorch_manifest_must_say_its_runtim
 def test_a_pte_delegated_to_core_ml_is_bundled_for_ios_only(et_converted, keys, tmp_path):
     import dataclasses
 
-    from deploykit.bundle import builder
+    from deploykit.targets import get
     from deploykit.core.types import ConversionReport
 
     report = ConversionReport.from_json(json.loads((et_converted / "deploykit-report.json").read_text()))
     artifact = next(a for a in report.artifacts if a.target == "executorch")
-    assert [s[0] for s in builder._slots(artifact)] == ["android", "ios"]
+    assert [s[0] for s in get("executorch").bundle_slots(artifact)] == ["android", "ios"]
     coreml = dataclasses.replace(artifact, quantization={**artifact.quantization, "backend": "coreml"})
-    assert [s[0] for s in builder._slots(coreml)] == ["ios"]
-    from deploykit.bundle.executorch_meta import compatibility
+    assert [s[0] for s in get("executorch").bundle_slots(coreml)] == ["ios"]
+    from deploykit.targets.executorch import compatibility
     from deploykit.core.errors import InputError
 
     with pytest.raises(InputError, match="Apple platforms only"):

@@ -12,6 +12,7 @@ import pytest
 
 import deploykit
 from deploykit.core.errors import ConversionError, InputError, UnsafeInputError, UnsupportedOperatorError, UsageError
+from deploykit.pipeline.request import VerifyOptions
 from tests.conftest import save_keras, save_onnx, save_pt2
 
 
@@ -258,6 +259,6 @@ def test_data_that_does_not_fit_is_not_retried_by_other_rungs(model_dir, tmp_pat
     wrong = (2,) + tuple(TORCH_SHAPE[1:-1]) + (TORCH_SHAPE[-1] + 3,)
     np.savez(data, image=np.zeros(wrong, np.float32))
     with pytest.raises(InputError, match="the data has") as info:
-        deploykit.convert(source, to="coreml", out=tmp_path / "out", verify_options={"data": str(data)})
+        deploykit.convert(source, to="coreml", out=tmp_path / "out", verify_options=VerifyOptions(data=str(data)))
     assert "also tried" not in info.value.message
     assert_nothing_written(tmp_path / "out")

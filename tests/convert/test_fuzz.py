@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.cli.errors import ERROR_TABLE, describe
+from deploykit.core import errors
+from deploykit.core.errors import describe
 from deploykit.loaders import load_source
 from tests.conftest import REPO
 
@@ -29,7 +30,8 @@ SHAPE = (1, 3, 8, 8)
 FILES = {"onnx": "tiny.onnx", "pt2": "tiny.pt2", "torchscript": "tiny.ts.pt", "keras": "tiny.keras"}
 ZIPPED = ("pt2", "torchscript", "keras")
 INPUTS = {"torchscript": ["1x3x8x8"]}  # TorchScript declares no shapes
-HEADINGS = tuple(heading for _, _, heading in ERROR_TABLE) + ("internal error",)
+HEADINGS = (tuple(cls.title for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.DeployKitError))
+            + tuple(title for _, _, title in errors.FOREIGN) + (errors.INTERNAL,))
 
 
 # --- corruptions -------------------------------------------------------------------------------

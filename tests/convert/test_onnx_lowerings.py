@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import deploykit
+from deploykit.pipeline.request import VerifyOptions
 
 SHAPE = [1, 4, 6, 6]
 
@@ -83,7 +84,7 @@ def test_data_dependent_if_becomes_cond(tmp_path):
              helper.make_node("If", ["c"], ["y"], then_branch=then_branch, else_branch=else_branch)]
     zero = numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")
     path = _save(tmp_path, "branchy", nodes, opset=17, inits=[weight, zero])
-    report = deploykit.convert(path, to="coreml", out=tmp_path / "out", verify_options={"samples": 16})
+    report = deploykit.convert(path, to="coreml", out=tmp_path / "out", verify_options=VerifyOptions(samples=16))
     (artifact,) = report.artifacts
     assert artifact.converter == "onnx->coreml (onnx2coreml)", artifact.attempts
     assert "cond" in artifact.op_histogram

@@ -191,7 +191,7 @@ def _run_onnx(model, feeds):
 def test_constant_lhs_rewrite_is_exact_for_sub_and_within_ulps_for_div():
     from onnx import helper
 
-    from deploykit.passes.onnx_rewrites import constant_lhs
+    from deploykit.passes.onnx_constant_lhs import constant_lhs
 
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Sub", ["c", "x"], ["s"]), helper.make_node("Div", ["c", "s"], ["y"])]
@@ -269,7 +269,7 @@ def test_node_names_tensorflow_refuses_are_rewritten(tmp_path):
 def test_single_axis_slices_rewrite_is_exact():
     from onnx import helper
 
-    from deploykit.passes.onnx_rewrites import single_axis_slices
+    from deploykit.passes.onnx_single_axis_slices import single_axis_slices
 
     nodes = [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"])]
     consts = {"starts": np.array([0, 1], np.int64), "ends": np.array([3, 5], np.int64), "axes": np.array([1, 2], np.int64)}
@@ -285,7 +285,7 @@ def test_average_pool_pads_rewrite_matches_onnx_within_an_ulp():
     """The model-zoo Inception v1 case: 6x6 input, 7x7 kernel, one padded row and column."""
     from onnx import helper
 
-    from deploykit.passes.onnx_rewrites import average_pool_pads
+    from deploykit.passes.onnx_average_pool_pads import average_pool_pads
 
     nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[7, 7], pads=[0, 0, 1, 1])]
     model = _model(nodes, {}, [_value("x", [1, 4, 6, 6])], [_value("y", [1, 4, 1, 1])])
@@ -302,7 +302,7 @@ def test_subgraph_constants_copies_outer_initializers_into_branches():
     import onnx
     from onnx import TensorProto, helper
 
-    from deploykit.passes.onnx_rewrites import subgraph_constants
+    from deploykit.passes.onnx_subgraph_constants import subgraph_constants
 
     w = np.random.default_rng(0).random((4, 4), dtype=np.float32)
     then_branch = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["t"])], "then", [], [_value("t", [1, 4])])

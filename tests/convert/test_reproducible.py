@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_pt2
 
 

@@ -9,6 +9,7 @@ import pytest
 import deploykit
 from deploykit.core.errors import ParityError
 from deploykit.parity.profiles import parse_tolerances
+from deploykit.pipeline.request import VerifyOptions
 from tests.conftest import save_keras, save_pt2
 
 
@@ -34,7 +35,7 @@ def test_parity_failure_raises_but_keeps_artifacts_and_record(model_dir, tmp_pat
     impossible = parse_tolerances(["snr_db=1000"])  # no float conversion reaches 1000 dB
     with pytest.raises(ParityError, match="snr_db") as info:
         deploykit.convert(save_keras("mobilenet", model_dir), to="tflite", out=tmp_path,
-                          verify_options={"tolerances": impossible})
+                          verify_options=VerifyOptions(tolerances=impossible))
     assert "--localize" in info.value.hint
     record = json.loads((tmp_path / "deploykit-report.json").read_text())
     assert record["artifacts"][0]["parity"]["passed"] is False

@@ -14,6 +14,7 @@ import pytest
 import deploykit
 from bench.corpus.build import DEFAULT_OUT, build_entry
 from bench.corpus.sources import ENTRIES
+from deploykit.pipeline.request import VerifyOptions
 
 SMALL = [e for e in ENTRIES if e.small]
 
@@ -23,7 +24,7 @@ def _convert(entry, fmt, tmp_path, quantize=None):
     record = json.loads((folder / "entry.json").read_text())
     inputs = dict(v.split("=") for v in record["inputs"]) if fmt == "onnx" else {}  # .pt2 fixes its own shapes
     shapes = {k: tuple(int(d) for d in v.split("x")) for k, v in inputs.items()}
-    data = {"data": folder / record["data"]} if record.get("data") else None  # see bench/corpus/inputs.py
+    data = VerifyOptions(data=folder / record["data"]) if record.get("data") else None  # see bench/corpus/inputs.py
     return deploykit.convert(folder / f"model.{fmt}", to="tflite,coreml", out=tmp_path / "out", inputs=shapes or None,
                              quantize=quantize, verify_options=data)
 

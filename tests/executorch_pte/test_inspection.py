@@ -9,7 +9,7 @@ from tests.executorch_pte.helpers import conv_count
 
 @pytest.mark.parametrize("backend", ["xnnpack", "portable"])
 def test_mult_adds_match_the_source(pte, backend):
-    from deploykit.inspection.dispatch import inspect_model
+    from deploykit.pipeline.inspect import inspect_model
     from deploykit.inspection.executorch_graph import inspect
 
     source, record, _ = pte("mobilenet", backend)

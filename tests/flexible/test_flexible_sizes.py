@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.core.errors import ConversionError, ParityError, UsageError
 from deploykit.core.flexible import FlexibleShape, parse_dims, sizes_to_check
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from deploykit.core.types import TensorSpec
 from tests.conftest import save_onnx
 
@@ -107,7 +107,7 @@ def test_enumerated_sizes_pass_parity_at_each_size(enumerated):
 
 def test_core_ml_declares_the_enumerated_shapes_and_refuses_others(enumerated):
     from deploykit.formats.coreml.spec import load_spec
-    from deploykit.runners import runner_for_artifact
+    from deploykit.targets import runner_for as runner_for_artifact
 
     spec = load_spec(enumerated / "mobilenet_dynamic.fp32.mlpackage")
     array = spec.description.input[0].type.multiArrayType

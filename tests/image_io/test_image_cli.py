@@ -126,7 +126,8 @@ def test_onnx_preamble_reaches_subgraphs(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from deploykit.image_io.wrap import for_target
+    from deploykit.image_io.wrap import with_pixel_inputs
+    from deploykit.targets import get
     from deploykit.loaders import load_source
 
     branch = lambda name, op: helper.make_graph(  # noqa: E731
@@ -142,7 +143,7 @@ def test_onnx_preamble_reaches_subgraphs(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
     image = ImageInput("x", mean=(0.5,) * 3, std=(0.25,) * 3)
     model = load_source(path)
-    wrapped = for_target(replace(model, images=(image,)), (image,), "tflite")
+    wrapped = with_pixel_inputs(replace(model, images=(image,)), (image,), get("tflite").pixel_feed)
     onnx.checker.check_model(wrapped.handle)
     pixels = np.stack(sample_images(1, 4, 4, seed=2)).transpose(0, 3, 1, 2)  # the ONNX preamble keeps NCHW
     by_hand = ((pixels / 255.0 - 0.5) / 0.25).astype(np.float32)

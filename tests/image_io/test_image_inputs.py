@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInputOptions
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_onnx, save_pt2
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -14,7 +14,7 @@ from deploykit.image_io.resize import fit
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInput, ImageInputOptions
 from deploykit.labels.spec import ClassifierOptions
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from deploykit.pipeline.predict import PredictOptions, predict
 from tests.conftest import save_pt2
 from tests.convert.test_cli import run

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deploykit.labels.spec import ClassifierOptions
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_pt2
 from tests.convert.test_cli import run
 

@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.image_io.spec import ImageInput, ImageInputOptions
 from deploykit.labels.spec import ClassifierOptions
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 
 LABELS = ["person", "bicycle", "car", "dog", "cat"]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

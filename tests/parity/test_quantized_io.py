@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.pipeline.verify import verify
-from deploykit.runners import runner_for_artifact
+from deploykit.targets import runner_for as runner_for_artifact
 from deploykit.runners.litert_runner import dequantize, quantize
 
 

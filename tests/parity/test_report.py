@@ -9,7 +9,8 @@ import numpy as np
 
 from deploykit.parity.compare import Localization, ParityReport, compare_output
 from deploykit.parity.profiles import get_profile
-from deploykit.parity.report import junit_xml, print_report, write_json, write_junit
+from deploykit.cli.parity_table import print_report
+from deploykit.parity.report import junit_xml, write_json, write_junit
 
 
 def _report(drift: float = 0.0, localization=None) -> ParityReport:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploykit.core.errors import ConversionError
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.convert.test_cli import run
 from tests.passes.helpers import assert_pass
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import REPO
 from tests.convert.tflite_run import run_tflite
 

@@ -15,7 +15,7 @@ import pytest
 
 from deploykit.converters import coreml_common
 from deploykit.pipeline.verify import verify
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 
 FP16_MAX = 65504.0
 KEPT = ["add", "pow", "reduce_mean", "sqrt"]  # the square, the mean of squares, + eps, the root

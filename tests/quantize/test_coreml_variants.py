@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_keras
 
 X = {"image": np.random.default_rng(4).random((1, 32, 32, 3), dtype=np.float32)}

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deploykit.core.errors import ParityError
 from deploykit.parity import metrics as M
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from deploykit.quantize import fp16_mixed
 
 WIDTH = 64

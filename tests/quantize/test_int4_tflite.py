@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_keras
 
 

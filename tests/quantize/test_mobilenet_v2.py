@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 
 pytestmark = pytest.mark.heavy
 

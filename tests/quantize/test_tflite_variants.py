@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from deploykit.pipeline.convert import convert
+from deploykit import convert
 from tests.conftest import save_keras, save_onnx, save_pt2
 from tests.convert.tflite_run import run_tflite
 

@@ -24,7 +24,8 @@ import pytest
 
 from deploykit.core.errors import ParityError
 from deploykit.parity.profiles import parse_tolerances
-from deploykit.pipeline.convert import convert
+from deploykit import convert
+from deploykit.pipeline.request import VerifyOptions
 from deploykit.report import REPORT_HTML
 from tests.conftest import save_keras
 from tests.report.report_helpers import PLOTS, assert_rows_match, assert_self_contained, parse
@@ -59,7 +60,7 @@ def _convert(folder: Path):
     with pytest.raises(ParityError):
         convert(save_keras("mobilenet", folder), to=("tflite", "coreml"), out=out,
                 quantize="tflite=int8-weights,coreml=lut4",
-                verify_options={"samples": 4, "localize": True, "tolerances": parse_tolerances(["max_rel_error=1e-4"])})
+                verify_options=VerifyOptions(samples=4, localize=True, tolerances=parse_tolerances(["max_rel_error=1e-4"])))
     record = json.loads((out / "deploykit-report.json").read_text())
     return out, record, (out / REPORT_HTML).read_text()
 

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from deploykit.core.errors import InputError, UsageError
-from deploykit.runners import runner_for_artifact, runner_for_source, target_of
+from deploykit.runners import runner_for_source
+from deploykit.targets import for_path
+from deploykit.targets import runner_for as runner_for_artifact
 from deploykit.runners.base import Runner
 from deploykit.core.types import SourceModel, TensorSpec
+
+
+def target_of(path) -> str:
+    return for_path(path).name
 
 
 class Doubler(Runner):

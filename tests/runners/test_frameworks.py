@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from deploykit.core.errors import UsageError
-from deploykit.runners import runner_for_artifact, runner_for_source
+from deploykit.runners import runner_for_source
+from deploykit.targets import runner_for as runner_for_artifact
 from deploykit.runners.coreml_runner import CoreMLRunner
 from deploykit.runners.keras_runner import KerasRunner
 from deploykit.runners.litert_runner import LiteRTRunner

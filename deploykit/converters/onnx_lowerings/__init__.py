@@ -1,8 +1,8 @@
 """deploykit's own ONNX -> MIL lowerings for the ops onnx2coreml lacks, one small module per op family.
 
 Each module has ``LOWERINGS: dict[op_type, fn]`` with ``fn(ctx, node) -> MIL Var``, the signature of
-onnx2coreml's ``@converter.register("OpType")``. The facade (``deploykit.converters.onnx2coreml_facade``)
-registers them all on the converter it builds; a key already lowered by onnx2coreml is never
+onnx2coreml's ``@converter.register("OpType")``. The ONNX -> Core ML path hands them to the facade
+(``deploykit.converters.onnx2coreml_facade``), which registers them all on the converter it builds; a key already lowered by onnx2coreml is never
 overridden, so an upstream lowering that appears in a later version wins automatically.
 """
 

@@ -5,11 +5,11 @@ ThresholdedRelu, Celu. Each is the ONNX operator's own formula in MIL ops."""
 from __future__ import annotations
 
 from deploykit.converters.onnx_lowerings._args import attribute, inputs
+from deploykit.formats import coremltools_facade
 
 
 def _dropout(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     values = inputs(ctx, node)
     training = values[2] if len(values) > 2 else None
     if training is not None and (training.val is None or bool(training.val)):
@@ -21,8 +21,7 @@ def _dropout(ctx, node):
 
 
 def _selu(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     (x,) = inputs(ctx, node)[:1]
     alpha = float(attribute(node, "alpha", 1.67326319217681884765625))
     gamma = float(attribute(node, "gamma", 1.05070102214813232421875))
@@ -30,27 +29,23 @@ def _selu(ctx, node):
 
 
 def _softsign(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     return mb.softsign(x=inputs(ctx, node)[0], name=node.output[0])
 
 
 def _mish(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     x = inputs(ctx, node)[0]
     return mb.mul(x=x, y=mb.tanh(x=mb.softplus(x=x)), name=node.output[0])
 
 
 def _thresholded_relu(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     return mb.thresholded_relu(x=inputs(ctx, node)[0], alpha=float(attribute(node, "alpha", 1.0)), name=node.output[0])
 
 
 def _celu(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     # celu(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = elu(x / alpha) * alpha
     x = inputs(ctx, node)[0]
     alpha = float(attribute(node, "alpha", 1.0))

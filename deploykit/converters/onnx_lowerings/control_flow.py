@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.converters.onnx_lowerings._args import attribute, inputs
+from deploykit.formats import coremltools_facade
 
 
 def _if(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     from deploykit.converters.onnx2coreml_facade import lower_subgraph
 
     pred = inputs(ctx, node)[0]
@@ -20,8 +20,7 @@ def _if(ctx, node):
     if pred.val is not None:
         outs = lower_subgraph(ctx, then_graph if bool(np.asarray(pred.val).reshape(-1)[0]) else else_graph)
         return [mb.identity(x=v, name=name) for v, name in zip(outs, node.output)]
-    from coremltools.converters.mil.mil import types
-
+    types = coremltools_facade.mil_types()
     if pred.rank:
         pred = mb.squeeze(x=pred)  # ONNX allows a one-element tensor; MIL wants a scalar
     if not types.is_bool(pred.dtype):
@@ -33,7 +32,7 @@ def _if(ctx, node):
 
 
 def _constant(ctx, node):
-    from coremltools.converters.mil import Builder as mb
+    mb = coremltools_facade.mil_builder()
     from onnx import numpy_helper
 
     value = attribute(node, "value")

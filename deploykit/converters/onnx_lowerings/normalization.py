@@ -7,11 +7,11 @@ channels on axis -3, which is axis 1 for the NCHW tensors ONNX LRN takes."""
 from __future__ import annotations
 
 from deploykit.converters.onnx_lowerings._args import attribute, inputs
+from deploykit.formats import coremltools_facade
 
 
 def _lrn(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     (x,) = inputs(ctx, node)[:1]
     if x.rank != 4:
         raise NotImplementedError(f"LRN on a rank-{x.rank} tensor (deploykit lowers rank 4, NCHW)")

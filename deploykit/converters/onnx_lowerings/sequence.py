@@ -6,11 +6,11 @@ constant input in ONNX and must be known at conversion time."""
 from __future__ import annotations
 
 from deploykit.converters.onnx_lowerings._args import attribute, inputs
+from deploykit.formats import coremltools_facade
 
 
 def _cumsum(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     x, axis = inputs(ctx, node)[:2]
     if axis is None or axis.val is None:
         raise NotImplementedError("CumSum with an axis computed at run time")

@@ -5,6 +5,7 @@ the ONNX ops broadcast the same way (multidirectional, numpy rules)."""
 from __future__ import annotations
 
 from deploykit.converters.onnx_lowerings._args import inputs
+from deploykit.formats import coremltools_facade
 
 
 def _fold(ctx, node, mb):
@@ -17,15 +18,13 @@ def _fold(ctx, node, mb):
 
 
 def _sum(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     total, count = _fold(ctx, node, mb)
     return total if count > 1 else mb.identity(x=total, name=node.output[0])
 
 
 def _mean(ctx, node):
-    from coremltools.converters.mil import Builder as mb
-
+    mb = coremltools_facade.mil_builder()
     total, count = _fold(ctx, node, mb)
     return mb.real_div(x=total, y=float(count), name=node.output[0])
 

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def mark_dynamic_outputs(data: bytes, inputs) -> bytes:
-    from ai_edge_litert.interpreter import Interpreter
+    from deploykit.formats.litert_facade import interpreter as open_interpreter
 
     from deploykit.core.flexible import flexible_of
     from deploykit.formats.tflite.flatbuffer import read_model, write_model
@@ -21,7 +21,7 @@ def mark_dynamic_outputs(data: bytes, inputs) -> bytes:
     bounds = [flexible_of(s).dim_bounds if flexible_of(s) else tuple((d, d) for d in s.shape) for s in inputs]
     shapes = []
     for end in (0, 1):
-        interpreter = Interpreter(model_content=data)
+        interpreter = open_interpreter(content=data)
         runner = interpreter.get_signature_runner()
         feeds = {spec.name: np.zeros([b[end] for b in bound], dtype=spec.dtype) for spec, bound in zip(inputs, bounds)}
         shapes.append({name: value.shape for name, value in runner(**feeds).items()})

@@ -1,12 +1,13 @@
 """Edit a .tflite flatbuffer with the LiteRT schema's object API (no TensorFlow import)."""
 
 from __future__ import annotations
+from deploykit.formats import litert_facade
 
 
 def read_model(data: bytes):
     """The ModelT of ``data``, with buffers stored after the flatbuffer (ai-edge-quantizer's layout:
     ``offset`` / ``size`` into the file) moved inside it, since packing moves everything they point at."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     for buffer in model.buffers or []:
@@ -43,7 +44,7 @@ def _shared(params, cache: dict):
     """Re-type a QuantizationParametersT so that its vectors are packed once per content, their offsets
     kept in ``cache`` (the builder has __slots__, so the cache cannot live on it)."""
     import numpy as np
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     class SharedQuantizationT(schema.QuantizationParametersT):
         def Pack(self, builder):
@@ -84,7 +85,7 @@ def compact(data: bytes) -> bytes:
 
 def _aligned(buffer):
     """Re-type a BufferT so that packing aligns its data to 16 bytes."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     class AlignedBufferT(schema.BufferT):
         def Pack(self, builder):
@@ -117,7 +118,7 @@ def set_signature(data: bytes, input_names: list[str], output_names: list[str], 
     names its signature. ``order`` (source output names) lists the signature's outputs in the
     source's order, whatever order the converter left the subgraph's outputs in.
     """
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     from deploykit.core.names import feature_names
 

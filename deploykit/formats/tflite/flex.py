@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import UnsupportedOperatorError
+from deploykit.formats import litert_facade
 
 FLEX_PREFIX = b"Flex"
 SELECT_TF_LIBRARY = "the Select-TF ops library (Android: org.tensorflow:tensorflow-lite-select-tf-ops)"
@@ -26,7 +27,7 @@ def flex_ops(path: str | Path) -> list[str]:
 
 
 def flex_ops_in(data: bytes) -> list[str]:
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     model = schema.Model.GetRootAs(bytearray(data), 0)
     found = set()
@@ -49,22 +50,6 @@ def refuse_flex(path: str | Path, allow: bool, label: str, tried: str = "") -> l
     if ops and not allow:
         raise flex_error(ops, label, tried)
     return ops
-
-
-def flex_aware_check(check, allow: bool):
-    """Wrap a ladder's parity check (``Workspace.check``): with ``allow`` (--allow-flex), a candidate
-    that needs Flex ops is kept unchecked (the check returns None), since stock LiteRT, which runs
-    the parity check, cannot load it. Without ``allow`` such a candidate never reaches the check:
-    :func:`refuse_flex` fails its rung first."""
-    if check is None or not allow:
-        return check
-
-    def checked(path, target, *args, **kwargs):
-        if target == "tflite" and flex_ops(path):
-            return None
-        return check(path, target, *args, **kwargs)
-
-    return checked
 
 
 def flex_error(ops: list[str], label: str, tried: str = "") -> UnsupportedOperatorError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from deploykit.formats import litert_facade
 
 CONV_LIKE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Activation ops a CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED can absorb: TFLite kernels and
@@ -16,7 +17,7 @@ CLIP_AS = {(0.0, None): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"
 
 @lru_cache(maxsize=1)
 def _schema():
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     return schema
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploykit.formats.tflite.flatbuffer import read_model, write_model
+from deploykit.formats import litert_facade
 
 METADATA_NAME = b"TFLITE_METADATA"
 DEPLOYKIT_NAME = b"deploykit"
@@ -62,7 +63,7 @@ class TfliteMetadata:
 
 
 def _schema():
-    from ai_edge_litert import schema_py_generated
+    schema_py_generated = litert_facade.schema()
 
     return schema_py_generated
 
@@ -109,7 +110,7 @@ def _as_bytes(value) -> bytes:
 
 
 def _associated_zip(files: dict[str, bytes]) -> bytes:
-    from deploykit.bundle.archive import zip_timestamp
+    from deploykit.core.timestamps import zip_timestamp
 
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:

@@ -13,11 +13,12 @@ import zipfile
 from typing import Any
 
 from deploykit.formats.tflite.metadata import DEPLOYKIT_NAME, METADATA_NAME
+from deploykit.formats import litert_facade
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
     """Every (name -> buffer bytes) pair of the model's metadata vector: what Interpreter::metadata() holds."""
-    from ai_edge_litert import schema_py_generated as schema
+    schema = litert_facade.schema()
 
     model = schema.Model.GetRootAs(bytearray(data), 0)
     entries = {}
@@ -137,9 +138,9 @@ def runs_identically(original: bytes, embedded: bytes, seed: int = 0) -> bool | 
 
 def _run(data: bytes, seed: int):
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    from deploykit.formats.litert_facade import interpreter as open_interpreter
 
-    interpreter = Interpreter(model_content=data, num_threads=1)
+    interpreter = open_interpreter(content=data, threads=1)
     interpreter.allocate_tensors()
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():

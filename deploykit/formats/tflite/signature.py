@@ -8,10 +8,10 @@ from deploykit.core.types import TensorSpec
 
 
 def open_interpreter(path: str):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from deploykit.formats.litert_facade import interpreter
 
     # Without default delegates the op list shows the model's real ops, not one XNNPACK "DELEGATE" node.
-    return Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return interpreter(path, delegates=False)
 
 
 def op_histogram(interpreter) -> dict[str, int]:

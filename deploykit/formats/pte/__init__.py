@@ -1,0 +1,1 @@
+"""ExecuTorch ``.pte`` programs: the plan, XNNPACK payloads, Core ML delegate payloads."""
