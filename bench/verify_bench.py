@@ -59,7 +59,7 @@ def bench(framework: str, folder: Path) -> list[dict]:
     from deploykit.core.noise import capture_output
     from deploykit.pipeline.verify import verify
     from deploykit.runners import runner_for_source
-from deploykit.targets import runner_for as runner_for_artifact
+    from deploykit.targets import runner_for as runner_for_artifact
     from tests.parity import variants
 
     source, shapes = _source(framework, folder)
