@@ -3,13 +3,12 @@
 One module per responsibility, read top to bottom in the order data flows:
 
     signing.py      Ed25519 keys, key ids, DSSE envelopes (sign / verify before parsing)
-    manifest.py     the manifest's JSON Schema, canonical JSON, the typed view
-    tflite_meta.py  metadata embedded into .tflite (TFLITE_METADATA + "deploykit" entries)
-    tflite_read.py  reading it back; the LiteRT "still runs identically" check
-    coreml_meta.py  metadata embedded into .mlpackage specifications
+    manifest.py     the manifest's JSON Schema (schemas/), canonical JSON, the typed view
     templates.py    Swift / Kotlin / README integration files rendered from the manifest
     archive.py      deterministic zip writing; defensive zip reading with limits
-    builder.py      artifacts + report -> bundles                       (deploykit bundle)
+    builder.py      artifacts + report -> bundles; each artifact's target says which bundles it gives and
+                    embeds its metadata (formats/tflite/metadata.py, formats/coreml/metadata.py)
+                                                                        (deploykit bundle)
     verify.py       full verification and safe unpacking               (deploykit verify-bundle)
     repository.py   static repository, signed channel index, rollouts  (deploykit publish)
     fetch.py        capped HTTP / directory reads

@@ -1,4 +1,4 @@
-"""``deploykit convert``: parse flags, call deploykit.pipeline.convert.convert, show the result."""
+"""``deploykit convert``: parse flags into a ``ConvertRequest``, run ``deploykit.pipeline.convert``, show the result."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def make_classifier(package: Path, classifier: Classifier, images=()) -> None:
 
 def label_metadata(package: Path, classifier: Classifier) -> None:
     """A detector's labels in the package's user-defined metadata (the program is unchanged): the keys the
-    bundle writes too (``bundle.coreml_meta``), plus which output and axis the labels name."""
+    bundle writes too (``formats.coreml.metadata``), plus which output and axis the labels name."""
     import json
 
     from deploykit.formats.coreml.metadata import read_spec, spec_path

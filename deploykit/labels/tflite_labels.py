@@ -1,4 +1,4 @@
-"""Labels in a TFLite artifact's metadata at conversion time, as the bundle writes them (``bundle.tflite_meta``):
+"""Labels in a TFLite artifact's metadata at conversion time, as the bundle writes them (``formats.tflite.metadata``):
 ``labels.txt`` associated with the classifier output (TENSOR_AXIS_LABELS), readable by TFLite Support's
 MetadataExtractor and Android Studio's ML Model Binding without any bundle. The graph is unchanged
 (``runs_identically`` is checked in the tests); the output stays the source's scores, no softmax."""

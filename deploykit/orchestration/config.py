@@ -1,4 +1,5 @@
-"""``deploykit.toml``: read, check every key against ``FIELDS`` before anything runs, and hand on frozen records.
+"""``deploykit.toml``: read, check every key against ``FIELDS`` before anything runs, and hand on the frozen
+records of ``orchestration.settings``.
 
 An error names the file and line, the key, the value and what is allowed:
 
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deploykit.core.errors import UsageError
+from deploykit.orchestration.settings import BuildConfig, ModelConfig, model_config, publish_settings, signing_settings
 from deploykit.targets import DEFAULT
 from deploykit.targets import TARGETS as CATALOGUE
 
@@ -107,37 +109,6 @@ FIELDS: dict[str, dict[str, Field]] = {
 }
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    source: str
-    targets: tuple[str, ...]
-    variants: dict[str, tuple[str, ...]]  # target -> variants, fp32 first
-    settings: dict[str, Any]  # every other key as written (image, labels, bundle, gates, inputs, ...)
-    section: dict[str, Any]  # the whole [[models]] entry, for the job's content hash
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    path: Path
-    root: Path  # relative paths in the file are relative to its folder
-    out: Path
-    jobs: int
-    models: tuple[ModelConfig, ...]
-    signing: dict[str, Any] = field(default_factory=dict)
-    publish: dict[str, Any] = field(default_factory=dict)
-
-    def resolve(self, relative: str) -> Path:
-        return (self.root / relative) if not Path(relative).is_absolute() else Path(relative)
-
-    def entry_point_file(self, source: str) -> Path | None:
-        """The Python file of a ``path.py:factory`` source, resolved against the config's folder; None otherwise."""
-        if self.resolve(source).exists() or ":" not in source:
-            return None
-        file_part = self.resolve(source.rsplit(":", 1)[0])
-        return file_part if file_part.is_file() else None
-
-
 def load_config(path: str | Path | None) -> BuildConfig:
     import tomllib
 
@@ -177,13 +148,13 @@ def _build(data: dict, path: Path, lines: dict) -> BuildConfig:
         except ConfigError as exc:
             key = "tolerances" if ".tolerances:" in exc.message else "variants"
             raise _error(path, lines, ("models", index, key), exc.message.split(": ", 1)[1]) from None
-        settings = {k: v for k, v in entry.items() if k not in ("name", "source", "targets", "variants")}
-        models.append(ModelConfig(entry["name"], entry["source"], targets, variants, settings, entry))
+        models.append(model_config(entry, targets, variants))
     build = data.get("build", {})
     root = path.resolve().parent
     out = Path(build.get("out", "build"))
     return BuildConfig(path=path, root=root, out=out if out.is_absolute() else (root / out).resolve(), jobs=int(build.get("jobs", 0)),
-                       models=tuple(models), signing=signing, publish=data.get("publish", {}))
+                       models=tuple(models), signing=signing_settings(signing),
+                       publish=publish_settings(data.get("publish", {})))
 
 
 def _check_tolerances(values, path: Path, index: int) -> None:

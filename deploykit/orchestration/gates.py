@@ -18,6 +18,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from deploykit.core.errors import InputError
+from deploykit.orchestration.settings import GateLimits
 
 GATES = ("parity", "accuracy", "size", "latency")
 
@@ -68,14 +69,14 @@ def repository_baseline(repo: Path, config) -> dict[str, dict]:
     from deploykit.orchestration.signing import signing_keys
     from deploykit.targets import for_bundle
 
-    if config is None or not config.signing:
+    if config is None or config.signing is None:
         raise InputError(f"baseline {repo} is a repository: its channel is verified with the config's [signing] key")
     key = signing_keys(config)[0].public
-    channel = (config.publish or {}).get("channel", "stable")
+    channel = config.publish.channel if config.publish is not None else "stable"
     index = read_channel(repo, channel, key)
     if index is None:
         raise InputError(f"baseline {repo} has no channel {channel!r}")
-    models = {m.settings["bundle"]["name"]: m.name for m in config.models if m.settings.get("bundle")}
+    models = {m.bundle.name: m.name for m in config.models if m.bundle is not None}
     figures = {}
     for name, entry in index["models"].items():
         if name not in models:
@@ -97,12 +98,13 @@ def _figures(job: dict) -> dict:
             "latency_ms": (job.get("latency") or {}).get("median_ms")}
 
 
-def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict[str, dict]) -> list[GateResult]:
+def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict) -> list[GateResult]:
+    """Every gate of every job that made an artifact; ``gates_by_model``: model name -> ``GateLimits``."""
     results = []
     for job in jobs:
         if not job.get("artifact"):
             continue
-        limits = gates_by_model.get(job["model"], {})
+        limits = gates_by_model.get(job["model"]) or GateLimits()
         base = (baseline or {}).get(job["id"])
         current = _figures(job)
         results.append(GateResult(job["id"], "parity", "passed" if job.get("parity") else "failed", None, None,
@@ -112,9 +114,9 @@ def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict[str
         for gate, key, limit_key, drop in (("accuracy", "accuracy", "accuracy_drop", True),
                                            ("size", "size_bytes", "size_growth", False),
                                            ("latency", "latency_ms", "latency_growth", False)):
-            if limit_key not in limits:
+            if getattr(limits, limit_key) is None:
                 continue
-            limit = float(limits[limit_key])
+            limit = float(getattr(limits, limit_key))
             if base is None or base.get(key) is None or current.get(key) is None:
                 results.append(GateResult(job["id"], gate, "skipped", None, current.get(key), _limit_text(limit, drop),
                                           "no baseline figure" if base is None or base.get(key) is None else "not measured"))

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploykit.orchestration.config import BuildConfig
+from deploykit.orchestration.settings import BuildConfig
 
 JOB_FILE = "job.json"
 LOG_FILE = "log.txt"
@@ -75,8 +75,7 @@ def spec_for(config: BuildConfig, job) -> JobSpec:
     from deploykit.core.errors import DeployKitError, describe
 
     model = next(m for m in config.models if m.name == job.model)
-    validation = model.settings.get("validation")
-    folder, measured = job_dir(config.out, job.id), config.resolve(validation) if validation else None
+    folder, measured = job_dir(config.out, job.id), config.resolve(model.validation) if model.validation else None
     try:
         return JobSpec(job.id, job.key, _request(config, model, job.target, job.variant), folder, measured)
     except DeployKitError as exc:  # the other jobs still run; this one reports why it could not
@@ -127,32 +126,30 @@ def _request(config: BuildConfig, model, target: str, variant: str):
     """The ``ConvertRequest`` of one job: the model's settings, this target, this variant alone."""
     from deploykit.pipeline.request import VerifyOptions, request
 
-    settings = model.settings
     images = classifier = tolerances = None
-    if "image" in settings:
+    if model.image is not None:
         from deploykit.image_io.spec import ImageInputOptions
 
-        image = settings["image"]
+        image = model.image
         images = ImageInputOptions(
-            names=(image["input"],), color=image.get("color", "RGB"), pixel_range=image.get("pixel_range", "0-1"),
-            mean=_floats(image.get("mean")), std=_floats(image.get("std")), dtype=image.get("dtype", "uint8"),
-            resize=image.get("resize", "stretch"), crop_fraction=image.get("crop_fraction", 1.0),
-            interpolation=image.get("interpolation", "bilinear"), fill=image.get("letterbox_fill", 0))
-    if "labels" in settings:
+            names=(image.input,), color=image.color, pixel_range=image.pixel_range, mean=image.mean, std=image.std,
+            dtype=image.dtype, resize=image.resize, crop_fraction=image.crop_fraction,
+            interpolation=image.interpolation, fill=image.letterbox_fill)
+    if model.labels_file is not None:
         from deploykit.labels.spec import ClassifierOptions
 
-        classifier = ClassifierOptions(config.resolve(settings["labels"]["file"]), settings["labels"].get("output"))
-    if "tolerances" in settings:
+        classifier = ClassifierOptions(config.resolve(model.labels_file), model.labels_output)
+    if model.tolerances:
         from deploykit.parity.profiles import parse_tolerances
 
-        tolerances = parse_tolerances(settings["tolerances"])
-    checks = VerifyOptions(samples=settings.get("samples", 8), tolerances=tolerances,
-                           data=str(config.resolve(settings["data"])) if "data" in settings else None)
-    return request(_source(config, model.source), to=target, inputs=settings.get("inputs"),
-                   weights=config.resolve(settings["weights"]) if "weights" in settings else None,
-                   coreml_target=settings.get("coreml_target", "iOS16"), name=model.name,
+        tolerances = parse_tolerances(list(model.tolerances))
+    checks = VerifyOptions(samples=model.samples, tolerances=tolerances,
+                           data=str(config.resolve(model.data)) if model.data else None)
+    return request(_source(config, model.source), to=target, inputs=list(model.inputs) if model.inputs else None,
+                   weights=config.resolve(model.weights) if model.weights else None,
+                   coreml_target=model.coreml_target, name=model.name,
                    quantize=None if variant == "fp32" else variant,
-                   calibration=config.resolve(settings["calibration"]) if "calibration" in settings else None,
+                   calibration=config.resolve(model.calibration) if model.calibration else None,
                    verify_options=checks, image_inputs=images, classifier=classifier, all_or_nothing=True,
                    write_fp32=variant == "fp32")
 
@@ -161,10 +158,6 @@ def _measure(spec: JobSpec, artifact: Path) -> dict:
     from deploykit.orchestration.measure import measure
 
     return measure(artifact, spec.target, spec.validation)
-
-
-def _floats(value):
-    return tuple(value) if isinstance(value, list) else value
 
 
 def _source(config: BuildConfig, source: str) -> str:

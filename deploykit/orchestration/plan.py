@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.orchestration.config import BuildConfig, ConfigError, ModelConfig
+from deploykit.orchestration.config import ConfigError
+from deploykit.orchestration.settings import BuildConfig, ModelConfig
 
 TOOLS = ("tensorflow", "torch", "coremltools", "onnx", "onnxruntime", "onnx2tf", "onnx2coreml", "litert-torch",
          "ai-edge-litert", "ai-edge-quantizer", "numpy", "scikit-learn")
@@ -66,10 +67,11 @@ def model_fingerprint(config: BuildConfig, model: ModelConfig) -> dict:
     from deploykit.core.hashing import sha256_path
 
     files = {"source": _source_hash(config, model.source)}
+    named = model.files()
     for key in DATA_KEYS:
-        if key in model.settings:
-            files[key] = _hash_or_missing(config.resolve(model.settings[key]), sha256_path, f"models.{model.name}.{key}")
-    labels = model.settings.get("labels", {}).get("file")
+        if key in named:
+            files[key] = _hash_or_missing(config.resolve(named[key]), sha256_path, f"models.{model.name}.{key}")
+    labels = model.labels_file
     if labels:
         files["labels"] = _hash_or_missing(config.resolve(labels), sha256_path, f"models.{model.name}.labels.file")
     return {"section": model.section, "files": files}

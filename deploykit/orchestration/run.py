@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.orchestration.config import BuildConfig
+from deploykit.orchestration.settings import BuildConfig
 from deploykit.orchestration.jobs import job_dir, previous, run_job, spec_for
 from deploykit.orchestration.plan import Job, plan
 from deploykit.orchestration.signing import signing_keys
@@ -114,9 +114,9 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
 def _check_publish(config: BuildConfig, options: BuildOptions) -> None:
     from deploykit.orchestration.config import ConfigError
 
-    if not config.publish:
+    if config.publish is None:
         raise ConfigError(f"{config.path}: --publish needs a [publish] table with repository (and channel, rollout)")
-    if not config.signing:
+    if config.signing is None:
         raise ConfigError(f"{config.path}: --publish needs [signing]: the channel index must be signed")
     if not options.bundle:
         raise ConfigError("--publish publishes the bundles; it cannot be combined with --no-bundle")
@@ -133,17 +133,16 @@ def _publish(config: BuildConfig, bundles, failed, gates, progress) -> dict:
                f"{len(regressions)} gate(s) failed" if regressions else "no bundles")
         return {"skipped": why}
     spec = config.publish
-    channel = spec.get("channel", "stable")
-    with progress.step(f"Publishing {len(bundles)} bundles to {spec['repository']} ({channel})"):
-        result = publish([b["bundle"] for b in bundles], config.resolve(spec["repository"]).resolve(), channel,
-                         signing_keys(config)[0], rollout=float(spec.get("rollout", 100)))
+    with progress.step(f"Publishing {len(bundles)} bundles to {spec.repository} ({spec.channel})"):
+        result = publish([b["bundle"] for b in bundles], config.resolve(spec.repository).resolve(), spec.channel,
+                         signing_keys(config)[0], rollout=float(spec.rollout))
     return result.to_json()
 
 
 def _gates(config: BuildConfig, jobs, baseline) -> tuple:
     from deploykit.orchestration.gates import check_gates
 
-    return tuple(check_gates(jobs, baseline, {m.name: m.settings.get("gates", {}) for m in config.models}))
+    return tuple(check_gates(jobs, baseline, {m.name: m.gates for m in config.models}))
 
 
 def _workers(config: BuildConfig, options: BuildOptions, count: int) -> int:
@@ -193,8 +192,8 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
     keys = signing_keys(config)
     made = []
     for model in config.models:
-        meta = model.settings.get("bundle")
-        if not meta:
+        meta = model.bundle
+        if meta is None:
             continue
         for record in records:
             if record["model"] != model.name or record["status"] != "ok" or not record.get("artifact"):
@@ -202,9 +201,9 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
             artifact = job_dir(config.out, record["id"]) / record["artifact"]
             with progress.step(f"Bundling {record['id']}"):
                 built = bundle([artifact], BundleOptions(
-                    name=meta["name"], version=meta["version"], out=config.out / "bundles", sequence=meta.get("sequence"),
-                    sign_keys=keys, author=meta.get("author", ""), license=meta.get("license", ""),
-                    description=meta.get("description", ""), measured=_measured(record)))
+                    name=meta.name, version=meta.version, out=config.out / "bundles", sequence=meta.sequence,
+                    sign_keys=keys, author=meta.author, license=meta.license, description=meta.description,
+                    measured=_measured(record)))
             made.extend({"job": record["id"], **b.to_json()} for b in built)
     return made
 

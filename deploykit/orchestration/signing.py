@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploykit.orchestration.config import BuildConfig
+from deploykit.orchestration.settings import BuildConfig
 
 
 def signing_keys(config: BuildConfig) -> tuple:
@@ -14,14 +14,16 @@ def signing_keys(config: BuildConfig) -> tuple:
     from deploykit.core.errors import UsageError
 
     signing = config.signing
-    if "key" in signing:
-        return (load_signing_key(config.resolve(signing["key"])),)
-    if "key_env" in signing:
+    if signing is None:
+        return ()
+    if signing.key is not None:
+        return (load_signing_key(config.resolve(signing.key)),)
+    if signing.key_env is not None:
         import tempfile
 
-        pem = os.environ.get(signing["key_env"])
+        pem = os.environ.get(signing.key_env)
         if not pem:
-            raise UsageError(f"signing.key_env: the environment variable {signing['key_env']} is not set",
+            raise UsageError(f"signing.key_env: the environment variable {signing.key_env} is not set",
                              hint="export the PEM private key in it (keep the key out of the config file)")
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "signing.key"

@@ -12,15 +12,13 @@ page with several models suffixes the ids with ``-MODEL``.
 
 from __future__ import annotations
 
-import math
 import posixpath
-import re
 from dataclasses import dataclass
-from html import escape
 
 from deploykit.inspection.model import LAYER_TYPE_TITLES
 from deploykit.inspection.model import LAYER_TYPES as INSPECTED_TYPES
-from deploykit.report import plots
+from deploykit.report import cells, plots
+from deploykit.report.style import STYLE
 
 METRICS = (  # (record key, column title, format)
     ("max_rel_error", "max rel. error", "{:.2e}"),
@@ -80,9 +78,9 @@ def render_build_report(build: dict, models: list[tuple[dict, dict | None, dict 
     several = len(models) > 1
     for record, inspection, measurements in models:
         name = record.get("source", {}).get("name") or "model"
-        suffix = f"-{_slug(name)}" if several else ""
+        suffix = f"-{cells.slug(name)}" if several else ""
         part = _model(record, inspection, measurements, suffix)
-        body.append(f'<section class="model" id="model-{_slug(name)}"><h2 class="model-name">{_e(name)}</h2>{part}</section>'
+        body.append(f'<section class="model" id="model-{cells.slug(name)}"><h2 class="model-name">{cells.e(name)}</h2>{part}</section>'
                     if several else part)
     if models:
         body.append(_footer(models[0][0]))
@@ -105,21 +103,21 @@ def _source(source: dict, inspection: dict | None, suffix: str) -> str:
     facts = [("model", source.get("name")), ("file", source.get("path")),
              ("format", f"{source.get('framework', '?')} ({source.get('format', '?')})"),
              ("sha256", source.get("sha256")),
-             ("inputs", "; ".join(_tensor(t) for t in source.get("inputs", []))),
-             ("outputs", "; ".join(_tensor(t) for t in source.get("outputs", [])))]
+             ("inputs", "; ".join(cells.tensor(t) for t in source.get("inputs", []))),
+             ("outputs", "; ".join(cells.tensor(t) for t in source.get("outputs", [])))]
     parts = [f'<section id="source{suffix}" class="source"><h2>Source</h2>']
     if not inspection or "unavailable" in inspection:
         why = (inspection or {}).get("unavailable", "not run")
-        parts.append(_dl(facts))
-        parts.append(f'<p class="unavailable">source inspection unavailable: {_e(why)}</p>')
+        parts.append(cells.dl(facts))
+        parts.append(f'<p class="unavailable">source inspection unavailable: {cells.e(why)}</p>')
     else:
-        weights = ", ".join(f"{_size(b)} {_e(d)}" for d, b in sorted(inspection.get("weight_bytes", {}).items()))
-        facts += [("parameters", _count(inspection.get("params"))), ("mult-adds (MACs)", _count(inspection.get("macs"))),
-                  ("peak activation memory", _size(inspection.get("peak_activation_bytes"))),
+        weights = ", ".join(f"{cells.size(b)} {cells.e(d)}" for d, b in sorted(inspection.get("weight_bytes", {}).items()))
+        facts += [("parameters", cells.count(inspection.get("params"))), ("mult-adds (MACs)", cells.count(inspection.get("macs"))),
+                  ("peak activation memory", cells.size(inspection.get("peak_activation_bytes"))),
                   ("weights as stored", weights or "-"),
-                  ("ops", ", ".join(f"{_e(op)} × {n}" for op, n in list(inspection.get("ops", {}).items())[:12])
+                  ("ops", ", ".join(f"{cells.e(op)} × {n}" for op, n in list(inspection.get("ops", {}).items())[:12])
                    + (" …" if len(inspection.get("ops", {})) > 12 else ""))]
-        parts.append(_dl(facts, raw={"ops", "weights as stored"}))
+        parts.append(cells.dl(facts, raw={"ops", "weights as stored"}))
         parts.append('<div class="side-by-side"><div>')
         parts.append(_layer_type_table(inspection.get("by_layer_type", {})))
         rows = [(title, float(inspection.get("by_layer_type", {}).get(key, {}).get("macs_percent", 0.0)),
@@ -129,7 +127,7 @@ def _source(source: dict, inspection: dict | None, suffix: str) -> str:
                          lambda: plots.layer_types(rows))
         notes = inspection.get("notes") or []
         if notes:
-            parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+            parts.append('<ul class="notes">' + "".join(f"<li>{cells.e(n)}</li>" for n in notes) + "</ul>")
         parts.append(f"</div>{figure}</div>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -140,9 +138,9 @@ def _layer_type_table(by_type: dict) -> str:
              "<th>parameters</th><th>share of parameters</th></tr></thead><tbody>"]
     for key, title in LAYER_TYPES:
         row = by_type.get(key, {})
-        lines.append(f'<tr data-layer-type="{key}"><td>{title}</td><td class="num">{_count(row.get("macs"))}</td>'
-                     f'<td class="num">{_percent(row.get("macs_percent"))}</td><td class="num">{_count(row.get("params"))}</td>'
-                     f'<td class="num">{_percent(row.get("params_percent"))}</td></tr>')
+        lines.append(f'<tr data-layer-type="{key}"><td>{title}</td><td class="num">{cells.count(row.get("macs"))}</td>'
+                     f'<td class="num">{cells.percent(row.get("macs_percent"))}</td><td class="num">{cells.count(row.get("params"))}</td>'
+                     f'<td class="num">{cells.percent(row.get("params_percent"))}</td></tr>')
     lines.append("</tbody></table>")
     return "".join(lines)
 
@@ -160,10 +158,10 @@ def _variants(rows: list[Row], record: dict, suffix: str) -> str:
         lines.append('<h3>Not converted</h3><table class="failures"><thead><tr><th>target</th><th>variant</th>'
                      "<th>error</th><th>message</th></tr></thead><tbody>")
         for f in failures:
-            lines.append(f'<tr class="failure"><td>{_e(f.get("target"))}</td><td>{_e(f.get("variant"))}</td>'
-                         f'<td>{_e(f.get("error"))}</td><td>{_e(f.get("message"))}</td></tr>')
+            lines.append(f'<tr class="failure"><td>{cells.e(f.get("target"))}</td><td>{cells.e(f.get("variant"))}</td>'
+                         f'<td>{cells.e(f.get("error"))}</td><td>{cells.e(f.get("message"))}</td></tr>')
         lines.append("</tbody></table>")
-    lines.append(f'<p class="note">{_e(LATENCY_NOTE)}</p></section>')
+    lines.append(f'<p class="note">{cells.e(LATENCY_NOTE)}</p></section>')
     return "\n".join(lines)
 
 
@@ -173,55 +171,55 @@ def _variant_row(row: Row) -> str:
     outputs = parity.get("outputs") or {}
     limit = a.get("size_limit") or {}
     attrs = {"target": a["target"], "variant": a["variant"], "path": a["path"], "size-bytes": a["size_bytes"],
-             "passed": _json_bool(parity.get("passed")) if parity and "skipped" not in parity else "unchecked"}
-    cells = [_e(a["target"]), _e(a["variant"]), f'<span class="path" title="{_e(a["path"])}">{_e(posixpath.basename(a["path"]))}</span>',
-             f'<span data-bytes="{int(a["size_bytes"])}">{_size(a["size_bytes"])}</span>']
+             "passed": cells.json_bool(parity.get("passed")) if parity and "skipped" not in parity else "unchecked"}
+    tds = [cells.e(a["target"]), cells.e(a["variant"]), f'<span class="path" title="{cells.e(a["path"])}">{cells.e(posixpath.basename(a["path"]))}</span>',
+             f'<span data-bytes="{int(a["size_bytes"])}">{cells.size(a["size_bytes"])}</span>']
     if limit.get("limit_bytes"):
         why = (f'limit: {limit.get("parameters", 0):,} parameters x {limit.get("bits_per_weight")} bits / 8; the ratio '
                "shows the overhead of scales, look-up tables, graph structure and names")
-        cells.append(f'<span title="{_e(why)}" data-limit-bytes="{int(limit["limit_bytes"])}">{_size(a["size_bytes"])} of '
-                     f'{_size(limit["limit_bytes"])} ({_number(limit.get("ratio"), "{:.2f}")}×)</span>')
+        tds.append(f'<span title="{cells.e(why)}" data-limit-bytes="{int(limit["limit_bytes"])}">{cells.size(a["size_bytes"])} of '
+                     f'{cells.size(limit["limit_bytes"])} ({cells.number(limit.get("ratio"), "{:.2f}")}×)</span>')
     else:
-        cells.append("-")
+        tds.append("-")
     names = list(outputs)
-    cells.append("".join(f"<div>{_e(n)}</div>" for n in names) or "-")
+    tds.append("".join(f"<div>{cells.e(n)}</div>" for n in names) or "-")
     for key, _, fmt in METRICS:
-        cells.append("".join(_metric(n, outputs[n].get(key), fmt) for n in names) or "-")
-    cells.append(_parity(parity))
-    cells.append(_latency(row.latency))
-    cells.append(_accuracy(row.accuracy))
+        tds.append("".join(_metric(n, outputs[n].get(key), fmt) for n in names) or "-")
+    tds.append(_parity(parity))
+    tds.append(_latency(row.latency))
+    tds.append(_accuracy(row.accuracy))
     classes = ["variant"] + (["failed"] if parity.get("passed") is False else [])
-    data = " ".join(f'data-{k}="{_e(v)}"' for k, v in attrs.items())
+    data = " ".join(f'data-{k}="{cells.e(v)}"' for k, v in attrs.items())
     keys = ["target", "variant", "artifact", "size", "size-limit", "outputs", *(k.replace("_", "-") for k, _, _ in METRICS),
             "parity", "latency", "accuracy"]
     return (f'<tr class="{" ".join(classes)}" {data}>'
-            + "".join(f'<td class="{k}">{c}</td>' for k, c in zip(keys, cells)) + "</tr>")
+            + "".join(f'<td class="{k}">{c}</td>' for k, c in zip(keys, tds)) + "</tr>")
 
 
 def _metric(output: str, value, fmt: str) -> str:
-    number = _float(value)
+    number = cells.as_float(value)
     if number is None:
-        return f'<div data-output="{_e(output)}">-</div>'
-    return f'<div data-output="{_e(output)}" data-value="{number!r}">{_number(number, fmt)}</div>'
+        return f'<div data-output="{cells.e(output)}">-</div>'
+    return f'<div data-output="{cells.e(output)}" data-value="{number!r}">{cells.number(number, fmt)}</div>'
 
 
 def _parity(parity: dict) -> str:
     if not parity:
         return '<span class="unchecked">not checked</span>'
     if "skipped" in parity:
-        return f'<span class="unchecked" title="{_e(parity["skipped"])}">not checked (Select-TF ops)</span>'
+        return f'<span class="unchecked" title="{cells.e(parity["skipped"])}">not checked (Select-TF ops)</span>'
     verdict = '<span class="pass">pass</span>' if parity.get("passed") else '<span class="fail">FAIL</span>'
-    text = f"{verdict} {_e(parity.get('profile'))}"
+    text = f"{verdict} {cells.e(parity.get('profile'))}"
     sizes = parity.get("sizes")
     if sizes:
         text += f" at {sum(bool(s.get('passed')) for s in sizes)}/{len(sizes)} sizes"
     if parity.get("samples"):
-        text += f'<div class="small">{int(parity["samples"])} samples ({_e(parity.get("inputs") or "inputs")}), ' \
-                f'{_e(parity.get("artifact_runner") or "")}</div>'
+        text += f'<div class="small">{int(parity["samples"])} samples ({cells.e(parity.get("inputs") or "inputs")}), ' \
+                f'{cells.e(parity.get("artifact_runner") or "")}</div>'
     if parity.get("diverges_at"):
-        text += f'<div class="small">diverges at {_e(parity["diverges_at"])}</div>'
+        text += f'<div class="small">diverges at {cells.e(parity["diverges_at"])}</div>'
     if parity.get("problem"):
-        text += f'<div class="small">{_e(parity["problem"])}</div>'
+        text += f'<div class="small">{cells.e(parity["problem"])}</div>'
     return text
 
 
@@ -229,17 +227,17 @@ def _latency(latency: dict | None) -> str:
     if not latency:
         return '<span class="unchecked">not measured</span>'
     if latency.get("median_ms") is None:
-        return f'<span class="unchecked">unavailable: {_e(latency.get("unavailable", "not measured"))}</span>'
+        return f'<span class="unchecked">unavailable: {cells.e(latency.get("unavailable", "not measured"))}</span>'
     ms = float(latency["median_ms"])
     if latency.get("source") == "estimate":
-        return (f'<span class="latency-value estimate" data-ms="{ms!r}" data-source="estimate">≈ {_ms(ms)}</span>'
-                f'<div class="small estimate-label">{_e(latency.get("label") or "estimate")}</div>')
+        return (f'<span class="latency-value estimate" data-ms="{ms!r}" data-source="estimate">≈ {cells.ms(ms)}</span>'
+                f'<div class="small estimate-label">{cells.e(latency.get("label") or "estimate")}</div>')
     runs = latency.get("runs")
     how = {"litert": "LiteRT", "executorch": "ExecuTorch runtime"}.get(latency.get("source"),
                                                                       str(latency.get("source") or "measured")) \
         + (f", median of {runs} runs" if runs else "")
-    return (f'<span class="latency-value measured" data-ms="{ms!r}" data-source="{_e(latency.get("source", "litert"))}">'
-            f'{_ms(ms)}</span><div class="small">{_e(how)}</div>')
+    return (f'<span class="latency-value measured" data-ms="{ms!r}" data-source="{cells.e(latency.get("source", "litert"))}">'
+            f'{cells.ms(ms)}</span><div class="small">{cells.e(how)}</div>')
 
 
 def _accuracy(accuracy: dict | None) -> str:
@@ -287,33 +285,33 @@ def _errors(row: Row) -> dict[str, float | None]:
     """Each output's max relative error, None where there is none to draw (not computed, or infinite: the
     table shows ∞, a log axis cannot)."""
     outputs = (row.artifact.get("parity") or {}).get("outputs") or {}
-    errors = {name: _finite(o.get("max_rel_error")) for name, o in outputs.items()}
+    errors = {name: cells.finite(o.get("max_rel_error")) for name, o in outputs.items()}
     return errors if any(e is not None for e in errors.values()) else {}
 
 
 def _divergence(row: Row) -> dict | None:
     loc = (row.artifact.get("parity") or {}).get("localization") or {}
     # A fused tensor's error is against whatever artifact tensor came closest: no divergence, so not drawn.
-    layers = [(int(layer["index"]), str(layer["source"]), _finite(layer.get("max_rel_error")))
+    layers = [(int(layer["index"]), str(layer["source"]), cells.finite(layer.get("max_rel_error")))
               for layer in loc.get("layers") or [] if not layer.get("fused")]
     layers = [(i, n, e) for i, n, e in layers if e is not None]
     if not layers:
         return None
     culprit = loc.get("culprit_index")
     return {"label": row.variant.label, "target": row.artifact["target"], "layers": layers,
-            "tolerance": _float(loc.get("tolerance")), "culprit": culprit}
+            "tolerance": cells.as_float(loc.get("tolerance")), "culprit": culprit}
 
 
 def _figure(name: str, suffix: str, caption: str, draw) -> str:
     svg = draw()
     return (f'<figure class="plot" id="plot-{name}{suffix}" data-plot="{name}">{svg}'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+            f"<figcaption>{cells.e(caption)}</figcaption></figure>")
 
 
 # -- page -----------------------------------------------------------------------------------------------
 
 def _header(title: str, line: str) -> str:
-    return f'<header><h1>{_e(title)}</h1><p class="summary">{_e(line)}</p></header>'
+    return f'<header><h1>{cells.e(title)}</h1><p class="summary">{cells.e(line)}</p></header>'
 
 
 def _summary_line(record: dict) -> str:
@@ -332,130 +330,19 @@ def _gates(failed: list[dict]) -> str:
     lines = ['<section id="gates" class="gates"><h2>Failed gates</h2><table class="gates"><thead><tr><th>job</th>'
              "<th>gate</th><th>baseline</th><th>now</th><th>limit</th><th>result</th></tr></thead><tbody>"]
     for g in failed:
-        lines.append(f'<tr><td>{_e(g.get("job"))}</td><td>{_e(g.get("gate"))}</td><td>{_e(g.get("baseline"))}</td>'
-                     f'<td>{_e(g.get("current"))}</td><td>{_e(g.get("limit"))}</td>'
-                     f'<td class="fail">{_e(g.get("message") or g.get("status"))}</td></tr>')
+        lines.append(f'<tr><td>{cells.e(g.get("job"))}</td><td>{cells.e(g.get("gate"))}</td><td>{cells.e(g.get("baseline"))}</td>'
+                     f'<td>{cells.e(g.get("current"))}</td><td>{cells.e(g.get("limit"))}</td>'
+                     f'<td class="fail">{cells.e(g.get("message") or g.get("status"))}</td></tr>')
     lines.append("</tbody></table></section>")
     return "".join(lines)
 
 
 def _footer(record: dict) -> str:
-    versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted((record.get("tool_versions") or {}).items()))
+    versions = ", ".join(f"{cells.e(k)} {cells.e(v)}" for k, v in sorted((record.get("tool_versions") or {}).items()))
     return f'<footer><p>Tools: {versions}</p><p>Written by deploykit from deploykit-report.json.</p></footer>'
 
 
 def _document(title: str, body: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1a202c;background:#f7fafc;
-margin:0 auto;padding:24px 32px;max-width:1240px;font-size:14px;line-height:1.45}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #e2e8f0;padding-bottom:4px}
-h3{font-size:15px;margin:18px 0 8px}
-header .summary{color:#4a5568;margin:0}
-section{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:4px 18px 14px;margin:18px 0}
-section.model{background:transparent;border:none;padding:0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:8px 0}
-dt{color:#4a5568}dd{margin:0;overflow-wrap:anywhere}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-th,td{border-bottom:1px solid #e2e8f0;padding:5px 8px;text-align:left;vertical-align:top}
-th{background:#edf2f7;font-weight:600}
-td.num,table.variants td.max-rel-error,table.variants td.cosine-similarity,table.variants td.snr-db,
-table.variants td.top1-agreement{font-variant-numeric:tabular-nums}
-table.variants{width:100%}
-table.variants .path{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;overflow-wrap:anywhere}
-tr.failed{background:#fff5f5}
-.pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:600}
-.unchecked{color:#718096}.unavailable{color:#975a16;background:#fffaf0;padding:6px 10px;border-radius:4px}
-.small{font-size:11.5px;color:#4a5568}
-.estimate{font-style:italic}.estimate-label{color:#975a16}
-.note{color:#4a5568;font-size:12.5px}
-ul.notes{color:#4a5568;font-size:12px;padding-left:18px}
-.side-by-side{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 20px;align-items:start}
-section.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:0 16px;align-items:start}
-section.plots>h2,section.plots>p{grid-column:1/-1}
-figure.plot{margin:14px 0;padding:10px;background:#fff;border:1px solid #e2e8f0;border-radius:6px;max-width:780px}
-figure.plot svg{display:block;width:100%;height:auto}
-figcaption{font-size:12.5px;color:#4a5568;margin-top:6px}
-footer{color:#718096;font-size:12px;margin-top:24px}
-"""
-
-
-# -- formatting -----------------------------------------------------------------------------------------
-
-def _e(value) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
-def _dl(facts, raw=frozenset()) -> str:
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{v if k in raw else _e(v if v not in (None, '') else '-')}</dd>"
-                            for k, v in facts) + "</dl>"
-
-
-def _tensor(spec: dict) -> str:
-    shape = "x".join("?" if d is None else str(d) for d in spec.get("shape") or [])
-    return f"{spec.get('name')} {shape} {spec.get('dtype', '')}".strip() + (f" {spec['layout']}" if spec.get("layout") else "")
-
-
-def _float(value) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        value = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}.get(value)
-        if value is None:
-            return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def _finite(value) -> float | None:
-    number = _float(value)
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _number(value, fmt: str) -> str:
-    number = _float(value)
-    if number is None:
-        return "-"
-    if math.isinf(number):
-        return "∞" if number > 0 else "-∞"
-    return fmt.format(number)
-
-
-def _size(size) -> str:
-    from deploykit.report.units import human_size  # the terminal's units, so the page and the tables agree
-
-    return "-" if size is None else human_size(float(size))
-
-
-def _count(value) -> str:
-    if value is None:
-        return "-"
-    value = int(value)
-    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= limit:
-            return f"{value / limit:.2f} {unit} ({value:,})"
-    return f"{value:,}"
-
-
-def _percent(value) -> str:
-    number = _float(value)
-    return "-" if number is None else f"{number:.1f} %"
-
-
-def _ms(value: float) -> str:
-    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms"
-
-
-def _json_bool(value) -> str:
-    return {True: "true", False: "false"}.get(value, "unchecked")
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
+            f"<title>{cells.e(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploykit.orchestration.gates import check_gates, junit_xml, load_baseline
+from deploykit.orchestration.settings import GateLimits
 from deploykit.core.errors import InputError
 from tests.convert.test_cli import DEPLOYKIT, REPO
 
@@ -62,7 +63,7 @@ def _job(accuracy=90.0, size=1000, latency=1.0, parity=True, job_id="m/tflite/fp
 
 def test_each_gate_against_its_limit():
     baseline = {"m/tflite/fp32": {"accuracy": 90.0, "size_bytes": 1000, "latency_ms": 1.0}}
-    limits = {"m": {"accuracy_drop": 1.0, "size_growth": 10.0, "latency_growth": 50.0}}
+    limits = {"m": GateLimits(accuracy_drop=1.0, size_growth=10.0, latency_growth=50.0)}
     same = check_gates([_job()], baseline, limits)
     assert [(g.gate, g.status) for g in same] == [("parity", "passed"), ("accuracy", "passed"), ("size", "passed"),
                                                   ("latency", "passed")]

@@ -34,7 +34,7 @@ def test_wheel_ships_templates_and_schemas_and_finds_them_installed(tmp_path):
         names = set(archive.namelist())
         archive.extractall(installed)  # a pure-Python wheel unpacked is its installed layout
     for expected in ("deploykit/templates/README.md.tmpl", "deploykit/templates/swift/DeployKitModel.swift.tmpl",
-                     "deploykit/templates/kotlin/DeployKitModel.kt.tmpl", "deploykit/schemas/manifest.schema.json"):
+                     "deploykit/templates/kotlin/DeployKitModel.kt.tmpl", "deploykit/bundle/schemas/manifest.schema.json"):
         assert expected in names
     code = ("from deploykit.bundle.templates import template_root; from deploykit.bundle.manifest import _validators;"
             "import deploykit; _validators(); print(template_root()); print(deploykit.__file__)")

@@ -98,12 +98,13 @@ def test_signature_mismatch_is_a_failure(torch_pair, keras_pair):
 def test_verify_artifacts_is_the_convert_hook(keras_pair):
     import json
 
+    from deploykit.pipeline.request import VerifyOptions
     from deploykit.pipeline.verify import verify_artifacts
     from deploykit.core.types import REPORT_FILENAME, ConversionReport
 
     folder = keras_pair.artifacts["tflite"].parent
     record = ConversionReport.from_json(json.loads((folder / REPORT_FILENAME).read_text()))
-    reports = verify_artifacts(keras_pair.model, record.artifacts, folder, samples=2)
+    reports = verify_artifacts(keras_pair.model, record.artifacts, folder, VerifyOptions(samples=2))
     assert [r.target for r in reports] == [a.target for a in record.artifacts]
     assert all(reports)
     summary = reports[0].to_summary()

@@ -27,7 +27,7 @@ import numpy as np
 
 from deploykit.core.errors import InputError, UnsafeInputError
 
-from deploykit.formats import coremltools_facade as _proto
+from deploykit.formats import coremltools_facade
 from .values import DType, unpack_bits
 
 SENTINEL = 0xDEADBEEF
@@ -88,7 +88,7 @@ def load_model(files: PackageFiles):
         data = files.model_file.read_bytes()
     except OSError as exc:
         raise InputError(f"{files.model_file}: {exc}") from exc
-    model = _proto.model_pb2().Model()
+    model = coremltools_facade.model_pb2().Model()
     try:
         model.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError, or RuntimeError from upb

@@ -1,4 +1,4 @@
-"""Read back what tflite_meta.py embeds, and check that the model still runs the same in LiteRT.
+"""Read back what ``formats.tflite.metadata`` embeds, and check that the model still runs the same in LiteRT.
 
 The ``TFLITE_METADATA`` reader walks the flatbuffer generically (vtable slot = field order in
 metadata_schema.fbs), the way the generated tflite-support accessors do, so it is usable without

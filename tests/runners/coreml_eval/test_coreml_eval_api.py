@@ -112,7 +112,7 @@ def test_import_does_not_load_coremltools_or_torch(package):
         import sys
         import numpy as np
         from deploykit.runners.coreml_eval import evaluate
-        from deploykit.runners.coreml_eval import _proto
+        from deploykit.formats import coremltools_facade as _proto
         out = evaluate({str(package)!r}, {{"x": np.zeros((1, 3, 8, 8), np.float32)}})
         assert out["gelu_out"].shape == (1, 8, 8, 8)
         heavy = [m for m in ("coremltools", "torch", "tensorflow") if m in sys.modules]
