@@ -84,7 +84,7 @@ def accuracy(folder: Path) -> dict:
     from deploykit import convert
     from deploykit.runners.coreml_eval import evaluate
     from make_example_model import build_digits_model
-    from tests.convert.tflite_run import run_tflite
+    from tests.pipeline.tflite_run import run_tflite
     from tests.quantize.test_accuracy import digits_training_images, top1
 
     tf.config.experimental.enable_op_determinism()

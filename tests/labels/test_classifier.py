@@ -12,7 +12,7 @@ import pytest
 from deploykit.labels.spec import ClassifierOptions
 from deploykit import convert
 from tests.conftest import save_pt2
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 
 LABELS = [f"class-{i}" for i in range(10)]
 

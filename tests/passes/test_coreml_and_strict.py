@@ -10,7 +10,7 @@ import pytest
 
 from deploykit.core.errors import ConversionError
 from deploykit import convert
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 from tests.passes.helpers import assert_pass
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from deploykit import convert
 from tests.conftest import REPO
-from tests.convert.tflite_run import run_tflite
+from tests.pipeline.tflite_run import run_tflite
 
 SCHEMES = "fp16,int8-weights,int8,int4,lut8,lut4"
 

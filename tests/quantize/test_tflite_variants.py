@@ -10,7 +10,7 @@ import pytest
 
 from deploykit import convert
 from tests.conftest import save_keras, save_onnx, save_pt2
-from tests.convert.tflite_run import run_tflite
+from tests.pipeline.tflite_run import run_tflite
 
 TYPES = {0: "float32", 1: "float16", 2: "int32", 9: "int8", 17: "int4"}
 

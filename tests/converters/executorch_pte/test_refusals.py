@@ -7,7 +7,7 @@ import pytest
 
 from deploykit.core.errors import InputError, UsageError
 from tests.conftest import TORCH_SHAPE, save_torchscript
-from tests.executorch_pte.helpers import relative_error, seeded_feeds
+from tests.converters.executorch_pte.helpers import relative_error, seeded_feeds
 
 
 @pytest.mark.parametrize(("backend", "scheme", "can"), [
@@ -39,7 +39,7 @@ def test_traced_torchscript_is_re_exported(tmp_path):
     from deploykit.converters.torch_executorch import ExecutorchOptions, convert
     from deploykit.loaders import load_source
     from deploykit.runners.executorch_runner import ExecutorchRunner
-    from tests.executorch_pte.helpers import torch_outputs
+    from tests.converters.executorch_pte.helpers import torch_outputs
 
     source = load_source(str(save_torchscript("shufflenet", tmp_path)), inputs={None: TORCH_SHAPE})
     out = tmp_path / "shufflenet.pte"

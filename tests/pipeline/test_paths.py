@@ -11,7 +11,7 @@ import pytest
 import deploykit
 from deploykit.core.hashing import sha256_file, sha256_tree
 from tests.conftest import KERAS_SHAPE, TORCH_SHAPE, save_keras, save_onnx, save_pt2, save_torchscript
-from tests.convert.tflite_run import run_tflite
+from tests.pipeline.tflite_run import run_tflite
 
 NETS = ["mobilenet", "resnet", "shufflenet", "squeezenet", "efficientnet"]
 # Compute ops Core ML must contain for each style (the structure that proves the network came through).

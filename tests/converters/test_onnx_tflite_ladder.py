@@ -98,7 +98,7 @@ def _independent_error(onnx_path, tflite_path, input_name, shape, output_name) -
     """Max error relative to the output's peak, ONNX Runtime against LiteRT, on one seeded input."""
     import onnxruntime as ort
 
-    from tests.convert.tflite_run import run_tflite
+    from tests.pipeline.tflite_run import run_tflite
 
     x = np.random.default_rng(1).random(shape, dtype=np.float32)
     ref = ort.InferenceSession(str(onnx_path)).run([output_name], {input_name: x})[0]

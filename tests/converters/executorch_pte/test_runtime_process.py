@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploykit.core.errors import InputError
-from tests.executorch_pte.helpers import seeded_feeds
+from tests.converters.executorch_pte.helpers import seeded_feeds
 
 
 def test_a_killed_runtime_process_is_reported_and_deploykit_carries_on(pte):

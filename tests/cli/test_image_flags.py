@@ -15,7 +15,7 @@ from deploykit.image_io.resize import fit
 from deploykit.image_io.sample_images import sample_images
 from deploykit.image_io.spec import ImageInput
 from tests.conftest import save_pt2
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -55,7 +55,7 @@ def test_all_or_nothing_writes_nothing(tmp_path):
 
 
 def test_cli_exit_code_and_message(tmp_path):
-    from tests.convert.test_cli import run
+    from tests.cli.test_convert_cmd import run
 
     out = tmp_path / "out"
     result = run("convert", _prelu_net(tmp_path), "--to", "tflite,coreml", "--out", out, "--passes", "none")

@@ -17,7 +17,7 @@ from deploykit.labels.spec import ClassifierOptions
 from deploykit import convert
 from deploykit.pipeline.predict import PredictOptions, predict
 from tests.conftest import save_pt2
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MODES = {"stretch": {}, "shorter-side": {"crop_fraction": 0.875}, "letterbox": {"fill": 114}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import save_pt2
-from tests.executorch_pte.helpers import random_calibration
+from tests.converters.executorch_pte.helpers import random_calibration
 
 
 @pytest.fixture(scope="session")

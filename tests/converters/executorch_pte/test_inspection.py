@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.executorch_pte.helpers import conv_count
+from tests.converters.executorch_pte.helpers import conv_count
 
 
 @pytest.mark.parametrize("backend", ["xnnpack", "portable"])

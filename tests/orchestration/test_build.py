@@ -11,7 +11,7 @@ import pytest
 from deploykit.orchestration.config import ConfigError, load_config
 from deploykit.orchestration.plan import plan
 from deploykit.orchestration.run import BuildOptions, build
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 from tests.report.report_helpers import assert_self_contained, parse
 
 CONFIG = """[build]
@@ -100,6 +100,9 @@ def test_serial_incremental_parallel_and_ray_builds_give_the_same_bundles(projec
     assert [j["id"] for j in record["jobs"]] == [j["id"] for j in first.jobs]
     job_record = json.loads((config.out / "jobs/classifier/coreml/fp16/dist/deploykit-report.json").read_text())
     assert [a["variant"] for a in job_record["artifacts"]] == ["fp16"]  # only this job's artifact is kept
+    # ... and only it was written: its fp32 base stayed in the job's scratch space
+    assert sorted(p.name for p in (config.out / "jobs/classifier/coreml/fp16/dist").iterdir()) == [
+        "classifier.fp16.mlpackage", "deploykit-report.json", "report.html"]
     job_rows = parse((config.out / "jobs/classifier/coreml/fp16/dist/report.html").read_text()).rows
     assert [r.attrs["variant"] for r in job_rows] == ["fp16"]  # and so does its page
     page = first.report_path.read_text()

@@ -13,7 +13,7 @@ import pytest
 from deploykit.orchestration.gates import check_gates, junit_xml, load_baseline
 from deploykit.orchestration.settings import GateLimits
 from deploykit.core.errors import InputError
-from tests.convert.test_cli import DEPLOYKIT, REPO
+from tests.cli.test_convert_cmd import DEPLOYKIT, REPO
 
 
 def run(*args):
@@ -77,8 +77,8 @@ def test_each_gate_against_its_limit():
 
 
 def test_junit_has_one_case_per_job_and_gate():
-    results = check_gates([_job(accuracy=80.0)], {"m/tflite/fp32": {"accuracy": 90.0}}, {"m": {"accuracy_drop": 1.0,
-                                                                                               "size_growth": 5.0}})
+    results = check_gates([_job(accuracy=80.0)], {"m/tflite/fp32": {"accuracy": 90.0}},
+                          {"m": GateLimits(accuracy_drop=1.0, size_growth=5.0)})
     suite = ET.fromstring(junit_xml(results))
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     failed = suite.find("testcase[@name='accuracy']/failure")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from tests.convert.test_cli import run
+from tests.cli.test_convert_cmd import run
 
 
 def test_convert_quantize_then_bench(keras_probe_file, tmp_path):

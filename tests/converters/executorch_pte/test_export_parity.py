@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.executorch_pte.helpers import ZOO, conv_count, cosine, relative_error, seeded_feeds, torch_outputs
+from tests.converters.executorch_pte.helpers import ZOO, conv_count, cosine, relative_error, seeded_feeds, torch_outputs
 
 
 def _run(record, source, feeds):
