@@ -57,11 +57,8 @@ def _oww_session(name: str, models: Path):
     import onnxruntime as ort
 
     path = models / name / "model.onnx"
-    if not path.is_file():
-        from bench.corpus.build import build_entry
-        from bench.corpus.sources import ENTRIES
-
-        build_entry(next(e for e in ENTRIES if e.name == name), models)
+    if not path.is_file():  # bench/corpus/build.py builds what inputs.NEEDS names first
+        raise FileNotFoundError(f"{path}: build the corpus entry {name} first (python -m bench.corpus.build --only {name})")
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 

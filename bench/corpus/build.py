@@ -85,6 +85,8 @@ def _ensure_data(entry: Entry, folder: Path, out: Path) -> None:
     record = json.loads(path.read_text())
     if record.get("data") and (folder / record["data"]).is_file():
         return
+    for needed in corpus_inputs.NEEDS.get(entry.name, ()):
+        build_entry(next(e for e in ENTRIES if e.name == needed), out)
     arrays = corpus_inputs.make_inputs(entry.name, _input_specs(folder, record["inputs"]), models=out)
     staged = folder / (DATA_FILE + ".tmp")
     with open(staged, "wb") as handle:  # a file object: np.savez would append .npz to a path

@@ -57,6 +57,8 @@ from bench.corpus.audio_inputs import oww_embeddings, oww_mel_windows, silero_in
 from bench.corpus.image_inputs import document, face_crop, letterboxed, natural, normalize, textline_tensor
 
 MODELS = Path(__file__).resolve().parent / "models"
+# Entries whose inputs are computed with other corpus models (openWakeWord's chain): built before them.
+NEEDS = {"oww-embedding": ("oww-melspectrogram",), "oww-hey-jarvis": ("oww-melspectrogram", "oww-embedding")}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

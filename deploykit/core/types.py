@@ -161,6 +161,25 @@ class Attempt:
 
 
 
+@dataclass(frozen=True)
+class ModelDescription:
+    """What an app's developer reads about a model, as bundles and embedded metadata state it. ``inputs`` and
+    ``outputs`` are the manifest's io tensors (dicts); ``labels`` one per class, or None."""
+
+    name: str
+    version: str
+    description: str
+    author: str
+    license: str
+    inputs: tuple[dict[str, Any], ...]
+    outputs: tuple[dict[str, Any], ...]
+    labels: tuple[str, ...] | None
+
+    def description_fields(self) -> dict[str, Any]:
+        """This record's own fields (a subclass's extras left out), to build another description from."""
+        return {name: getattr(self, name) for name in ModelDescription.__dataclass_fields__}
+
+
 REPORT_SCHEMA = "deploykit.report/1"
 REPORT_FILENAME = "deploykit-report.json"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from deploykit.core.errors import UsageError
+from deploykit.core.types import ModelDescription
 
 FP32 = {"scheme": "fp32", "weights": "float32", "activations": "float32"}
 
@@ -49,17 +50,9 @@ class BundleSlot(NamedTuple):
 
 
 @dataclass(frozen=True)
-class BundleMeta:
+class BundleMeta(ModelDescription):
     """What a bundle says about its model, handed to the target that embeds it into a private copy."""
 
-    name: str
-    version: str
-    description: str
-    author: str
-    license: str
-    inputs: tuple[dict[str, Any], ...]
-    outputs: tuple[dict[str, Any], ...]
-    labels: tuple[str, ...] | None
     sequence: int
     min_android_api: int
     tool_versions: dict[str, str] = field(default_factory=dict)

@@ -130,10 +130,8 @@ class CoreML(Target):
 
         package = scratch / "model.mlpackage"
         metadata.copy_package(path, package)
-        metadata.embed(package, metadata.CoremlMetadata(
-            name=meta.name, version=meta.version, description=meta.description, author=meta.author,
-            license=meta.license, inputs=meta.inputs, outputs=meta.outputs, labels=meta.labels,
-            sequence=meta.sequence, variant=artifact.variant))
+        metadata.embed(package, metadata.CoremlMetadata(**meta.description_fields(), sequence=meta.sequence,
+                                                        variant=artifact.variant))
         spec_version = metadata.read_spec(package).specificationVersion
         target = artifact.deployment_target or "iOS15"
         digits = "".join(c for c in target if c.isdigit())

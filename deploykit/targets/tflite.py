@@ -137,10 +137,8 @@ class TFLite(Target):
                   "min_runtime": metadata.min_runtime_version(data), "deployment_target": artifact.deployment_target}
         if artifact.select_tf_ops:  # written with --allow-flex: the app must link the Select-TF ops library
             compat["select_tf_ops"] = list(artifact.select_tf_ops)
-        embedded_meta = metadata.TfliteMetadata(
-            name=meta.name, version=meta.version, description=meta.description, author=meta.author,
-            license=meta.license, inputs=meta.inputs, outputs=meta.outputs, labels=meta.labels,
-            extra={"sequence": meta.sequence, "variant": artifact.variant})
+        embedded_meta = metadata.TfliteMetadata(**meta.description_fields(),
+                                                extra={"sequence": meta.sequence, "variant": artifact.variant})
         try:
             embedded = metadata.embed(data, embedded_meta)
         except metadata.NotEmbeddable as exc:

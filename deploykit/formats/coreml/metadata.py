@@ -27,20 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.core.errors import InputError, UnsafeInputError
+from deploykit.core.types import ModelDescription
 
 
 @dataclass(frozen=True)
-class CoremlMetadata:
-    name: str
-    version: str
+class CoremlMetadata(ModelDescription):
     sequence: int
     variant: str
-    description: str
-    author: str
-    license: str
-    inputs: tuple[dict[str, Any], ...]
-    outputs: tuple[dict[str, Any], ...]
-    labels: tuple[str, ...] | None
 
 
 def _model_pb2():

@@ -30,6 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
+from deploykit.core.types import ModelDescription
 from deploykit.formats.tflite.flatbuffer import read_model, write_model
 from deploykit.formats import litert_facade
 
@@ -50,15 +51,7 @@ class NotEmbeddable(Exception):
 
 
 @dataclass(frozen=True)
-class TfliteMetadata:
-    name: str
-    version: str
-    description: str
-    author: str
-    license: str
-    inputs: tuple[dict[str, Any], ...]  # manifest io tensors
-    outputs: tuple[dict[str, Any], ...]
-    labels: tuple[str, ...] | None
+class TfliteMetadata(ModelDescription):
     extra: dict[str, Any]  # merged into the "deploykit" JSON entry
 
 
