@@ -129,12 +129,21 @@ def _exit(log: Path) -> str:
     return text.splitlines()[0] if text else "missing"
 
 
+def _commit(checkout: Path) -> str:
+    """The checkout's commit, and whether its work tree has changes (what a result is about, without local paths)."""
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)
+    return (head.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def write(result: dict, tag: str, old: Path, new: Path) -> bool:
     same = all(result["bundles"].values()) and not any(result["records"].values()) and all(
         a == b for a, b in result["exit_codes"].values())
     lines = [f"# Same outputs: {tag}", "",
-             f"`python -m bench.same_outputs {old} {new} --tag {tag}`: the example build and four `deploykit convert` "
-             "jobs run by both checkouts on the same inputs (see the module docstring).", "",
+             f"`python -m bench.same_outputs OLD NEW --tag {tag}` with OLD at {_commit(old)} and NEW at {_commit(new)}: "
+             "the example build and four `deploykit convert` jobs run by both checkouts on the same inputs (see the "
+             "module docstring).", "",
              f"**{'identical' if same else 'DIFFERENT'}**: {sum(result['bundles'].values())} of {len(result['bundles'])} "
              f"bundles byte-identical; {sum(not d for d in result['records'].values())} of {len(result['records'])} "
              "records identical except timings and checkout paths.", "",
