@@ -21,7 +21,7 @@ functions that need them, so importing this package costs almost nothing.
 from __future__ import annotations
 
 from deploykit.bundle.archive import Limits
-from deploykit.bundle.builder import BundleOptions, BuiltBundle, bundle
+from deploykit.bundle.builder import BuiltBundle, BundleOptions, bundle
 from deploykit.bundle.client import PullResult, pull
 from deploykit.bundle.repository import PublishResult, publish
 from deploykit.bundle.signing import generate_keypair, load_public_key, load_signing_key

@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.bundle.archive import write_zip
-from deploykit.bundle.manifest import (MANIFEST_NAME, MANIFEST_SCHEMA, canonical_json, check_name, check_version,
-                                       default_sequence, validate)
+from deploykit.bundle.manifest import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    canonical_json,
+    check_name,
+    check_version,
+    default_sequence,
+    validate,
+)
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, SigningKey, sign_envelope
 from deploykit.bundle.templates import integration_files, integration_paths, template_root
 from deploykit.core.errors import InputError, UsageError

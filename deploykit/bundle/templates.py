@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploykit.core.version import __version__
 from deploykit.core.errors import InputError
+from deploykit.core.version import __version__
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _FILES = {

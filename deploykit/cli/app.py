@@ -6,11 +6,18 @@ import sys
 
 import typer
 
-from deploykit.core.version import __version__
-from deploykit.cli import bundle_cmds, convert_cmd
-from deploykit.cli import predict_cmd, verify_cmd
-from deploykit.cli import bench_cmd, build_cmd, inspect_cmd, passes_cmd
+from deploykit.cli import (
+    bench_cmd,
+    build_cmd,
+    bundle_cmds,
+    convert_cmd,
+    inspect_cmd,
+    passes_cmd,
+    predict_cmd,
+    verify_cmd,
+)
 from deploykit.cli.errors import report
+from deploykit.core.version import __version__
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 parity failure, 2 usage error or bad input, 3 conversion failure, "

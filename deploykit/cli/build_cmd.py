@@ -53,10 +53,10 @@ def build(
     json_output: JsonOutput = False,
     quiet: Quiet = False,
 ) -> None:
+    from deploykit.cli.output import stdout_json, terminal
     from deploykit.orchestration.config import CONFIG_NAME, load_config
     from deploykit.orchestration.run import BuildOptions
     from deploykit.orchestration.run import build as run_build
-    from deploykit.cli.output import stdout_json, terminal
 
     if init is not None:
         from deploykit.orchestration.starter import write_starter
@@ -86,9 +86,9 @@ def build(
 
 
 def _print_plan(config, only, force, json_output) -> None:
+    from deploykit.cli.output import stdout_json, terminal
     from deploykit.orchestration.jobs import previous
     from deploykit.orchestration.plan import plan
-    from deploykit.cli.output import stdout_json, terminal
 
     rows = [{**job.to_json(), "action": "run" if force or previous(config.out, job) is None else "reuse"}
             for job in plan(config, only)]

@@ -140,7 +140,8 @@ def bundle(
     report: Annotated[Optional[Path], typer.Option("--report", help="deploykit-report.json when it is not next to the artifacts.")] = None,
     json_output: JsonOutput = False,
 ) -> None:
-    from deploykit.bundle.builder import BundleOptions, bundle as build
+    from deploykit.bundle.builder import BundleOptions
+    from deploykit.bundle.builder import bundle as build
     from deploykit.bundle.signing import load_signing_key
 
     options = BundleOptions(

@@ -8,8 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
-                                   Weights)
+from deploykit.cli.options import (
+    AllowH5,
+    Data,
+    InputShapes,
+    JsonOutput,
+    Localize,
+    Mean,
+    Quiet,
+    Samples,
+    Seed,
+    Std,
+    Verbose,
+    Weights,
+)
 
 HELP = """Convert a Keras, PyTorch or ONNX model into TFLite and Core ML artifacts.
 

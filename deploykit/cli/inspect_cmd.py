@@ -33,8 +33,8 @@ def inspect(
     allow_h5: AllowH5 = False,
 ) -> None:
     from deploykit.cli.output import StepProgress, stdout_json
-    from deploykit.pipeline.inspect import inspect_model
     from deploykit.core.noise import capture_output
+    from deploykit.pipeline.inspect import inspect_model
 
     with StepProgress(quiet=json_output).step(f"Inspecting {Path(model.rstrip('/')).name}"), capture_output():
         result = inspect_model(model, input_shapes, allow_h5=allow_h5)
@@ -48,8 +48,8 @@ def print_inspection(result, *, per_layer: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from deploykit.report.units import human_size
     from deploykit.inspection.model import COUNTING_NOTE, LAYER_TYPE_TITLES, MEMORY_NOTE
+    from deploykit.report.units import human_size
 
     console = Console(highlight=False)
     console.print(f"[bold]{result.path}[/] ({result.format})")

@@ -8,8 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from deploykit.cli.options import (AllowH5, Data, InputShapes, JsonOutput, Localize, Mean, Quiet, Samples, Seed, Std, Verbose,
-                                   Weights)
+from deploykit.cli.options import (
+    AllowH5,
+    Data,
+    InputShapes,
+    JsonOutput,
+    Localize,
+    Mean,
+    Quiet,
+    Samples,
+    Seed,
+    Std,
+    Verbose,
+    Weights,
+)
 from deploykit.core.errors import UsageError
 
 HELP = """Check that converted artifacts compute what the source model computes.
@@ -62,11 +74,11 @@ def verify(
 ) -> None:
     from deploykit.cli.options import parse_floats
     from deploykit.cli.output import StepProgress, stdout_json, terminal
-    from deploykit.core.errors import ParityError
-    from deploykit.loaders import load_source
-    from deploykit.core.noise import capture_output
-    from deploykit.parity.profiles import parse_tolerances
     from deploykit.cli.parity_table import print_report
+    from deploykit.core.errors import ParityError
+    from deploykit.core.noise import capture_output
+    from deploykit.loaders import load_source
+    from deploykit.parity.profiles import parse_tolerances
     from deploykit.parity.report import to_json, write_json, write_junit
     from deploykit.pipeline.request import VerifyOptions
     from deploykit.pipeline.verify import verify_with

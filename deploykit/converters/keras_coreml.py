@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.converters import Converted
+from deploykit.converters.coreml_common import (
+    deployment_target,
+    output_types,
+    rename_and_save,
+    run_ct_convert,
+    tensor_types,
+)
 from deploykit.core.flexible import has_flexible, refuse
-from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert, tensor_types
 
 LABEL = "keras->coreml (coremltools)"
 

@@ -295,8 +295,8 @@ def named_tflite(folder: Path, source) -> bytes:
     paired with the source tensor of the same name, else the one whose shape matches (allowing the
     NCHW -> NHWC change), else by position.
     """
-    from deploykit.formats.tflite.signature import open_interpreter
     from deploykit.formats.tflite.flatbuffer import set_signature
+    from deploykit.formats.tflite.signature import open_interpreter
 
     path = float32_tflite(folder)
     interpreter = open_interpreter(str(path))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
+from deploykit.core.flexible import has_flexible, refuse
 from deploykit.formats import coremltools_facade
 
 DIRECT = "onnx->coreml (onnx2coreml)"
@@ -47,8 +47,8 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
 def _direct(source, path: Path, options, workspace) -> None:
     ct = coremltools_facade.package()
     from deploykit.converters import onnx2coreml_facade
-    from deploykit.converters.onnx_lowerings import lowerings
     from deploykit.converters.coreml_common import run_ct_convert
+    from deploykit.converters.onnx_lowerings import lowerings
     from deploykit.converters.onnx_prepare import prepared
     from deploykit.core.names import feature_names
 

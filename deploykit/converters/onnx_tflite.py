@@ -19,12 +19,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from deploykit.core.flexible import has_flexible, refuse
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung, climb
 from deploykit.converters.onnx2tf_facade import named_tflite, run_onnx2tf_isolated
-from deploykit.formats.tflite.flex import flex_ops, refuse_flex
 from deploykit.core.errors import ConversionError, DeployKitError
+from deploykit.core.flexible import has_flexible, refuse
+from deploykit.formats.tflite.flex import flex_ops, refuse_flex
 
 LABEL = "onnx->tflite (onnx2tf)"
 RUN_TIMEOUT = 900.0  # seconds per onnx2tf run; a child process is stopped after that

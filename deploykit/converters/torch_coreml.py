@@ -10,7 +10,13 @@ import warnings
 from pathlib import Path
 
 from deploykit.converters import Converted
-from deploykit.converters.coreml_common import deployment_target, output_types, rename_and_save, run_ct_convert, tensor_types
+from deploykit.converters.coreml_common import (
+    deployment_target,
+    output_types,
+    rename_and_save,
+    run_ct_convert,
+    tensor_types,
+)
 from deploykit.core.errors import ConversionError
 
 LABEL = "torch->coreml (torch.jit.trace + coremltools)"

@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Sequence
 
 from deploykit.converters import Converted
-from deploykit.converters.executorch_record import BACKEND_TITLES, PteRecord, count_ops, export_notes, slow_ops, slow_warning
-from deploykit.core.errors import ConversionError, InputError, UnsupportedOperatorError, UsageError, first_line
+from deploykit.converters.executorch_record import (
+    BACKEND_TITLES,
+    PteRecord,
+    count_ops,
+    export_notes,
+    slow_ops,
+    slow_warning,
+)
 from deploykit.core.atomic import write_bytes_atomic
+from deploykit.core.errors import ConversionError, InputError, UnsupportedOperatorError, UsageError, first_line
 from deploykit.core.types import TensorSpec
 from deploykit.loaders.torch_export import exported_program
 

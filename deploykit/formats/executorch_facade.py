@@ -52,7 +52,8 @@ def coreml_partitioner(precision: str, deployment_target: str):
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
-    from deploykit.formats.coremltools_facade import compute_precision, deployment_target as target_of
+    from deploykit.formats.coremltools_facade import compute_precision
+    from deploykit.formats.coremltools_facade import deployment_target as target_of
 
     specs = CoreMLBackend.generate_compile_specs(compute_precision=compute_precision(precision),
                                                  minimum_deployment_target=target_of(deployment_target))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from deploykit.image_io.spec import ImageInput, image_geometry
 from deploykit.core.types import SourceModel, TensorSpec
+from deploykit.image_io.spec import ImageInput, image_geometry
 
 _WRAPPERS = {"torch": "deploykit.image_io.wrap_torch", "keras": "deploykit.image_io.wrap_keras",
              "onnx": "deploykit.image_io.wrap_onnx"}

@@ -7,7 +7,7 @@ figure by figure. ``inspect_source_file`` and ``inspect_source`` pick a source's
 is its target's (``deploykit.targets``).
 """
 
-from deploykit.inspection.model import LAYER_TYPE_TITLES, LAYER_TYPES, Inspection, Layer
 from deploykit.inspection.dispatch import inspect_source, inspect_source_file
+from deploykit.inspection.model import LAYER_TYPE_TITLES, LAYER_TYPES, Inspection, Layer
 
 __all__ = ["Inspection", "Layer", "LAYER_TYPES", "LAYER_TYPE_TITLES", "inspect_source", "inspect_source_file"]

@@ -12,7 +12,14 @@ from pathlib import Path
 from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
-from deploykit.inspection.rules import conv_layer_type, conv_macs, dtype_bytes, elements, matmul_macs, transposed_conv_macs
+from deploykit.inspection.rules import (
+    conv_layer_type,
+    conv_macs,
+    dtype_bytes,
+    elements,
+    matmul_macs,
+    transposed_conv_macs,
+)
 
 _NAMES = {"fp16": "float16", "fp32": "float32", "fp64": "float64"}
 

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from deploykit.formats.pte import program as pte_program
 from deploykit.formats.pte.coreml_delegate import unflatten
-from deploykit.formats.pte.program import PteSplit, dtype_name, instructions, operator_name, payload, plan_of, read_pte, tensor_args
+from deploykit.formats.pte.program import (
+    PteSplit,
+    dtype_name,
+    instructions,
+    operator_name,
+    payload,
+    plan_of,
+    read_pte,
+    tensor_args,
+)
 from deploykit.formats.pte.xnnpack import DTYPES as _XNN_DTYPES
 from deploykit.formats.pte.xnnpack import INVALID_ID as _XNN_INVALID
 from deploykit.formats.pte.xnnpack import node_counts, xnnpack_graph

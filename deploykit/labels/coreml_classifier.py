@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from deploykit.core.errors import ConversionError
-from deploykit.labels.spec import PREDICTED_FEATURE, Classifier
 from deploykit.formats import coremltools_facade
+from deploykit.labels.spec import PREDICTED_FEATURE, Classifier
 
 
 def make_classifier(package: Path, classifier: Classifier, images=()) -> None:
@@ -70,8 +70,8 @@ def label_metadata(package: Path, classifier: Classifier) -> None:
     bundle writes too (``formats.coreml.metadata``), plus which output and axis the labels name."""
     import json
 
-    from deploykit.formats.coreml.metadata import read_spec, spec_path
     from deploykit.core.names import feature_names
+    from deploykit.formats.coreml.metadata import read_spec, spec_path
 
     spec = read_spec(package)
     (name,) = feature_names([classifier.output])

@@ -11,9 +11,9 @@ from deploykit.core.errors import ConversionError
 
 
 def embed_labels(path: Path, classifier, model) -> None:
+    from deploykit.core.atomic import write_bytes_atomic
     from deploykit.formats.tflite.metadata import NotEmbeddable, TfliteMetadata, embed
     from deploykit.formats.tflite.signature import open_interpreter, signature
-    from deploykit.core.atomic import write_bytes_atomic
 
     data = path.read_bytes()
     inputs, outputs = signature(open_interpreter(str(path)))

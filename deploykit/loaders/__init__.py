@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import InputError
+from deploykit.core.types import SourceModel
 from deploykit.loaders.detect import detect_format
 from deploykit.loaders.shapes import parse_input_specs
-from deploykit.core.types import SourceModel
 
 
 def load_source(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from deploykit.core.errors import InputError, UnsafeInputError
 from deploykit.core.hashing import sha256_path
-from deploykit.loaders.shapes import resolve_inputs
 from deploykit.core.types import SourceModel, TensorSpec
+from deploykit.loaders.shapes import resolve_inputs
 
 
 def load(path: str, fmt: str, given: dict, *, allow_h5: bool = False) -> SourceModel:

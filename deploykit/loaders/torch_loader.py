@@ -21,9 +21,9 @@ from pathlib import Path
 
 from deploykit.core.errors import InputError, UnsafeInputError, UsageError
 from deploykit.core.hashing import sha256_file
+from deploykit.core.types import SourceModel, TensorSpec
 from deploykit.loaders.detect import split_entrypoint
 from deploykit.loaders.shapes import resolve_inputs
-from deploykit.core.types import SourceModel, TensorSpec
 
 
 def load(source: str, fmt: str, given: dict, *, weights=None) -> SourceModel:

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.orchestration.settings import BuildConfig
 from deploykit.orchestration.jobs import job_dir, previous, run_job, spec_for
 from deploykit.orchestration.plan import Job, plan
+from deploykit.orchestration.settings import BuildConfig
 from deploykit.orchestration.signing import signing_keys
 
 BUILD_RECORD = "deploykit-build.json"
@@ -61,7 +61,6 @@ class BuildResult:
 def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=None) -> BuildResult:
     from deploykit.core.atomic import write_text_atomic
     from deploykit.core.progress import NullProgress
-
     from deploykit.orchestration.gates import load_baseline
 
     progress = progress or NullProgress()

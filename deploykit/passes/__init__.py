@@ -3,8 +3,9 @@ passes are selected.
 
 This is the catalogue: importing the package registers every pass below (each module registers itself on
 import and imports only the registry, so there is no circle). A new pass is one module plus one line here.
-The order is the order ``--passes auto`` runs passes of the same stage in.
+The order is the order ``--passes auto`` runs passes of the same stage in (so these imports are never sorted).
 """
+# isort: skip_file
 
 from deploykit.passes import fold_batchnorm  # noqa: F401  (source: every framework)
 from deploykit.passes import coreml_fuse_activation, coreml_names  # noqa: F401  (coreml: MIL passes)

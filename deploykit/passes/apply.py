@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploykit.formats import coremltools_facade
 from deploykit.passes.fold_batchnorm import PassContext
 from deploykit.passes.registry import PassSelection
-from deploykit.formats import coremltools_facade
 
 
 def apply_source_passes(model, target: str, selection: PassSelection, workspace) -> tuple[object, list[dict]]:

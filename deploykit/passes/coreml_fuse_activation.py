@@ -10,8 +10,8 @@ onnx2tf's lowering of ONNX ``Clip(-1, 1)``). This pass rewrites those into the o
 
 from __future__ import annotations
 
-from deploykit.passes.registry import PassResult, register_pass
 from deploykit.formats import coremltools_facade
+from deploykit.passes.registry import PassResult, register_pass
 
 MIL_NAME = "deploykit::fuse_activation"
 PRODUCERS = ("conv", "conv_transpose", "linear", "matmul")

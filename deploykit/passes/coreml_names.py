@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from deploykit.passes.registry import PassResult, register_pass
 from deploykit.formats import coremltools_facade
+from deploykit.passes.registry import PassResult, register_pass
 
 MIL_NAME = "deploykit::shorten_names"
 _INSTALLED = False

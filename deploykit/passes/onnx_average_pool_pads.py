@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from deploykit.passes.onnx_graph import fresh, onnx_shapes, pool_correction
 from deploykit.passes.registry import register_pass
 

@@ -6,9 +6,17 @@ ladder applies them to a private copy of the prepared model (``onnx2tf_remedies.
 
 from __future__ import annotations
 
-from deploykit.passes.onnx_graph import (captured, constant_lhs_sites, constant_values, onnx_shapes, pool_correction,
-                                         slice_parameters, slice_parts)
+from deploykit.passes.onnx_graph import (
+    captured,
+    constant_lhs_sites,
+    constant_values,
+    onnx_shapes,
+    pool_correction,
+    slice_parameters,
+    slice_parts,
+)
 from deploykit.passes.registry import get
+
 
 def rewrite_sites(model, has_average_pools: bool = True) -> dict[str, int]:
     """Rewrite name -> how many places of ``model`` it would change (0: the rewrite does not apply)."""

@@ -17,15 +17,21 @@ from pathlib import Path
 
 from deploykit.core.errors import UsageError
 from deploykit.core.noise import capture_output
+from deploykit.core.progress import NullProgress
+from deploykit.core.types import Artifact, SourceModel, recorded_entry
+from deploykit.loaders.output_ranges import bounded_outputs
+from deploykit.parity.classifier_outputs import (
+    RANGE,
+    ClassifierBinding,
+    classifier_bindings,
+    classifier_of,
+    label_problems,
+)
 from deploykit.parity.compare import Localization, ParityReport, compare_output
-from deploykit.parity.classifier_outputs import RANGE, ClassifierBinding, classifier_bindings, classifier_of, label_problems
 from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
 from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
 from deploykit.parity.layout import bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
-from deploykit.loaders.output_ranges import bounded_outputs
-from deploykit.core.progress import NullProgress
-from deploykit.core.types import Artifact, SourceModel, recorded_entry
 from deploykit.pipeline.request import VerifyOptions
 from deploykit.targets import for_path, runner_for
 from deploykit.targets import get as get_target

@@ -3,8 +3,16 @@ size accounting, and the two engines: ai-edge-quantizer for TFLite, coremltools.
 
 from __future__ import annotations
 
-from deploykit.quantize.options import (DEFAULT_CALIBRATION_SAMPLES, DEFAULT_LUT_BUDGET, GROUPED_LUT_TARGETS, KeepFloat, QuantizeOptions, parse_keep_float, parse_quantize,
-                                        skipped_schemes)
+from deploykit.quantize.options import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_LUT_BUDGET,
+    GROUPED_LUT_TARGETS,
+    KeepFloat,
+    QuantizeOptions,
+    parse_keep_float,
+    parse_quantize,
+    skipped_schemes,
+)
 from deploykit.quantize.schemes import SCHEMES, Scheme, supported
 
 

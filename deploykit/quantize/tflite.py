@@ -28,8 +28,8 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    from deploykit.quantize import fp16, int4, int8, int8_weights
     from deploykit.formats.tflite.flatbuffer import compact
+    from deploykit.quantize import fp16, int4, int8, int8_weights
 
     module = {"fp16": fp16, "int8-weights": int8_weights, "int8": int8, "int4": int4}[scheme]
     algorithm, config, described = module.tflite_config(options, qtyping, AlgorithmName)

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from deploykit.core.errors import UsageError
-from deploykit.runners.base import Intermediate, Runner
 from deploykit.formats import coremltools_facade
+from deploykit.runners.base import Intermediate, Runner
 
 BACKENDS = ("auto", "mlmodel", "numpy")
 NOT_MODELLED = "device GPU / Neural Engine fp16 accumulation is not modelled"

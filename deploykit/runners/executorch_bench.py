@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.runners.litert_bench import BenchResult
 from deploykit.core.errors import InputError, UsageError
+from deploykit.runners.litert_bench import BenchResult
 
 
 def bench_pte(path: str | Path, *, threads: int = 1, warmup: int = 10, runs: int = 50,

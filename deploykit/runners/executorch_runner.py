@@ -30,9 +30,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from deploykit.core.errors import ConversionError, InputError, UsageError
+from deploykit.core.types import TensorSpec
 from deploykit.runners.base import Runner
 from deploykit.runners.executorch_child import receive_frame, send_frame
-from deploykit.core.types import TensorSpec
 
 # What the runtime prints on every start: cpuinfo probing, the thread pool, torchao's optional CUDA
 # kernels, torch's glog-style warnings (I/W/E + MMDD time ...). Kept out of error messages.

@@ -71,6 +71,7 @@ def _prepared(path: str, threads: int, xnnpack: bool):
     import time
 
     import numpy as np
+
     from deploykit.formats.litert_facade import interpreter as open_interpreter
 
     started = time.perf_counter()
@@ -120,6 +121,7 @@ def _child(request: dict) -> dict:
     import resource
 
     import numpy  # noqa: F401  (imported before the baseline: model_rss_mb leaves the runtime out)
+
     from deploykit.formats.litert_facade import preload
 
     preload()

@@ -17,8 +17,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from deploykit.core.errors import InputError, UnsupportedOperatorError, UsageError
-from deploykit.runners.base import Intermediate, Runner
 from deploykit.core.types import TensorSpec
+from deploykit.runners.base import Intermediate, Runner
 
 
 class LiteRTRunner(Runner):

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from deploykit.core.errors import UsageError
-from deploykit.runners.base import Intermediate, Runner
 from deploykit.core.types import SourceModel
+from deploykit.runners.base import Intermediate, Runner
 
 
 class OnnxRuntimeRunner(Runner):

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.core.errors import InputError, UnsafeInputError
-
 from deploykit.formats import coremltools_facade
+
 from .values import DType, unpack_bits
 
 SENTINEL = 0xDEADBEEF

@@ -18,8 +18,8 @@ _NAMESPACE = uuid.UUID("6f1b4c8e-2d5a-4e7b-9c3f-0a1d2e3f4b5c")
 
 
 def make_reproducible(package: Path) -> None:
-    from deploykit.formats.coreml.metadata import read_spec, spec_path
     from deploykit.core.atomic import write_bytes_atomic
+    from deploykit.formats.coreml.metadata import read_spec, spec_path
 
     manifest_path = package / "Manifest.json"
     manifest = json.loads(manifest_path.read_text("utf-8"))

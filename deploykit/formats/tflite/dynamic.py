@@ -13,9 +13,8 @@ import numpy as np
 
 
 def mark_dynamic_outputs(data: bytes, inputs) -> bytes:
-    from deploykit.formats.litert_facade import interpreter as open_interpreter
-
     from deploykit.core.flexible import flexible_of
+    from deploykit.formats.litert_facade import interpreter as open_interpreter
     from deploykit.formats.tflite.flatbuffer import read_model, write_model
 
     bounds = [flexible_of(s).dim_bounds if flexible_of(s) else tuple((d, d) for d in s.shape) for s in inputs]

@@ -1,6 +1,7 @@
 """Edit a .tflite flatbuffer with the LiteRT schema's object API (no TensorFlow import)."""
 
 from __future__ import annotations
+
 from deploykit.formats import litert_facade
 
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploykit.core.types import ModelDescription
-from deploykit.formats.tflite.flatbuffer import read_model, write_model
 from deploykit.formats import litert_facade
+from deploykit.formats.tflite.flatbuffer import read_model, write_model
 
 METADATA_NAME = b"TFLITE_METADATA"
 DEPLOYKIT_NAME = b"deploykit"

@@ -12,8 +12,8 @@ import json
 import zipfile
 from typing import Any
 
-from deploykit.formats.tflite.metadata import DEPLOYKIT_NAME, METADATA_NAME
 from deploykit.formats import litert_facade
+from deploykit.formats.tflite.metadata import DEPLOYKIT_NAME, METADATA_NAME
 
 
 def metadata_entries(data: bytes) -> dict[str, bytes]:
@@ -138,6 +138,7 @@ def runs_identically(original: bytes, embedded: bytes, seed: int = 0) -> bool | 
 
 def _run(data: bytes, seed: int):
     import numpy as np
+
     from deploykit.formats.litert_facade import interpreter as open_interpreter
 
     interpreter = open_interpreter(content=data, threads=1)

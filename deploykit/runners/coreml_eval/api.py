@@ -10,8 +10,9 @@ from typing import Any, Literal, Mapping, overload
 
 import numpy as np
 
-from . import ops
 from deploykit.formats.coreml.package import BlobStore, load_model, locate
+
+from . import ops
 from .program import Program, compile_model, run
 
 _CACHE_SIZE = 4

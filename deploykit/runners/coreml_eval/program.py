@@ -28,10 +28,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from deploykit.core.errors import InputError, UnsupportedOperatorError, UsageError
+from deploykit.formats.coreml.values import decode_value, public, tensor_type, to_runtime
 
 from . import ops
 from .args import Args, Binding, OpNode, TensorDecl
-from deploykit.formats.coreml.values import decode_value, public, tensor_type, to_runtime
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deploykit.runners.base import Intermediate, Runner
 from deploykit.core.types import TensorSpec
+from deploykit.runners.base import Intermediate, Runner
 
 from .api import cached_program
 from .program import Program, run

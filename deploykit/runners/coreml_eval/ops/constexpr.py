@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.formats.coreml.values import BY_NAME, to_runtime, unpack_bits
+
 from .registry import register
 
 
