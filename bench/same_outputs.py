@@ -11,8 +11,9 @@ example project's model, labels and pictures made once, one signing key, and the
   (Keras digits with pixel input and labels; PyTorch MTCNN O-Net to TFLite, Core ML and ExecuTorch; ONNX
   PP-OCR direction classifier and SqueezeNet with int8): each ``deploykit-report.json``.
 
-Records must be identical except for timings (``TIMING`` keys) and the checkout's own paths; bundles must be
-byte-identical. Writes ``bench/results/same_outputs-<tag>.md`` and exits 1 when anything differs.
+Records must be identical except for timings (``TIMING`` keys), the checkout's own paths and Keras' automatic
+tensor names (``keras_tensor_N``: a process-wide counter, so a build's worker processes number them in whatever
+order they happen to run jobs); bundles must be byte-identical. Writes ``bench/results/same_outputs-<tag>.md`` and exits 1 when anything differs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "bench" / "corpus" / "models"
+KERAS_TENSOR = re.compile(r"\bkeras_tensor_\d+\b")
 TIMING = {"total_seconds", "conversion_seconds", "seconds", "export_seconds", "latency", "load_ms", "median_ms",
           "p90_ms", "mean_ms", "min_ms", "expires"}
 
@@ -79,6 +82,7 @@ def normalized(value, roots: tuple[str, ...]):
     if isinstance(value, str):
         for root in roots:
             value = value.replace(root, "<checkout>")
+        return KERAS_TENSOR.sub("keras_tensor_N", value)
     return value
 
 
