@@ -19,6 +19,7 @@ from deploykit.cli.options import (
     Samples,
     Seed,
     Std,
+    StrictParity,
     Verbose,
     Weights,
 )
@@ -32,7 +33,7 @@ Each artifact appears only when complete. When a target fails, the others are st
 
 [bold]report.html[/] beside the record shows it as one self-contained page (no network needed): the source's figures, a table of the variants with size, parity and host latency (TFLite measured with LiteRT; Core ML an estimate, no Core ML runtime off Apple hardware) and plots of size against error, error per output, latency and, with --localize, the per-layer divergence. See docs/report.md.
 
-ONNX models go to Core ML directly with onnx2coreml (the ONNX layout is kept) and to TFLite with onnx2tf; when a converter fails or its artifact fails parity, the next remedy of a fixed ladder is tried (see docs/conversion.md). Every attempt is in the record; --verbose shows them as they run.
+Every (source, target) path is a ladder of routes: PyTorch -> Core ML tries jit.trace, then torch.export, then onnx (the model exported to ONNX, then onnx2coreml); Keras -> Core ML coremltools, then onnx (tf2onnx); PyTorch and Keras -> TFLite their own converter, then onnx (onnx2tf); ONNX models go to Core ML with onnx2coreml and to TFLite with onnx2tf, each with its remedies. The first artifact that converts and passes parity is kept (see docs/conversion.md). Every attempt is in the record; --verbose shows them as they run; --route forces one.
 
 [bold]Sources[/]: .keras (loaded with safe_mode=True), a SavedModel directory, .h5 (only with --allow-h5),
 .pt2 (torch.export.save), TorchScript (torch.jit.save), a Python entry point path/to/net.py:build or
@@ -47,6 +48,8 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
   deploykit convert nets.py:build_classifier --weights weights.pth --input 1x3x224x224 --out dist/
 
   deploykit convert model.onnx --input images=1x3x320x320 --json > record.json
+
+  deploykit convert ghostnet.pt2 --to coreml --route onnx --verbose
 
 [bold]ExecuTorch[/] (.pte for PyTorch-native apps; PyTorch sources; see docs/executorch.md)
 
@@ -119,6 +122,11 @@ def convert(
         "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
     strict_graph: Annotated[bool, typer.Option(
         "--strict-graph", help="Fail when an artifact keeps a foldable batchnorm or an unfused activation.")] = False,
+    route: Annotated[Optional[list[str]], typer.Option(
+        "--route", metavar="[TARGET=]NAME",
+        help="Take only this route of the ladder (and its remedies): e.g. onnx, torch.export, jit.trace, litert-torch, "
+             "coremltools, tflite-converter, onnx:onnx2coreml; coreml=onnx for one target. An unknown name lists the "
+             "path's routes.")] = None,
     allow_flex: Annotated[bool, typer.Option(
         "--allow-flex", help="Write TFLite artifacts that need Select-TF (Flex) ops anyway; stock LiteRT cannot run "
                              "them (the app must link the Select-TF ops library). Marked in the record.")] = False,
@@ -161,6 +169,7 @@ def convert(
         "--classifier-output", help="With --labels: the output holding the class scores (default: the only output). A score vector (N, 1xN) makes a Core ML classifier; a detector's scores (1 x boxes x classes) get the labels on their class axis as metadata (docs/labels.md).")] = None,
     seed: Seed = 0,
     localize: Localize = False,
+    strict_parity: StrictParity = False,
     verbose: Verbose = False,
     json_output: JsonOutput = False,
     quiet: Quiet = False,
@@ -187,7 +196,8 @@ def convert(
         for note in skipped_schemes(quantize, parse_targets(to)):
             terminal().print(f"[yellow]note[/] {note}")
     checks = VerifyOptions(samples=samples, data=data, mean=None if image_input else parse_floats(mean, "--mean"),
-                           std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize)
+                           std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize,
+                           strict=strict_parity)
     images = ImageInputOptions(tuple(image_input), color, pixel_range, parse_floats(mean, "--mean"),
                                parse_floats(std, "--std"), image_input_dtype, resize, crop_fraction, interpolation,
                                letterbox_fill) if image_input else None
@@ -197,7 +207,7 @@ def convert(
                   lut_group_size=lut_group_size, lut_budget=lut_budget, passes=passes, strict_graph=strict_graph,
                   verify=not no_verify, verify_options=checks, allow_flex=allow_flex, all_or_nothing=all_or_nothing,
                   image_inputs=images, classifier=ClassifierOptions(labels, classifier_output) if labels else None,
-                  executorch_backend=executorch_backend, verbose=verbose)
+                  executorch_backend=executorch_backend, route=route, verbose=verbose)
     report = run_convert(job, progress=StepProgress(quiet=quiet or json_output))
     if json_output:
         stdout_json(report.to_json())

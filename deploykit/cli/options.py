@@ -26,6 +26,8 @@ Mean = Annotated[Optional[str], typer.Option("--mean", help="Parity check: per-c
 Std = Annotated[Optional[str], typer.Option("--std", help="Parity check: per-channel std for --data images in [0, 1] units, e.g. 0.229,0.224,0.225. With --image-input: the model's own preprocessing, in --pixel-range units.")]
 Seed = Annotated[int, typer.Option("--seed", help="Parity check: seed of the random inputs.")]
 Localize = Annotated[bool, typer.Option("--localize", help="Parity check: on failure, name the first layer where source and artifact diverge.")]
+StrictParity = Annotated[bool, typer.Option(
+    "--strict-parity", help="Parity check: fail (exit 1) when the verdict is inconclusive, i.e. the only failures are on inputs where the source's own output moves more than the tolerance under a 1e-7 input change. By default that is a warning and exit 0.")]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry-point source (loaded with weights_only=True).")]
 AllowH5 = Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras file. It ignores safe mode: only for files you trust.")]
 

@@ -7,6 +7,7 @@ from deploykit.parity.report import fmt
 # Columns of the terminal table (one metric, or two joined by "/"); every metric is in the JSON report.
 COLUMNS = (("max abs", ("max_abs_error",)), ("max rel", ("max_rel_error",)), ("mean abs", ("mean_abs_error",)),
            ("cosine", ("cosine_similarity",)), ("SNR dB", ("snr_db",)), ("top-1/5", ("top1_agreement", "top5_agreement")))
+VERDICTS = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "inconclusive": "[yellow]inconclusive[/]"}
 
 
 def table(report):
@@ -14,7 +15,8 @@ def table(report):
     from rich import box
     from rich.table import Table
 
-    verdict = "[green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
+    verdict = {"passed": "[green]PASS[/]", "failed": "[bold red]FAIL[/]",
+               "inconclusive": "[bold yellow]INCONCLUSIVE[/]"}[report.status]
     title = f"{verdict} {report.artifact} · profile {report.profile}"
     grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     grid.add_column("output", overflow="fold")
@@ -28,7 +30,7 @@ def table(report):
             parts = [fmt(output.metrics.get(m)) for m in metrics]
             text = "/".join(f"[red]{p}[/]" if m in failed else p for m, p in zip(metrics, parts))
             cells.append("-" if all(p == "-" for p in parts) else text)
-        grid.add_row(output.name, *cells, "[green]pass[/]" if output.passed else "[red]FAIL[/]")
+        grid.add_row(output.name, *cells, VERDICTS[output.status])
     return grid
 
 
@@ -63,8 +65,25 @@ def print_report(report, console=None, verbose: bool = False) -> None:
             if output.problem:
                 console.print(f"[red]✗[/] {output.name}: {output.problem}")
             for check in output.failed_checks:
-                console.print(f"[red]✗[/] {output.name}: {check.metric} = {fmt(check.value)}, limit "
-                              f"{'<=' if check.bound == 'max' else '>='} {fmt(check.limit)} [dim]({check.reason})[/]")
+                limit = fmt(check.limit) if check.effective_limit is None else (
+                    f"{fmt(check.effective_limit)} (the source's own noise; profile {fmt(check.limit)})")
+                mark = "[yellow]?[/]" if check.inconclusive else "[red]✗[/]"
+                console.print(f"{mark} {output.name}: {check.metric} = {fmt(check.value)}, limit "
+                              f"{'<=' if check.bound == 'max' else '>='} {limit} [dim]({check.reason})[/]")
+    for output in report.outputs:
+        if verbose and "source_noise" in output.metrics:
+            console.print(f"[dim]{output.name}: the source's own noise on these inputs (1e-7 input change): "
+                          f"{fmt(output.metrics['source_noise'])} of the output's scale[/]")
+        if output.ill_conditioned:
+            console.print(f"[yellow]ill-conditioned input[/] {output.name}: on sample(s) "
+                          f"{', '.join(map(str, output.ill_conditioned))} the source itself moves by up to "
+                          f"{fmt(output.metrics.get('source_noise'))} of the output's scale under a 1e-7 input change; "
+                          "pass --data for a sharper check")
+    conditioning = (report.inputs or {}).get("conditioning") or {}
+    if conditioning.get("why"):
+        console.print(f"[dim]inputs: {conditioning['why']}[/]")
+    for name, why in ((report.inputs or {}).get("domains") or {}).items():
+        console.print(f"[dim]inputs: {name} drawn from {report.inputs['distribution'].get(name)}: {why}[/]")
     loc = report.localization
     if loc is not None:
         colour = "yellow" if loc.status == "found" else "dim"

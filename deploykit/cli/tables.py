@@ -21,7 +21,10 @@ def _parity(summary) -> str:
         return "not checked"
     if "skipped" in summary:
         return "[yellow]not checked[/] (Select-TF ops)"
-    verdict = "[green]pass[/]" if summary.get("passed") else "[red]FAIL[/]"
+    if summary.get("status") == "inconclusive":
+        verdict = "[yellow]inconclusive[/]"
+    else:
+        verdict = "[green]pass[/]" if summary.get("passed") else "[red]FAIL[/]"
     sizes = summary.get("sizes")
     at = f" at {sum(e['passed'] for e in sizes)}/{len(sizes)} sizes" if sizes else ""
     return f"{verdict} {summary.get('profile')}{at}"
@@ -52,6 +55,33 @@ def print_conversion(report, out_dir: Path) -> None:
     for artifact in report.artifacts:
         for change in artifact.layout_changes:
             console.print(f"[yellow]layout[/] {artifact.path}: {change}")
+    for artifact in report.artifacts:
+        for line in conditioning_lines(artifact.path, artifact.parity or {}):
+            console.print(line)
     console.print(f"record: {Path(out_dir) / 'deploykit-report.json'}")
     if (Path(out_dir) / "report.html").is_file():
         console.print(f"report: {Path(out_dir) / 'report.html'}")
+
+
+def conditioning_lines(name: str, summary: dict) -> list[str]:
+    """Warnings for an artifact whose check met the source's own noise: inconclusive, ill-conditioned samples,
+    limits the noise widened, other inputs than the defaults."""
+    from deploykit.parity.conditioning import MULTIPLE
+    from deploykit.pipeline.outcome import INCONCLUSIVE_HINT
+
+    lines = []
+    if summary.get("status") == "inconclusive":
+        lines.append(f"[yellow]warning[/] {name}: parity inconclusive ({INCONCLUSIVE_HINT}; --strict-parity makes it fail)")
+    for output, entry in (summary.get("outputs") or {}).items():
+        ill = entry.get("ill_conditioned_samples")
+        if ill:
+            lines.append(f"[yellow]ill-conditioned input[/] {name}: {output}: on sample(s) {', '.join(map(str, ill))} the "
+                         f"source itself moves by up to {entry.get('source_noise', 0):.2g} of the output's scale under a "
+                         "1e-7 input change; pass --data for a sharper check")
+        if entry.get("effective_max_rel_error") is not None:
+            lines.append(f"[dim]{name}: {output}: max_rel_error judged against {entry['effective_max_rel_error']:.2g}, "
+                         f"{MULTIPLE:g} x the source's own noise (wider than the profile's bound)[/]")
+    why = (summary.get("input_conditioning") or {}).get("why")
+    if why:
+        lines.append(f"[dim]{name}: parity inputs: {why}[/]")
+    return lines

@@ -26,6 +26,7 @@ class ConvertOptions:
     coreml_fp32_ops: tuple[str, ...] = ()  # ops (saved names) an fp16 program keeps in float32 (quantize.fp16_mixed)
     allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
     executorch_backend: str = "xnnpack"  # --executorch-backend: xnnpack | coreml | portable
+    routes: tuple[tuple[str, str], ...] = ()  # --route: (target or "*", route name) pairs (``parse_routes``)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,28 @@ def check_coreml_target(value: str) -> str:
         if value.lower() == known.lower():
             return known
     raise UsageError(f"unknown Core ML deployment target {value!r}", hint=f"one of {', '.join(COREML_TARGETS)}")
+
+
+def parse_routes(values, targets) -> tuple[tuple[str, str], ...]:
+    """``--route`` values: ``NAME`` (every target asked for) or ``TARGET=NAME``, comma-separated or repeated."""
+    items = [item.strip() for value in ([values] if isinstance(values, str) else values or ()) for item in value.split(",")]
+    routes = []
+    for item in filter(None, items):
+        target, _, name = item.rpartition("=")
+        if target and target not in targets:
+            raise UsageError(f"--route {item}: {target!r} is not a target of this conversion",
+                             hint=f"targets asked for: {', '.join(targets)}")
+        if not name:
+            raise UsageError(f"--route {item}: no route name", hint="e.g. --route onnx or --route coreml=torch.export")
+        routes.append((target or "*", name))
+    return tuple(routes)
+
+
+def route_for(options: ConvertOptions, target: str) -> str | None:
+    """The route ``--route`` forces for ``target``, or None (the whole ladder)."""
+    named = [name for where, name in options.routes if where == target]
+    anywhere = [name for where, name in options.routes if where == "*"]
+    return (named or anywhere or [None])[0]
 
 
 def path_for(framework: str, target: str) -> ConvertFn:

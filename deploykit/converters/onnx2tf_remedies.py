@@ -164,8 +164,13 @@ def _rewrite(name: str, **params):
 
 
 def _params(make: Callable[[GraphFacts], dict]):
+    """A remedy that sets onnx2tf options; a list option adds to the list the settings have (names to keep)."""
     def add(settings: Settings, facts: GraphFacts) -> Settings:
-        return replace(settings, params={**settings.params, **make(facts)})
+        params = dict(settings.params)
+        for key, value in make(facts).items():
+            before = params.get(key)
+            params[key] = list(dict.fromkeys(before + value)) if isinstance(before, list) and isinstance(value, list) else value
+        return replace(settings, params=params)
 
     return add
 
@@ -199,9 +204,9 @@ REMEDIES: tuple[Remedy, ...] = (
 )
 
 
-def ladder(facts: GraphFacts) -> list[tuple[str, str, Settings]]:
-    """(rung name, why, settings) for plain onnx2tf and then each applicable remedy, cumulatively."""
-    settings = Settings()
+def ladder(facts: GraphFacts, base: Settings = Settings()) -> list[tuple[str, str, Settings]]:
+    """(rung name, why, settings) for plain onnx2tf (with ``base``) and then each applicable remedy, cumulatively."""
+    settings = base
     rungs = [("onnx2tf", "onnx2tf's defaults on the prepared graph", settings)]
     for remedy in REMEDIES:
         if remedy.applies(facts):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.converters import Converted
-from deploykit.converters.ladder import Rung, climb
+from deploykit.converters import Converted, route_for
+from deploykit.converters.ladder import Rung, climb, select
 from deploykit.core.flexible import has_flexible, refuse
 from deploykit.formats import coremltools_facade
 
@@ -32,15 +32,12 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     if has_flexible(source.inputs):
         raise refuse(source, "onnx->coreml (onnx2coreml)", "onnx2coreml lowers static shapes only")
     variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
-    ladder = rungs(source, options, workspace)
-    kept = workspace.products.get(("coreml-rung", source.path))
-    if kept is not None:
-        # The fp16 base (and the variants compressed from it) takes the fp32 artifact's route: the routes give
-        # different layouts (NCHW direct, NHWC fallback), and an app's interface must not change between variants.
-        ladder = [r for r in ladder if r.name == kept]
-    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant)
-    workspace.products.setdefault(("coreml-rung", source.path),
-                                  next(a.name for a in climbed.attempts if a.converter == climbed.converter))
+    route = route_for(options, "coreml")
+    ladder = select(rungs(source, options, workspace), route, "ONNX -> Core ML")
+    # The fp16 base (and the variants compressed from it) takes the fp32 artifact's route: the routes give
+    # different layouts (NCHW direct, NHWC fallback), and an app's interface must not change between variants.
+    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant, route=route,
+                    remember=("coreml-route", source.path))
     return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
 
 
@@ -65,22 +62,14 @@ def _direct(source, path: Path, options, workspace) -> None:
 
 def _with_safe_names(model, feature_names):
     """A copy of ``model`` whose graph inputs and outputs have identifier-safe names."""
-    import onnx
+    from deploykit.converters.onnx_names import renamed
 
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [v.name for v in graph.input if v.name not in initializers]
     outputs = [v.name for v in graph.output]
     mapping = {old: new for old, new in zip(inputs + outputs, feature_names(inputs + outputs)) if old != new}
-    if not mapping:
-        return model
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    graph = copy.graph
-    for value in list(graph.input) + list(graph.output):
-        value.name = mapping.get(value.name, value.name)
-    _rename_nodes(graph, mapping)
-    return copy
+    return renamed(model, mapping) if mapping else model
 
 
 def _with_branch_weights(model):
@@ -105,19 +94,6 @@ def _with_branch_weights(model):
                 read = {name for n in sub.node for name in n.input}
                 sub.initializer.extend(weights[name] for name in sorted(read - own) if name in weights)
     return copy
-
-
-def _rename_nodes(graph, mapping) -> None:
-    """Rename references in ``graph``'s nodes and, recursively, in their subgraphs (If / Loop branches read
-    outer names)."""
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            node.input[i] = mapping.get(name, name)
-        for i, name in enumerate(node.output):
-            node.output[i] = mapping.get(name, name)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                _rename_nodes(sub, mapping)
 
 
 def _via_onnx2tf(source, path: Path, options, workspace) -> None:

@@ -19,8 +19,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from deploykit.converters import Converted
-from deploykit.converters.ladder import Rung, climb
+from deploykit.converters import Converted, route_for
+from deploykit.converters.ladder import Rung, climb, select
 from deploykit.converters.onnx2tf_facade import named_tflite, run_onnx2tf_isolated
 from deploykit.core.errors import ConversionError, DeployKitError
 from deploykit.core.flexible import has_flexible, refuse
@@ -35,12 +35,14 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     """Climb the ladder; the pipeline installs ``workspace.check`` (fp32 parity) and ``progress``."""
     if has_flexible(source.inputs):
         raise refuse(source, "onnx->tflite (onnx2tf)", "onnx2tf's layout rewrites need every dimension known")
-    climbed = climb(rungs(source, options, workspace), out_path, "tflite", _FlexAware(workspace, options.allow_flex))
+    route = route_for(options, "tflite")
+    ladder = select(rungs(source, options, workspace), route, "ONNX -> TFLite")
+    climbed = climb(ladder, out_path, "tflite", FlexAware(workspace, options.allow_flex), route=route)
     return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path),
                      attempts=climbed.attempts, parity=climbed.parity)
 
 
-class _FlexAware:
+class FlexAware:
     """The workspace as climb sees it: its parity check leaves allowed Flex candidates unchecked
     (stock LiteRT, which runs the check, cannot load them)."""
 
@@ -60,13 +62,17 @@ def flex_notes(path: Path) -> tuple[str, ...]:
             "so its parity was not checked",)
 
 
-def rungs(source, options, workspace) -> list[Rung]:
-    from deploykit.converters.onnx2tf_remedies import GraphFacts, ladder
+def rungs(source, options, workspace, keep_input_shapes: bool = False) -> list[Rung]:
+    """``keep_input_shapes``: the graph's inputs are already in the layout the artifact should take (an ONNX
+    export of a channels-last Keras model), so onnx2tf keeps every input shape instead of guessing NCHW."""
+    from deploykit.converters.onnx2tf_remedies import GraphFacts, Settings, ladder
     from deploykit.converters.onnx_prepare import prepared
 
     ready = prepared(source, workspace)
     facts = GraphFacts.of(ready.model)
-    plan = ladder(facts)
+    base = Settings(params={"keep_shape_absolutely_input_names": [t.name for t in source.inputs]}) \
+        if keep_input_shapes else Settings()
+    plan = ladder(facts, base)
     tried = _flex_remedy_text(plan)
     result = []
     for index, (name, why, settings) in enumerate(plan):

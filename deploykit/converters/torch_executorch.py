@@ -29,7 +29,7 @@ from deploykit.converters.executorch_record import (
     slow_warning,
 )
 from deploykit.core.atomic import write_bytes_atomic
-from deploykit.core.errors import ConversionError, InputError, UnsupportedOperatorError, UsageError, first_line
+from deploykit.core.errors import ConversionError, UnsupportedOperatorError, UsageError, first_line
 from deploykit.core.types import TensorSpec
 from deploykit.loaders.torch_export import exported_program
 

@@ -1,7 +1,11 @@
-"""PyTorch -> TFLite with litert-torch (Google's maintained path, successor of ai-edge-torch).
+"""PyTorch -> TFLite: a ladder of two routes, the first whose artifact converts and passes parity kept.
 
-litert-torch refuses TorchScript, so a TorchScript source goes TorchScript -> ONNX (the TorchScript
-ONNX exporter, which accepts ScriptModules) -> onnx2tf, and its inputs become NHWC.
+1. ``litert-torch``: Google's maintained path (successor of ai-edge-torch), from the module or program.
+2. ``onnx``: the module exported to ONNX (``converters.onnx_export``), then the ONNX -> TFLite ladder
+   (onnx2tf and its remedies); its inputs become NHWC, recorded as such and transposed by the checks.
+
+litert-torch refuses TorchScript, so a TorchScript source takes the ONNX route only (the TorchScript ONNX
+exporter, which accepts ScriptModules). Inputs with flexible sizes take the litert-torch route only.
 """
 
 from __future__ import annotations
@@ -9,27 +13,45 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from deploykit.converters import Converted
+from deploykit.converters import Converted, route_for
+from deploykit.converters.ladder import Rung, climb, select
 from deploykit.core.errors import ConversionError, UnsupportedOperatorError
 from deploykit.core.flexible import has_flexible, refuse
 
 LABEL = "torch->tflite (litert-torch)"
-LABEL_SCRIPT = "torchscript->onnx->tflite (torch.onnx + onnx2tf)"
+
+
+def rungs(source, options, workspace) -> list[Rung]:
+    from deploykit.converters.onnx_export import onnx_route
+
+    ladder = []
+    if not source.handle["torchscript"]:
+        ladder.append(Rung("litert-torch", LABEL, lambda path: _via_litert(source, path), "litert-torch"))
+    if not has_flexible(source.inputs):
+        ladder.append(onnx_route(source, "tflite", options, workspace))
+    return ladder
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
+    from deploykit.converters.onnx_tflite import FlexAware, flex_notes
+
+    if source.handle["torchscript"] and has_flexible(source.inputs):
+        raise refuse(source, "torchscript->onnx->tflite", "a TorchScript module is exported to ONNX and onnx2tf, "
+                                                          "which need every dimension known")
+    route = route_for(options, "tflite")
+    ladder = select(rungs(source, options, workspace), route, "PyTorch -> TFLite")
+    climbed = climb(ladder, out_path, "tflite", FlexAware(workspace, options.allow_flex), route=route)
+    return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path), attempts=climbed.attempts,
+                     parity=climbed.parity)
+
+
+def _via_litert(source, out_path: Path) -> None:
+    from deploykit.converters.litert_torch_facade import export_tflite
+    from deploykit.formats.tflite.flatbuffer import set_signature
     from deploykit.loaders.torch_loader import example_tensors
 
     module = source.handle["module"]
     examples = example_tensors(source.inputs)
-    if source.handle["torchscript"]:
-        if has_flexible(source.inputs):
-            raise refuse(source, LABEL_SCRIPT, "a TorchScript module is exported to ONNX and onnx2tf, which need "
-                                               "every dimension known")
-        return _via_onnx(source, module, examples, out_path, workspace)
-    from deploykit.converters.litert_torch_facade import export_tflite
-    from deploykit.formats.tflite.flatbuffer import set_signature
-
     staging = out_path.with_suffix(".litert.tflite")
     try:
         if has_flexible(source.inputs):
@@ -38,6 +60,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
         else:
             export_tflite(module, examples, staging)
     except Exception as exc:
+        staging.unlink(missing_ok=True)
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
         if has_flexible(source.inputs) and ("Constraints violated" in text or "specializ" in text):
             raise ConversionError(f"{LABEL}: torch.export cannot keep the flexible sizes: {text}{_suggestion(exc)}",
@@ -54,7 +77,6 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
         named = mark_dynamic_outputs(named, source.inputs)
     out_path.write_bytes(named)
     staging.unlink()
-    return Converted(out_path, LABEL)
 
 
 def dynamic_examples(inputs):
@@ -62,7 +84,6 @@ def dynamic_examples(inputs):
 
     torch.export specialises an example dimension of 0 or 1 to a constant, so a flexible dimension's
     example is at least 2 (the low end of a (1..8) batch would freeze it at 1)."""
-    import torch
 
     from deploykit.core.flexible import flexible_of
     from deploykit.loaders.torch_loader import example_tensors
@@ -120,27 +141,3 @@ def _export_dim(name: str, flexible, axis: int):
 
 def _identifier(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name) or "input"
-
-
-def _via_onnx(source, module, examples, out_path: Path, workspace) -> Converted:
-    from deploykit.converters.onnx2tf_facade import named_tflite, onnx2tf_output
-
-    onnx_path = export_torchscript_to_onnx(source, module, examples, workspace)
-    out_path.write_bytes(named_tflite(onnx2tf_output(str(onnx_path), source.inputs, workspace), source))
-    return Converted(out_path, LABEL_SCRIPT)
-
-
-def export_torchscript_to_onnx(source, module, examples, workspace) -> Path:
-    import torch
-
-    path = workspace.root / f"{source.name}.onnx"
-    if path.exists():
-        return path
-    try:
-        torch.onnx.export(module, examples, str(path), dynamo=False, opset_version=17,
-                          input_names=[t.name for t in source.inputs], output_names=[t.name for t in source.outputs])
-    except Exception as exc:
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
-        raise UnsupportedOperatorError(f"{LABEL_SCRIPT}: exporting the TorchScript module to ONNX failed: {text}",
-                                       hint="export the model with torch.export.save to a .pt2 file instead") from exc
-    return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 from deploykit.core.errors import InputError
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
-from deploykit.inspection.rules import conv_layer_type, conv_macs, elements, matmul_macs, transposed_conv_macs
+from deploykit.inspection.rules import conv_layer_type, conv_macs, matmul_macs, transposed_conv_macs
 
 # (positional index of weight, bias, groups) per convolution overload; transposed flag where it has one.
 _CONVS = {

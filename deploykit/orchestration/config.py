@@ -16,10 +16,9 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from deploykit.core.errors import UsageError
-from deploykit.orchestration.settings import BuildConfig, ModelConfig, model_config, publish_settings, signing_settings
+from deploykit.orchestration.settings import BuildConfig, model_config, publish_settings, signing_settings
 from deploykit.targets import DEFAULT
 from deploykit.targets import TARGETS as CATALOGUE
 

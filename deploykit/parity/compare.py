@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.parity import metrics as M
+from deploykit.parity.conditioning import CONDITIONING_BOUND, MULTIPLE, judge
 from deploykit.parity.profiles import Profile
 
 SCHEMA = "deploykit.parity/1"
@@ -34,6 +35,11 @@ class Check:
     bound: str  # "max" | "min"
     passed: bool
     reason: str
+    # The limit in effect where the check was decided: the profile's, or MULTIPLE x the source's own noise on
+    # that sample when looser (``parity.conditioning``); ``noise`` is that sample's noise in this metric.
+    effective_limit: float | None = None
+    noise: float | None = None
+    inconclusive: bool = False  # failed only on samples where the source's own noise is beyond CHAOTIC
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,21 @@ class OutputResult:
     layout: str | None = None
     value_range: tuple[float, float] | None = None  # known from the source graph: errors scale by the range
 
+    ill_conditioned: tuple[int, ...] = ()  # samples whose own noise exceeds the profile's bound (parity.conditioning)
+
     @property
     def passed(self) -> bool:
         return self.problem is None and all(c.passed for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        """passed; failed; or inconclusive: every failed check failed only where the source's own noise makes
+        the comparison meaningless."""
+        if self.passed:
+            return "passed"
+        if self.problem is None and all(c.inconclusive for c in self.failed_checks):
+            return "inconclusive"
+        return "failed"
 
     @property
     def failed_checks(self) -> tuple[Check, ...]:
@@ -96,6 +114,15 @@ class ParityReport:
     def passed(self) -> bool:
         return self.problem is None and bool(self.outputs) and all(o.passed for o in self.outputs)
 
+    @property
+    def status(self) -> str:
+        """passed, failed, or inconclusive (no output failed; some could not be judged on these inputs)."""
+        if self.passed:
+            return "passed"
+        if self.problem is None and self.outputs and all(o.status != "failed" for o in self.outputs):
+            return "inconclusive"
+        return "failed"
+
     def __bool__(self) -> bool:
         return self.passed
 
@@ -105,7 +132,7 @@ class ParityReport:
 
     def to_json(self) -> dict[str, Any]:
         return _encode({
-            "schema": self.schema, "passed": self.passed, "source": self.source, "framework": self.framework,
+            "schema": self.schema, "passed": self.passed, "status": self.status, "source": self.source, "framework": self.framework,
             "artifact": self.artifact, "target": self.target, "profile": self.profile,
             "profile_origin": self.profile_origin, "runners": self.runners, "notes": list(self.notes),
             "inputs": self.inputs, "problem": self.problem, "seconds": self.seconds,
@@ -132,12 +159,17 @@ class ParityReport:
         keys = ("max_rel_error", "cosine_similarity", "snr_db", "top1_agreement")
         summary = {
             "passed": self.passed, "profile": self.profile, "samples": self.inputs.get("samples"),
+            **({"status": self.status} if self.status != ("passed" if self.passed else "failed") else {}),
             "inputs": self.inputs.get("kind"),
             "artifact_runner": self.runners.get("artifact"),
             "outputs": {o.name: {"passed": o.passed, **{k: o.metrics[k] for k in keys if k in o.metrics},
+                                 **_conditioning_summary(o),
                                  **({"value_range": list(o.value_range)} if o.value_range else {}),
                                  **({"problem": o.problem} if o.problem else {})} for o in self.outputs},
         }
+        for key in ("distribution", "domains", "conditioning"):  # what the inputs were and why (parity.reference)
+            if self.inputs.get(key):
+                summary[f"input_{key}"] = self.inputs[key]
         if self.problem:
             summary["problem"] = self.problem
         if self.localization is not None and self.localization.culprit:
@@ -152,12 +184,17 @@ class ParityReport:
 
 def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], profile: Profile,
                    overrides: dict | None = None, artifact_name: str | None = None, layout: str | None = None,
-                   value_range: tuple[float, float] | None = None) -> OutputResult:
+                   value_range: tuple[float, float] | None = None,
+                   noise: list[list[np.ndarray]] | None = None) -> OutputResult:
     """Metrics and verdict of one output over all samples (arrays already in the source's layout).
 
     ``value_range``: the range the source bounds this output to (``parity.ranges``). Its magnitude is
     then the least scale of max_rel_error and the peak of snr_db (a PSNR), so that a probability near
     zero is judged as a probability, not against its own tiny peak.
+
+    ``noise``: per sample, the source's own outputs under a tiny input perturbation (and in float64), in
+    the reference's form (``parity.conditioning``). Each sample's limits then widen to MULTIPLE x the
+    source's own noise where that is looser than the profile's.
     """
     shape = tuple(int(d) for d in refs[0].shape)
     nonfinite = {
@@ -167,23 +204,25 @@ def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], pr
     if any(o.shape != r.shape for r, o in zip(refs, outs)):
         return OutputResult(name, artifact_name, shape, {}, (), nonfinite,
                             problem=f"the artifact returns shape {outs[0].shape}, the source {refs[0].shape}", layout=layout)
-    per_sample = {m: [fn(r, o) for r, o in zip(refs, outs)] for m, (fn, _) in PER_SAMPLE.items()}
-    if value_range is not None:
-        magnitude = max(abs(value_range[0]), abs(value_range[1]))
-        per_sample["max_rel_error"] = [M.max_rel_error(r, o, magnitude) for r, o in zip(refs, outs)]
-        per_sample["snr_db"] = [M.snr_db(r, o, max(magnitude, M.output_scale(r))) for r, o in zip(refs, outs)]
+    per_sample = _per_sample(refs, outs, value_range)
+    noisy = _noise_per_sample(refs, noise, value_range)
     values = {m: float(PER_SAMPLE[m][1](v)) for m, v in per_sample.items()}
     values["output_scale"] = max(M.output_scale(r) for r in refs)
+    limit_rel = next((t.limit for t in profile.thresholds if t.metric == "max_rel_error"), CONDITIONING_BOUND)
+    ill = ()
+    if noisy is not None:
+        values["source_noise"] = max(noisy["max_rel_error"])
+        ill = tuple(i for i, n in enumerate(noisy["max_rel_error"]) if n > limit_rel)
     classifier = M.is_classifier_like(shape)
     if classifier:
         ref_rows, out_rows = np.concatenate(refs), np.concatenate(outs)
         tie = profile.tie_rel * values["output_scale"]
+        if noisy is not None:  # classes closer than the source's own noise are a tie too
+            tie = max(tie, MULTIPLE * max(noisy["max_abs_error"]))
         values["top1_agreement"] = M.topk_agreement(ref_rows, out_rows, 1, tie)
         values["top5_agreement"] = M.topk_agreement(ref_rows, out_rows, 5, tie)
-    checks = tuple(
-        Check(t.metric, values[t.metric], t.limit, t.bound, t.passes(values[t.metric]), t.reason)
-        for t in profile.thresholds_for(name, classifier, overrides) if t.metric in values
-    )
+    checks = tuple(_check(t, values, per_sample, noisy) for t in profile.thresholds_for(name, classifier, overrides)
+                   if t.metric in values)
     problem = None
     new_nan = nonfinite["artifact_nan"] - nonfinite["source_nan"]
     new_inf = nonfinite["artifact_inf"] - nonfinite["source_inf"]
@@ -194,12 +233,61 @@ def compare_output(name: str, refs: list[np.ndarray], outs: list[np.ndarray], pr
     failed_rel = any(c.metric == "max_rel_error" and not c.passed for c in checks)
     worst = (int(np.argmax(per_sample["max_rel_error"])) if failed_rel else int(np.argmin(per_sample["snr_db"]))) if refs else 0
     return OutputResult(name, artifact_name, shape, values, checks, nonfinite, worst, problem, layout,
-                        None if value_range is None else tuple(value_range))
+                        None if value_range is None else tuple(value_range), ill)
+
+
+def _per_sample(refs, outs, value_range) -> dict[str, list[float]]:
+    per_sample = {m: [fn(r, o) for r, o in zip(refs, outs)] for m, (fn, _) in PER_SAMPLE.items()}
+    if value_range is not None:
+        magnitude = max(abs(value_range[0]), abs(value_range[1]))
+        per_sample["max_rel_error"] = [M.max_rel_error(r, o, magnitude) for r, o in zip(refs, outs)]
+        per_sample["snr_db"] = [M.snr_db(r, o, max(magnitude, M.output_scale(r))) for r, o in zip(refs, outs)]
+    return per_sample
+
+
+def _noise_per_sample(refs, noise, value_range) -> dict[str, list[float]] | None:
+    """Each metric of the source's own noise per sample: its worst over the noise runs of that sample."""
+    if not noise or any(not runs for runs in noise) or any(r.shape != runs[0].shape for r, runs in zip(refs, noise)):
+        return None
+    per_run = [_per_sample([r] * len(runs), runs, value_range) for r, runs in zip(refs, noise)]
+    worst = {}
+    for metric, (_, aggregate) in PER_SAMPLE.items():
+        pick = min if aggregate is min else max
+        worst[metric] = [float(pick(run[metric])) for run in per_run]
+    return worst
+
+
+def _check(threshold, values, per_sample, noisy) -> Check:
+    value = values[threshold.metric]
+    if PER_SAMPLE.get(threshold.metric, (None, None))[1] not in (max, min):
+        # pooled metrics (top-k: the tie margin carries the noise) and averaged ones (mean_abs_error)
+        return Check(threshold.metric, value, threshold.limit, threshold.bound, threshold.passes(value), threshold.reason)
+    noise = None if noisy is None or threshold.exact else noisy[threshold.metric]
+    verdict = judge(threshold.metric, threshold.bound, threshold.limit, per_sample[threshold.metric], noise,
+                    None if noise is None else noisy["max_rel_error"])
+    widened = verdict.effective_limit != threshold.limit
+    return Check(threshold.metric, value, threshold.limit, threshold.bound, verdict.passed, threshold.reason,
+                 verdict.effective_limit if widened else None, verdict.noise, verdict.inconclusive and not verdict.passed)
+
+
+def _conditioning_summary(o: OutputResult) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if "source_noise" in o.metrics:
+        entry["source_noise"] = o.metrics["source_noise"]
+    widened = next((c for c in o.checks if c.metric == "max_rel_error" and c.effective_limit is not None), None)
+    if widened is not None:
+        entry["effective_max_rel_error"] = widened.effective_limit
+    if o.ill_conditioned:
+        entry["ill_conditioned_samples"] = list(o.ill_conditioned)
+    if o.status == "inconclusive":
+        entry["status"] = "inconclusive"
+    return entry
 
 
 def _output_json(o: OutputResult) -> dict[str, Any]:
     return {"name": o.name, "artifact_name": o.artifact_name, "shape": list(o.shape), "passed": o.passed,
-            "metrics": o.metrics, "checks": [vars(c) for c in o.checks], "nonfinite": o.nonfinite,
+            "status": o.status, "metrics": o.metrics, "checks": [vars(c) for c in o.checks], "nonfinite": o.nonfinite,
+            **({"ill_conditioned": list(o.ill_conditioned)} if o.ill_conditioned else {}),
             "worst_sample": o.worst_sample, "problem": o.problem, "layout": o.layout,
             **({"value_range": list(o.value_range)} if o.value_range is not None else {})}
 
@@ -207,8 +295,10 @@ def _output_json(o: OutputResult) -> dict[str, Any]:
 def _output_from_json(data: dict[str, Any]) -> OutputResult:
     return OutputResult(
         name=data["name"], artifact_name=data["artifact_name"], shape=tuple(data["shape"]), metrics=_numbers(data["metrics"]),
-        checks=tuple(Check(**{**c, "value": _number(c["value"]), "limit": _number(c["limit"])}) for c in data["checks"]),
-        nonfinite=data["nonfinite"],
+        checks=tuple(Check(**{**c, "value": _number(c["value"]), "limit": _number(c["limit"]),
+                              "effective_limit": _number(c.get("effective_limit")), "noise": _number(c.get("noise"))})
+                     for c in data["checks"]),
+        nonfinite=data["nonfinite"], ill_conditioned=tuple(data.get("ill_conditioned", ())),
         worst_sample=data["worst_sample"], problem=data["problem"], layout=data["layout"],
         value_range=tuple(data["value_range"]) if data.get("value_range") else None,
     )

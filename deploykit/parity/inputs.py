@@ -14,6 +14,9 @@ every machine:
   intersected with [-1, 1) when they overlap; otherwise the comparison would measure input
   clipping, not the model.
 - integer inputs: uniform integers in [0, 8); bool inputs: a fair coin.
+- an input whose domain the model states (``loaders.input_domain``: a Keras ``Rescaling`` or
+  ``Normalization`` first layer, token ids of an embedding table) is drawn uniformly on that domain
+  instead, and the record says why.
 
 Real data (``data=``):
 
@@ -58,36 +61,51 @@ class InputSet:
         return len(self.samples)
 
 
-def random_inputs(specs, *, samples: int = 8, seed: int = 0, ranges: dict[str, tuple[float, float]] | None = None) -> InputSet:
-    """``samples`` seeded random samples for ``specs`` (see the module docstring for the distribution)."""
+def random_inputs(specs, *, samples: int = 8, seed: int = 0, ranges: dict[str, tuple[float, float]] | None = None,
+                  domains: dict | None = None) -> InputSet:
+    """``samples`` seeded random samples for ``specs`` (see the module docstring for the distribution).
+
+    ``ranges``: the float range per input (quantized inputs); ``domains``: ``loaders.input_domain.InputDomain``
+    per input, where the model states one (used where ``ranges`` names none)."""
     if samples < 1:
         raise UsageError(f"--samples must be at least 1 for random inputs, got {samples}")
-    ranges = ranges or {}
+    domains = domains or {}
+    ranges = {**{name: (d.low, d.high) for name, d in domains.items()}, **(ranges or {})}
     rng = np.random.default_rng(seed)
     drawn = []
     for _ in range(samples):
         sample = {}
         for spec in specs:
-            sample[spec.name] = _draw(rng, spec, ranges.get(spec.name, FLOAT_RANGE))
+            sample[spec.name] = _draw(rng, spec, ranges.get(spec.name))
         drawn.append(sample)
-    described = {s.name: _describe(s, ranges.get(s.name, FLOAT_RANGE)) for s in specs}
-    return InputSet(tuple(drawn), {"kind": "random", "seed": seed, "samples": samples, "distribution": described})
+    described = {s.name: _describe(s, ranges.get(s.name)) for s in specs}
+    origin = {"kind": "random", "seed": seed, "samples": samples, "distribution": described}
+    why = {s.name: domains[s.name].why for s in specs if s.name in domains}
+    if why:
+        origin["domains"] = why
+    return InputSet(tuple(drawn), origin)
 
 
-def _draw(rng, spec: TensorSpec, float_range) -> np.ndarray:
+def _draw(rng, spec: TensorSpec, value_range) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     if dtype.kind == "f":
-        return rng.uniform(float_range[0], float_range[1], spec.shape).astype(dtype)
+        low, high = value_range or FLOAT_RANGE
+        return rng.uniform(low, high, spec.shape).astype(dtype)
     if dtype.kind == "b":
         return rng.integers(0, 2, spec.shape).astype(bool)
-    return rng.integers(INT_RANGE[0], INT_RANGE[1], spec.shape).astype(dtype)
+    low, high = value_range or INT_RANGE
+    return rng.integers(int(low), max(int(high), int(low) + 1), spec.shape).astype(dtype)
 
 
-def _describe(spec: TensorSpec, float_range) -> str:
+def _describe(spec: TensorSpec, value_range) -> str:
     kind = np.dtype(spec.dtype).kind
     if kind == "f":
-        return f"uniform [{float_range[0]:.6g}, {float_range[1]:.6g})"
-    return "fair coin" if kind == "b" else f"uniform integers [{INT_RANGE[0]}, {INT_RANGE[1]})"
+        low, high = value_range or FLOAT_RANGE
+        return f"uniform [{low:.6g}, {high:.6g})"
+    if kind == "b":
+        return "fair coin"
+    low, high = value_range or INT_RANGE
+    return f"uniform integers [{int(low)}, {max(int(high), int(low) + 1)})"
 
 
 def clip_range(low: float, high: float) -> tuple[float, float]:

@@ -39,6 +39,9 @@ class Threshold:
     metric: str
     limit: float
     reason: str
+    # A limit the user gave (--tolerance): used as given, never widened by the source's own noise
+    # (parity.conditioning), since the user chose it knowing the model.
+    exact: bool = False
 
     @property
     def bound(self) -> str:
@@ -79,7 +82,7 @@ class Profile:
                     chosen.pop(metric, None)
                 elif classifier or metric not in CLASSIFIER_METRICS:
                     where = "every output" if key == "*" else f"output {output!r}"
-                    chosen[metric] = Threshold(metric, float(limit), f"override for {where}")
+                    chosen[metric] = Threshold(metric, float(limit), f"override for {where}", exact=True)
         return tuple(chosen[m] for m in BOUNDS if m in chosen)
 
 

@@ -2,8 +2,9 @@
 
 JUnit layout: one ``<testsuite>`` per artifact, one ``<testcase>`` per output (classname
 ``deploykit.verify.<artifact file>``); a failing output carries a ``<failure>`` whose message names
-the failed metrics and whose text lists every check with its value, limit and reason; a pair that
-could not be compared at all is one ``<testcase>`` with an ``<error>``.
+the failed metrics and whose text lists every check with its value, limit and reason; an inconclusive
+output (``OutputResult.status``) is ``<skipped>`` with the same text, so CI shows it without failing; a
+pair that could not be compared at all is one ``<testcase>`` with an ``<error>``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def fmt(value) -> str:
 
 def to_json(reports) -> dict:
     """``{"schema", "passed", "reports": [ParityReport.to_json(), ...]}``: the same shape for one artifact or many."""
-    return {"schema": "deploykit.verify/1", "passed": all(r.passed for r in reports), "reports": [r.to_json() for r in reports]}
+    status = "failed" if any(r.status == "failed" for r in reports) else (
+        "inconclusive" if any(r.status == "inconclusive" for r in reports) else "passed")
+    return {"schema": "deploykit.verify/1", "passed": all(r.passed for r in reports), "status": status,
+            "reports": [r.to_json() for r in reports]}
 
 
 def write_json(reports, path) -> None:
@@ -59,9 +63,13 @@ def junit_xml(reports) -> str:
             for output in report.outputs:
                 cases += 1
                 case = ET.SubElement(suite, "testcase", name=output.name, classname=f"deploykit.verify.{artifact}")
-                lines = [f"{c.metric} = {fmt(c.value)} (limit {'<=' if c.bound == 'max' else '>='} {fmt(c.limit)}): "
+                lines = [f"{c.metric} = {fmt(c.value)} (limit {'<=' if c.bound == 'max' else '>='} {_limit(c)}): "
                          f"{'pass' if c.passed else 'FAIL'} - {c.reason}" for c in output.checks]
-                if not output.passed:
+                if output.status == "inconclusive":
+                    skipped = ET.SubElement(case, "skipped", message=f"{output.name}: inconclusive (the source's own "
+                                                                       "noise on these inputs exceeds the tolerance)")
+                    skipped.text = "\n".join(lines)
+                elif not output.passed:
                     suite_failed += 1
                     names = ", ".join(c.metric for c in output.failed_checks) or output.problem or "failed"
                     failure = ET.SubElement(case, "failure", message=f"{output.name}: {names}", type="ParityError")
@@ -81,6 +89,12 @@ def junit_xml(reports) -> str:
 
 def write_junit(reports, path) -> None:
     write_text_atomic(Path(path), junit_xml(reports))
+
+
+def _limit(check) -> str:
+    if check.effective_limit is None:
+        return fmt(check.limit)
+    return f"{fmt(check.effective_limit)}, from the source's own noise {fmt(check.noise)}; profile {fmt(check.limit)}"
 
 
 def _localization(report) -> list[str]:

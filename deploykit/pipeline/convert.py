@@ -117,7 +117,7 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
             _write_html(out_dir, report)
     if errors:
         raise after_partial(errors[0], failures, out_dir)
-    raise_on_parity_failure(parity_reports, report)
+    raise_on_parity_failure(parity_reports, report, strict=checks is not None and checks.strict)
     return report
 
 

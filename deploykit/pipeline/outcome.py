@@ -39,25 +39,45 @@ def unchecked_flex(artifact) -> dict:
                                       "compared with the source (--allow-flex)"}
 
 
-def raise_on_parity_failure(parity_reports, record=None) -> None:
-    """ParityError naming every drifting output of every failed report; it carries the written ``record``."""
-    failed = [r for r in parity_reports if not r]
-    if not failed:
+def raise_on_parity_failure(parity_reports, record=None, strict: bool = False) -> None:
+    """ParityError naming every drifting output of every failed report; it carries the written ``record``.
+
+    An inconclusive report (``ParityReport.status``: the only failures are on inputs where the source's own
+    noise swamps the comparison) is not a failure, except with ``strict`` (--strict-parity)."""
+    failed = [r for r in parity_reports if r.status == "failed"]
+    inconclusive = [r for r in parity_reports if r.status == "inconclusive"]
+    if not failed and not (strict and inconclusive):
         return
     from deploykit.pipeline.verify_sizes import at_size
 
     lines = []
-    for r in failed:
+    for r in failed + (inconclusive if strict else []):
         detail = r.problem or "; ".join(_describe_failure(o) for o in r.failures)
         lines.append(f"{Path(r.artifact).name}{at_size(r)} ({r.profile}): {detail}")
+    if not failed:
+        raise ParityError("parity is inconclusive (--strict-parity): " + " | ".join(lines), hint=INCONCLUSIVE_HINT,
+                          record=record)
     raise ParityError("the artifact drifts from the source: " + " | ".join(lines),
                       hint="the artifacts, deploykit-report.json and report.html were written for inspection; "
                            "rerun `deploykit verify SOURCE ARTIFACT --localize` to find the first diverging layer",
                       record=record)
 
 
+INCONCLUSIVE_HINT = ("on these inputs the source model's own output moves more than the tolerance when its input "
+                     "moves by 1e-7: pass --data with real inputs so the check can reach a verdict")
+
+
 def _describe_failure(output) -> str:
     if output.problem:
         return f"{output.name}: {output.problem}"
-    checks = ", ".join(f"{c.metric} {c.value:.3g} ({c.bound} {c.limit:.3g})" for c in output.failed_checks)
-    return f"{output.name}: {checks}"
+    checks = ", ".join(f"{c.metric} {c.value:.3g} ({c.bound} {_limit(c)})" for c in output.failed_checks)
+    return f"{output.name}: {checks}" + (" (inconclusive)" if output.status == "inconclusive" else "")
+
+
+def _limit(check) -> str:
+    """The limit that decided, and the profile's when the source's own noise widened it."""
+    if check.effective_limit is None:
+        return f"{check.limit:.3g}"
+    from deploykit.parity.conditioning import MULTIPLE
+
+    return f"{check.effective_limit:.3g}: {MULTIPLE:g} x the source's own noise, profile {check.limit:.3g}"

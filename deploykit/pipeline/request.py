@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deploykit.converters import ConvertOptions, check_coreml_target, check_executorch_backend
+from deploykit.converters import ConvertOptions, check_coreml_target, check_executorch_backend, parse_routes
 from deploykit.passes.registry import PassSelection, parse_passes
 from deploykit.quantize.options import QuantizeOptions
 from deploykit.targets import DEFAULT, parse_targets
@@ -23,7 +23,8 @@ from deploykit.targets import DEFAULT, parse_targets
 class VerifyOptions:
     """How an artifact is checked against its source (``deploykit.parity``).
 
-    ``data``: real inputs (a ``.npy`` / ``.npz`` or a folder of images) instead of seeded random ones;
+    ``data``: real inputs (a ``.npy`` / ``.npz`` or a folder of images) instead of seeded random ones (drawn in
+    the model's stated input domain, and from a narrower range when those are ill-conditioned: ``parity.reference``);
     ``mean`` / ``std`` / ``data_layout`` describe ``data``; ``tolerances``: per-output threshold overrides
     (``parity.profiles.parse_tolerances``); ``profile``: the tolerance profile by name (default: the one the
     artifact's variant maps to); ``localize``: find the first diverging layer when an output fails."""
@@ -37,6 +38,7 @@ class VerifyOptions:
     tolerances: dict[str, dict[str, float | None]] | None = field(default=None, hash=False)
     localize: bool = False
     profile: str | None = None
+    strict: bool = False  # --strict-parity: an inconclusive verdict fails (exit 1) instead of warning
 
     def for_candidates(self) -> "VerifyOptions":
         """What a conversion ladder checks each candidate with: no localization, that is for the end."""
@@ -79,13 +81,14 @@ def request(source, *, to=DEFAULT, out="dist", inputs=None, weights=None, allow_
             name=None, quantize=None, calibration=None, calibration_samples=None, int8_io=False, keep_float=None,
             per_tensor=False, lut_group_size=None, lut_budget=None, passes=None, strict_graph=False, verify=True,
             verify_options: VerifyOptions | None = None, allow_flex=False, all_or_nothing=False, image_inputs=None,
-            classifier=None, executorch_backend="xnnpack", write_fp32=True, verbose=False) -> ConvertRequest:
+            classifier=None, executorch_backend="xnnpack", route=None, write_fp32=True, verbose=False) -> ConvertRequest:
     """A checked request from the flags as ``deploykit convert`` spells them (the Python API's keywords)."""
     from deploykit.quantize import build_options
 
     targets = parse_targets(to)
     options = ConvertOptions(coreml_target=check_coreml_target(coreml_target), allow_flex=allow_flex,
-                             executorch_backend=check_executorch_backend(executorch_backend))
+                             executorch_backend=check_executorch_backend(executorch_backend),
+                             routes=parse_routes(route, targets))
     quantization = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
                                  lut_group_size, options.coreml_target, lut_budget)
     return ConvertRequest(

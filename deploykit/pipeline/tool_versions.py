@@ -36,10 +36,13 @@ def tool_versions(framework: str, targets: tuple[str, ...]) -> dict[str, str]:
 
 def record_versions(framework: str, targets: tuple[str, ...], artifacts) -> dict[str, str]:
     """The path's tools plus the quantizers that made the artifacts' variants."""
+    from deploykit.converters.onnx_export import route_packages
     from deploykit.targets import get
 
     versions = tool_versions(framework, targets)
     for artifact in artifacts:
-        for package in get(artifact.target).variant_packages(artifact.variant):
+        packages = get(artifact.target).variant_packages(artifact.variant) + route_packages(artifact.converter,
+                                                                                          artifact.target)
+        for package in packages:
             versions[package] = version_of(package)
     return dict(sorted(versions.items()))

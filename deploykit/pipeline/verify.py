@@ -15,10 +15,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from deploykit.core.errors import UsageError
 from deploykit.core.noise import capture_output
 from deploykit.core.progress import NullProgress
 from deploykit.core.types import Artifact, SourceModel, recorded_entry
+from deploykit.loaders.input_domain import input_domains
 from deploykit.loaders.output_ranges import bounded_outputs
 from deploykit.parity.classifier_outputs import (
     RANGE,
@@ -29,9 +32,10 @@ from deploykit.parity.classifier_outputs import (
 )
 from deploykit.parity.compare import Localization, ParityReport, compare_output
 from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
-from deploykit.parity.inputs import InputSet, clip_range, load_data, random_inputs
+from deploykit.parity.inputs import FLOAT_RANGE, InputSet, clip_range, load_data, random_inputs
 from deploykit.parity.layout import bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
+from deploykit.parity.reference import conditioned
 from deploykit.pipeline.request import VerifyOptions
 from deploykit.targets import for_path, runner_for
 from deploykit.targets import get as get_target
@@ -96,14 +100,20 @@ def artifact_samples(model: SourceModel, path: Path, target: str, checks: Verify
     classifier, fp16: 1e-4 on seven of eight text lines, 0.0115 on the eighth), and a failing metric's
     worst sample is not always another's (ResNet-50: an estimate on four samples said 0.60 of the
     limits, the check on eight found cosine at 1.2)."""
+    from deploykit.runners import runner_for_source
+
     kind = get_target(target)
     with contextlib.ExitStack() as stack:
-        art = runner_for(path, kind.name)
+        src, art = runner_for_source(model), runner_for(path, kind.name)
+        stack.enter_context(src)
         stack.enter_context(art)
         images = images_of(model, None)
         in_bind = image_bindings(bind(model.inputs, art.input_specs, {}), images, art.input_specs, kind.pixel_feed)
         out_bind = bind(model.outputs, art.output_specs, {})
-        feeds = _inputs(model, art, in_bind, checks, images=images)
+        feeds, redraw = _inputs(model, art, in_bind, checks, images=images)
+        if redraw is not None:  # the inputs the parity check settles on (computed once per source: cached)
+            feeds = conditioned(src, model, feeds, lambda sample: source_view(sample, model, images), redraw,
+                                seed=checks.seed).feeds
     ranges = bounded_outputs(model)
     floors = {b.artifact: max(map(abs, ranges[b.source])) if b.source in ranges else 0.0 for b in out_bind if not b.problem}
     count = len(feeds.samples)
@@ -136,9 +146,11 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
         if broken:
             return ParityReport(**header, inputs={}, outputs=(), seconds=_since(started),
                                 problem="inputs do not match: " + "; ".join(broken))
-        feeds = _inputs(model, art, in_bind, checks, images=images)
+        feeds, redraw = _inputs(model, art, in_bind, checks, images=images)
         with progress.step(f"Running {len(feeds)} sample(s) through {src.name} and {runners['artifact']}"):
-            refs = [src.infer(source_view(sample, model, images)) for sample in feeds.samples]
+            runs = conditioned(src, model, feeds, lambda sample: source_view(sample, model, images), redraw,
+                               seed=checks.seed)
+            feeds, refs = runs.feeds, runs.refs
             outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
         results = []
         ranges = bounded_outputs(model)
@@ -147,9 +159,10 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
                 results.append(_missing(b, refs))
                 continue
             bounded = RANGE if isinstance(b, ClassifierBinding) else ranges.get(b.source)
+            noise = [[b.reference(run[b.source]) for run in sample_runs] for sample_runs in runs.noise]
             results.append(compare_output(b.source, [b.reference(r[b.source]) for r in refs],
                                           [b.to_source(o[b.artifact]) for o in outs], chosen, checks.tolerances,
-                                          artifact_name=b.artifact, layout=b.note, value_range=bounded))
+                                          artifact_name=b.artifact, layout=b.note, value_range=bounded, noise=noise))
         location = None
         failed = [r for r in results if not r.passed]
         if checks.localize and failed:
@@ -174,15 +187,18 @@ def _choose_profile(profile, recorded: Artifact | None):
     return get_profile("fp32"), "fp32 assumed: no deploykit-report.json entry for this artifact and no --profile"
 
 
-def _inputs(model, art, in_bind, checks: VerifyOptions, images=None) -> InputSet:
+def _inputs(model, art, in_bind, checks: VerifyOptions, images=None):
+    """(the parity inputs, and for seeded inputs in the model's domain a ``redraw(fractions)`` that draws them
+    from a sub-range of it: ``parity.reference`` tries those when the default is ill-conditioned; else None)."""
     samples, data, seed = checks.samples, checks.data, checks.seed
     if images:
         if checks.mean is not None or checks.std is not None:
             raise UsageError("--mean and --std are the image input's preprocessing here (--image-input); "
                              "they are not given to the parity check separately")
-        return pixel_inputs(model, images, samples=samples, data=data, seed=seed)
+        return pixel_inputs(model, images, samples=samples, data=data, seed=seed), None
     if data is not None:
-        return load_data(data, model.inputs, samples=samples, mean=checks.mean, std=checks.std, layout=checks.data_layout)
+        return load_data(data, model.inputs, samples=samples, mean=checks.mean, std=checks.std,
+                         layout=checks.data_layout), None
     if checks.mean is not None or checks.std is not None or checks.data_layout is not None:
         raise UsageError("--mean, --std and --data-layout describe --data; they mean nothing for random inputs")
     ranges = {}
@@ -192,7 +208,21 @@ def _inputs(model, art, in_bind, checks: VerifyOptions, images=None) -> InputSet
             from deploykit.runners.litert_runner import representable_range
 
             ranges[b.source] = clip_range(*representable_range(*quantized[b.artifact]))
-    return random_inputs(model.inputs, samples=samples, seed=seed, ranges=ranges)
+    domains = input_domains(model)
+    feeds = random_inputs(model.inputs, samples=samples, seed=seed, ranges=ranges, domains=domains)
+    if ranges:  # a quantized artifact's inputs: the representable range decides, not conditioning
+        return feeds, None
+
+    def redraw(fractions):
+        narrower = {}
+        for spec in model.inputs:
+            if np.dtype(spec.dtype).kind == "f":
+                low, high = (domains[spec.name].low, domains[spec.name].high) if spec.name in domains else FLOAT_RANGE
+                narrower[spec.name] = (low + fractions[0] * (high - low), low + fractions[1] * (high - low))
+        kept = {name: d for name, d in domains.items() if name not in narrower}
+        return random_inputs(model.inputs, samples=samples, seed=seed, ranges=narrower, domains=kept)
+
+    return feeds, redraw
 
 
 def _missing(binding, refs):

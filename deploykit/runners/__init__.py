@@ -10,8 +10,6 @@ Frameworks are imported when a runner activates, not when this package is import
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from deploykit.core.errors import UsageError
 from deploykit.runners.base import Intermediate, Runner
 

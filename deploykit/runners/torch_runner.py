@@ -40,6 +40,22 @@ class TorchRunner(Runner):
         flat = [result] if isinstance(result, torch.Tensor) else list(result)
         return {t.name: r.detach().cpu().numpy() for t, r in zip(self.model.outputs, flat)}
 
+    def infer_float64(self, feeds: dict[str, np.ndarray]) -> Mapping[str, Any]:
+        """The outputs of a float64 copy of the module (parity's measure of float32 rounding,
+        ``parity.conditioning``); raises when the module cannot run in double (a graph that casts to float32)."""
+        import copy
+
+        import torch
+
+        if getattr(self, "_double", None) is None:
+            self._double = copy.deepcopy(self.module).double()
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in self.model.inputs]
+        args = [a.double() if a.is_floating_point() else a for a in args]
+        with torch.no_grad():
+            result = self._double(*args)
+        flat = [result] if isinstance(result, torch.Tensor) else list(result)
+        return {t.name: r.detach().cpu().numpy() for t, r in zip(self.model.outputs, flat)}
+
     def trace(self, feeds: Mapping[str, Any]) -> list[Intermediate]:
         import torch
 

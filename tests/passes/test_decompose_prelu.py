@@ -187,7 +187,7 @@ def test_coreml_mtcnn_like_converts_with_parity(tmp_path):
     path = tmp_path / "rnet.pt2"
     torch.export.save(torch.export.export(mtcnn_rnet_like(), (torch.rand(RNET_SHAPE),)), path)
     with pytest.raises(ConversionError, match="prelu"):
-        deploykit.convert(path, to="coreml", passes="none", out=tmp_path / "refused")
+        deploykit.convert(path, to="coreml", passes="none", route="jit.trace", out=tmp_path / "refused")
     report = deploykit.convert(path, to="coreml", out=tmp_path / "out")
     artifact = report.artifacts[0]
     (record,) = [p for p in artifact.passes if p["name"] == "decompose_prelu"]

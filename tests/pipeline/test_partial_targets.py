@@ -34,7 +34,8 @@ def _prelu_net(folder):
 def test_failed_target_is_recorded_and_the_other_written(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(DeployKitError) as caught:
-        deploykit.convert(_prelu_net(tmp_path), to="tflite,coreml", out=out, passes="none")
+        # Only the jit.trace route: the ladder's ONNX route would take the PReLUs (test_routes.py shows it).
+        deploykit.convert(_prelu_net(tmp_path), to="tflite,coreml", out=out, passes="none", route="coreml=jit.trace")
     assert caught.value.exit_code == 3
     assert "prelu" in caught.value.message.lower()
     record = json.loads((out / "deploykit-report.json").read_text())
@@ -49,7 +50,8 @@ def test_failed_target_is_recorded_and_the_other_written(tmp_path):
 def test_all_or_nothing_writes_nothing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(DeployKitError) as caught:
-        deploykit.convert(_prelu_net(tmp_path), to="tflite,coreml", out=out, passes="none", all_or_nothing=True)
+        deploykit.convert(_prelu_net(tmp_path), to="tflite,coreml", out=out, passes="none", all_or_nothing=True,
+                          route="coreml=jit.trace")
     assert caught.value.exit_code == 3
     assert not out.exists()
 
@@ -58,7 +60,8 @@ def test_cli_exit_code_and_message(tmp_path):
     from tests.cli.test_convert_cmd import run
 
     out = tmp_path / "out"
-    result = run("convert", _prelu_net(tmp_path), "--to", "tflite,coreml", "--out", out, "--passes", "none")
+    result = run("convert", _prelu_net(tmp_path), "--to", "tflite,coreml", "--out", out, "--passes", "none",
+                 "--route", "coreml=jit.trace")
     assert result.returncode == 3, result.stderr[-2000:]
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
     assert "were written to" in result.stderr
