@@ -61,10 +61,10 @@ def models(folder: Path) -> list[tuple[str, Path]]:
 
 
 def measure(name: str, source: Path, out: Path, repeats: int) -> dict:
-    from deploykit.runners.litert_bench import bench
     from deploykit import convert
     from deploykit.runners.coreml_cost import program_cost
     from deploykit.runners.coreml_eval.api import load_program
+    from deploykit.runners.litert_bench import bench
 
     with contextlib.redirect_stdout(sys.stderr):
         report = convert(source, to=("tflite", "coreml"), out=out, verify=False)

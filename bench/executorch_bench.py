@@ -112,8 +112,8 @@ def convert(source: Path, args: list[str], out: Path) -> tuple[dict, float]:
 
 
 def latency(path: Path, threads: int, warmup: int, runs: int) -> dict:
-    from deploykit.runners.litert_bench import bench
     from deploykit.runners.executorch_bench import bench_pte
+    from deploykit.runners.litert_bench import bench
 
     result = bench_pte(path, threads=threads, warmup=warmup, runs=runs) if path.suffix == ".pte" else \
         bench(path, threads=threads, warmup=warmup, runs=runs, xnnpack=True)

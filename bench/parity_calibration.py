@@ -66,8 +66,8 @@ def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict
     import numpy as np
 
     import deploykit
-    from deploykit.loaders import load_source
     from deploykit.core.noise import capture_output
+    from deploykit.loaders import load_source
     from tests.parity import variants
 
     folder = work / f"{framework}-{net}"

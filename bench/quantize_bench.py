@@ -80,10 +80,10 @@ def latency(rows: list[dict], threads: int, runs: int) -> list[dict]:
 def accuracy(folder: Path) -> dict:
     import numpy as np
     import tensorflow as tf
+    from make_example_model import build_digits_model
 
     from deploykit import convert
     from deploykit.runners.coreml_eval import evaluate
-    from make_example_model import build_digits_model
     from tests.pipeline.tflite_run import run_tflite
     from tests.quantize.test_accuracy import digits_training_images, top1
 

@@ -55,8 +55,8 @@ def bench(framework: str, folder: Path) -> list[dict]:
     import numpy as np
 
     import deploykit
-    from deploykit.loaders import load_source
     from deploykit.core.noise import capture_output
+    from deploykit.loaders import load_source
     from deploykit.pipeline.verify import verify
     from deploykit.runners import runner_for_source
     from deploykit.targets import runner_for as runner_for_artifact

@@ -13,7 +13,7 @@ import numpy as np
 SAMPLE_RATE = 16000
 
 
-def _speech(samples: int, rng, peak: float) -> np.ndarray:
+def speech(samples: int, rng, peak: float) -> np.ndarray:
     """Speech-like float audio: voiced syllables (a wandering pitch, 25 harmonics shaped by three
     formants, a raised-cosine syllable envelope), fricative noise bursts, short pauses, room noise."""
     t = np.arange(samples) / SAMPLE_RATE
@@ -49,7 +49,7 @@ def _speech(samples: int, rng, peak: float) -> np.ndarray:
 
 def speech_int16(samples: int, rng) -> np.ndarray:
     """int16 PCM values as float32 (openWakeWord casts int16 audio to float32 without scaling)."""
-    audio = _speech(samples, rng, peak=rng.uniform(0.15, 0.6) * 32767)
+    audio = speech(samples, rng, peak=rng.uniform(0.15, 0.6) * 32767)
     return np.clip(np.rint(audio), -32768, 32767).astype(np.int16).astype(np.float32)
 
 
@@ -98,7 +98,7 @@ def silero_inputs(specs: dict, n: int, rng) -> dict[str, np.ndarray]:
     hop = width - context
     blocks = []
     for _ in range(n):
-        audio = _speech(frames * hop, rng, peak=rng.uniform(0.1, 0.7)).astype(np.float32)
+        audio = speech(frames * hop, rng, peak=rng.uniform(0.1, 0.7)).astype(np.float32)
         chunks = audio.reshape(frames, hop)
         contexts = np.zeros((frames, context), np.float32)  # the first frame of a clip has zero context
         contexts[1:] = chunks[:-1, -context:]

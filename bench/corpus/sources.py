@@ -5,12 +5,16 @@ project itself runs at (PP-OCR's recogniser takes 48-pixel-high text lines, the 
 classifier 48x192, the detectors any multiple of 32). ``kind`` says how the file becomes a
 corpus model: ``onnx`` (taken as is), ``light`` (an ONNX model-zoo topology from the onnx wheel
 whose weights are stored as ConstantOfShape: seeded random weights are put in), ``mtcnn`` (a
-state dict loaded into deploykit's own module, saved as .pt2 and also exported to ONNX).
+state dict loaded into deploykit's own module, saved as .pt2 and also exported to ONNX), ``arch`` (no
+wheel: an architecture built from code with seeded random weights, architectures.py; ``member`` names its
+builder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from bench.corpus.architectures import ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -22,9 +26,9 @@ class Wheel:
 @dataclass(frozen=True)
 class Entry:
     name: str
-    wheel: Wheel
-    member: str  # path inside the wheel
-    kind: str  # "onnx" | "light" | "mtcnn"
+    wheel: Wheel | None  # None for "arch" entries
+    member: str  # path inside the wheel; for "arch" entries the builder, "module:function"
+    kind: str  # "onnx" | "light" | "mtcnn" | "arch"
     inputs: tuple[str, ...] = ()  # --input values
     small: bool = False  # runs in the default test suite
     notes: str = ""
@@ -78,4 +82,7 @@ ENTRIES: tuple[Entry, ...] = (
           notes=f"ONNX model zoo {name} topology (opset 9), seeded random weights")
     for name in ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
                  "squeezenet", "vgg19", "zfnet512")
+) + tuple(
+    Entry(a.name, None, a.builder, "arch", (a.input_value,), notes=a.notes, formats=a.formats)
+    for a in ARCHITECTURES
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deploykit.parity.conditioning import MULTIPLE
 from deploykit.parity.report import fmt
 
 # Columns of the terminal table (one metric, or two joined by "/"); every metric is in the JSON report.
@@ -75,10 +76,12 @@ def print_report(report, console=None, verbose: bool = False) -> None:
             console.print(f"[dim]{output.name}: the source's own noise on these inputs (1e-7 input change): "
                           f"{fmt(output.metrics['source_noise'])} of the output's scale[/]")
         if output.ill_conditioned:
+            seeded = (report.inputs or {}).get("kind") in ("random", "generated images")
             console.print(f"[yellow]ill-conditioned input[/] {output.name}: on sample(s) "
                           f"{', '.join(map(str, output.ill_conditioned))} the source itself moves by up to "
                           f"{fmt(output.metrics.get('source_noise'))} of the output's scale under a 1e-7 input change; "
-                          "pass --data for a sharper check")
+                          + ("pass --data for a sharper check" if seeded else
+                             f"those samples are judged against {MULTIPLE:g} x that noise"))
     conditioning = (report.inputs or {}).get("conditioning") or {}
     if conditioning.get("why"):
         console.print(f"[dim]inputs: {conditioning['why']}[/]")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.parity import metrics as M
-from deploykit.parity.conditioning import CONDITIONING_BOUND, MULTIPLE, judge
+from deploykit.parity.conditioning import CHAOTIC, CONDITIONING_BOUND, MULTIPLE, judge
 from deploykit.parity.profiles import Profile
 
 SCHEMA = "deploykit.parity/1"
@@ -260,8 +260,12 @@ def _noise_per_sample(refs, noise, value_range) -> dict[str, list[float]] | None
 def _check(threshold, values, per_sample, noisy) -> Check:
     value = values[threshold.metric]
     if PER_SAMPLE.get(threshold.metric, (None, None))[1] not in (max, min):
-        # pooled metrics (top-k: the tie margin carries the noise) and averaged ones (mean_abs_error)
-        return Check(threshold.metric, value, threshold.limit, threshold.bound, threshold.passes(value), threshold.reason)
+        # pooled metrics (top-k: the tie margin carries the noise) and averaged ones (mean_abs_error): no sample
+        # decides alone, so a failure is inconclusive only when every sample is chaotic
+        passed = threshold.passes(value)
+        chaotic = noisy is not None and not threshold.exact and all(n > CHAOTIC for n in noisy["max_rel_error"])
+        return Check(threshold.metric, value, threshold.limit, threshold.bound, passed, threshold.reason,
+                     inconclusive=chaotic and not passed)
     noise = None if noisy is None or threshold.exact else noisy[threshold.metric]
     verdict = judge(threshold.metric, threshold.bound, threshold.limit, per_sample[threshold.metric], noise,
                     None if noise is None else noisy["max_rel_error"])

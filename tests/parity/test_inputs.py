@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from deploykit.core.errors import InputError, UsageError
-from deploykit.parity.inputs import clip_range, load_data, random_inputs
 from deploykit.core.types import TensorSpec
+from deploykit.parity.inputs import clip_range, load_data, random_inputs
 
 IMAGE = TensorSpec("image", (1, 3, 8, 6), "float32", "NCHW")
 

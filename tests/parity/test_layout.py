@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit.parity.layout import bind
 from deploykit.core.types import TensorSpec
+from deploykit.parity.layout import bind
 
 
 def test_same_name_same_shape():

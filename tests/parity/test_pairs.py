@@ -87,8 +87,9 @@ def test_tolerance_override_can_pass_a_wrong_pair_on_purpose(keras_pair):
 def test_signature_mismatch_is_a_failure(torch_pair, keras_pair):
     report = verify(keras_pair.model, torch_pair.artifacts["coreml"])  # 1x32x32x3 vs 1x3x32x32 is a layout change...
     assert not report  # ...and the models differ
-    from deploykit.core.types import TensorSpec
     from dataclasses import replace
+
+    from deploykit.core.types import TensorSpec
 
     other = replace(keras_pair.model, inputs=(TensorSpec("image", (1, 16, 16, 3), "float32", "NHWC"),))
     broken = verify(other, keras_pair.artifacts["tflite"])
@@ -98,9 +99,9 @@ def test_signature_mismatch_is_a_failure(torch_pair, keras_pair):
 def test_verify_artifacts_is_the_convert_hook(keras_pair):
     import json
 
+    from deploykit.core.types import REPORT_FILENAME, ConversionReport
     from deploykit.pipeline.request import VerifyOptions
     from deploykit.pipeline.verify import verify_artifacts
-    from deploykit.core.types import REPORT_FILENAME, ConversionReport
 
     folder = keras_pair.artifacts["tflite"].parent
     record = ConversionReport.from_json(json.loads((folder / REPORT_FILENAME).read_text()))

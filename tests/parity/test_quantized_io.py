@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from deploykit.pipeline.verify import verify
-from deploykit.targets import runner_for as runner_for_artifact
 from deploykit.runners.litert_runner import dequantize, quantize
+from deploykit.targets import runner_for as runner_for_artifact
 
 
 def test_quantize_rounds_half_away_from_zero_and_saturates():

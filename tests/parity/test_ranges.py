@@ -8,10 +8,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from deploykit.loaders import load_source
+from deploykit.loaders.output_ranges import bounded_outputs
 from deploykit.parity import metrics as M
 from deploykit.parity.compare import ParityReport, compare_output
 from deploykit.parity.profiles import get_profile
-from deploykit.loaders.output_ranges import bounded_outputs
 
 
 def _save(tmp_path, nodes, outputs, initializers=(), name="m.onnx"):

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from deploykit.cli.parity_table import print_report
 from deploykit.parity.compare import Localization, ParityReport, compare_output
 from deploykit.parity.profiles import get_profile
-from deploykit.cli.parity_table import print_report
 from deploykit.parity.report import junit_xml, write_json, write_junit
 
 
