@@ -24,10 +24,11 @@ def version() -> str:
     return onnx2coreml.__version__
 
 
-def to_mil(model, coreml_target: str, precision: str, label: str, lowerings: dict):
+def to_mil(model, coreml_target: str, precision: str, label: str, lowerings: dict, replacements: dict | None = None):
     """The MIL program for ``model`` (an onnx.ModelProto with static input shapes), built at the
     opset of ``coreml_target``, with deploykit's ``lowerings`` (op type -> ``fn(ctx, node)``) for the ops
-    onnx2coreml lacks; onnx2coreml errors become deploykit errors naming the op and node."""
+    onnx2coreml lacks and ``replacements`` for the ops whose onnx2coreml lowering is inexact; onnx2coreml
+    errors become deploykit errors naming the op and node."""
     ct = coremltools_facade.package()
     import onnx2coreml
 
@@ -36,6 +37,8 @@ def to_mil(model, coreml_target: str, precision: str, label: str, lowerings: dic
     for op_type, fn in lowerings.items():
         if op_type not in builtin:
             converter.register(op_type)(fn)
+    for op_type, fn in (replacements or {}).items():
+        converter.register(op_type)(fn)
     fp16 = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     try:
         return converter.to_mil(model, target=getattr(ct.target, coreml_target), precision=fp16)

@@ -45,7 +45,7 @@ def _direct(source, path: Path, options, workspace) -> None:
     ct = coremltools_facade.package()
     from deploykit.converters import onnx2coreml_facade
     from deploykit.converters.coreml_common import run_ct_convert
-    from deploykit.converters.onnx_lowerings import lowerings
+    from deploykit.converters.onnx_lowerings import lowerings, replacements
     from deploykit.converters.onnx_prepare import prepared
     from deploykit.core.names import feature_names
 
@@ -54,7 +54,7 @@ def _direct(source, path: Path, options, workspace) -> None:
     # 3.4e38 becomes 65504). An op kept in float32 must keep its constants: openWakeWord's melspectrogram
     # clips a power spectrum of up to 1e12 before its log.
     precision = "fp32" if options.coreml_fp32_ops else options.coreml_precision
-    program = onnx2coreml_facade.to_mil(model, options.coreml_target, precision, DIRECT, lowerings())
+    program = onnx2coreml_facade.to_mil(model, options.coreml_target, precision, DIRECT, lowerings(), replacements())
     mlmodel = run_ct_convert(program, label=DIRECT, options=options,
                              minimum_deployment_target=getattr(ct.target, options.coreml_target))
     mlmodel.save(str(path))

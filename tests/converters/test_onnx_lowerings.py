@@ -100,3 +100,17 @@ def report_inputs(report):
     from deploykit.core.types import TensorSpec
 
     return tuple(TensorSpec.from_json(t) for t in report.source["inputs"])
+
+
+def test_reciprocal_is_exact(tmp_path):
+    """onnx2coreml lowers Reciprocal as MIL inverse with its default epsilon, 1 / (x + 1e-4); deploykit's
+    correction (onnx_lowerings/corrections.py) is exact. On 1 / (x^2 + 1e-3), as a normalization's
+    reciprocal of a small variance, the default epsilon is off by up to 9 % (1e-4 / 1.1e-3)."""
+    eps = numpy_helper.from_array(np.array(1e-3, dtype=np.float32), "eps")
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Add", ["sq", "eps"], ["v"]),
+             helper.make_node("Reciprocal", ["v"], ["y"])]
+    report = deploykit.convert(_save(tmp_path, "reciprocal", nodes, inits=[eps]), to="coreml", out=tmp_path / "out")
+    (artifact,) = report.artifacts
+    assert artifact.converter == "onnx->coreml (onnx2coreml)", artifact.attempts
+    assert "inverse" in artifact.op_histogram
+    assert artifact.parity["outputs"]["y"]["max_rel_error"] <= 1e-6
