@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.core.errors import UsageError
+from deploykit.image_io.consistency import check_statistics
 
 COLORS = ("RGB", "BGR", "GRAY")
 RESIZES = ("stretch", "shorter-side", "letterbox")
@@ -114,6 +115,7 @@ def parse_image_inputs(options: ImageInputOptions | None, specs) -> tuple[ImageI
     mean_v, std_v = _values(mean, 0.0, channels, "--mean"), _values(std, 1.0, channels, "--std")
     if any(v == 0 for v in std_v):
         raise UsageError("--std must not contain zero")
+    check_statistics(pixel_range, mean_v, std_v)
     by_name = {s.name: s for s in specs}
     chosen = []
     for name in dict.fromkeys(names):

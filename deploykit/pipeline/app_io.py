@@ -12,10 +12,13 @@ def with_app_io(model: SourceModel, image_inputs, classifier, qopts, checks) -> 
     """``model`` with its image inputs (``image_io``) and classifier (``labels``) checked and attached.
     ``checks`` (the request's ``VerifyOptions``, None without parity checking) names the parity pictures,
     read here already so that a broken file fails in a second, not after the conversion."""
+    from deploykit.image_io.consistency import check_color
     from deploykit.image_io.spec import parse_image_inputs
     from deploykit.labels.spec import parse_classifier
 
     images = parse_image_inputs(image_inputs, model.inputs)
+    for image in images:
+        check_color(model, image.name, image.color)
     if images and qopts.needs_calibration:
         raise UsageError("--image-input with full-integer int8 is not supported yet: its calibration data would "
                          "have to be pixels", hint="use fp16, int8-weights or a lut scheme with --image-input")

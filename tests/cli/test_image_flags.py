@@ -26,6 +26,11 @@ from tests.cli.test_convert_cmd import run
     (["--image-input", "x", "--resize", "zoom"], "unknown --resize"),
     (["--image-input", "x", "--crop-fraction", "0.875"], "--crop-fraction applies to --resize shorter-side only"),
     (["--image-input", "x", "--quantize", "int8", "--calibration", "{samples}"], "full-integer int8 is not supported yet"),
+    # issue 21, item 4: statistics that cannot be meant with the pixel range (image_io/consistency.py)
+    (["--image-input", "x", "--mean", "127.5", "--std", "127.5"], "--mean 127.5 is outside --pixel-range 0-1"),
+    (["--image-input", "x", "--mean", "123.675,116.28,103.53"], "pass --pixel-range 0-255"),
+    (["--image-input", "x", "--pixel-range", "0-255", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"],
+     "are 0-1 statistics but --pixel-range is 0-255"),
 ])
 def test_bad_image_flags_exit_2(model_dir, tmp_path, flags, message):
     source = save_pt2("mobilenet", model_dir)
