@@ -173,6 +173,10 @@ def _artifact(report) -> dict:
     if report is None or not report.artifacts:
         return {"artifact": None}
     artifact = report.artifacts[0]
-    parity = (artifact.parity or {}).get("passed")
-    return {"artifact": f"dist/{artifact.path}", "sha256": artifact.sha256, "size_bytes": artifact.size_bytes,
-            "parity": parity}
+    summary = artifact.parity or {}
+    parity = summary.get("passed")
+    found = {"artifact": f"dist/{artifact.path}", "sha256": artifact.sha256, "size_bytes": artifact.size_bytes,
+             "parity": parity}
+    if summary.get("status") == "inconclusive":  # the parity gate neither passes nor fails it (gates.py)
+        found["parity_status"] = "inconclusive"
+    return found

@@ -138,3 +138,21 @@ def test_a_worse_model_fails_the_gate_with_exit_1(tmp_path):
     assert suite.find("testcase[@classname='digits/tflite/fp32'][@name='accuracy']/failure") is not None
     rebuilt = json.loads((tmp_path / "build" / "deploykit-build.json").read_text())
     assert rebuilt["jobs"][0]["reused"] is False  # the source's bytes changed
+
+
+def test_an_inconclusive_verdict_skips_the_parity_gate_and_says_why():
+    """An inconclusive parity (docs/verify.md: failures only where the source's own noise swamps the comparison)
+    neither passes nor fails a build; a failed one still fails it."""
+    from types import SimpleNamespace
+
+    from deploykit.orchestration.jobs import _artifact
+
+    made = SimpleNamespace(path="m.fp32.tflite", sha256="0" * 64, size_bytes=10,
+                           parity={"passed": False, "status": "inconclusive"})
+    job = {"id": "m/tflite/fp32", "model": "m", **_artifact(SimpleNamespace(artifacts=[made]))}
+    assert job["parity"] is False and job["parity_status"] == "inconclusive"
+    (gate,) = check_gates([job], None, {})
+    assert gate.status == "skipped" and "inconclusive" in gate.message and "data:" in gate.message
+    assert 'skipped="1"' in junit_xml([gate]) and 'failures="0"' in junit_xml([gate])
+    failed = {**job, "parity_status": None}
+    assert check_gates([failed], None, {})[0].status == "failed"
