@@ -9,6 +9,7 @@ The order is the order ``--passes auto`` runs passes of the same stage in (so th
 
 from deploykit.passes import fold_batchnorm  # noqa: F401  (source: every framework)
 from deploykit.passes import coreml_fuse_activation, coreml_names  # noqa: F401  (coreml: MIL passes)
+from deploykit.passes import coreml_exact_reciprocal  # noqa: F401
 from deploykit.passes import tflite_fuse_activation, tflite_names  # noqa: F401  (tflite: flatbuffer passes)
 from deploykit.passes import decompose_prelu, drop_alias  # noqa: F401  (source: PyTorch)
 from deploykit.passes import onnx_constant_lhs, onnx_single_axis_slices  # noqa: F401  (onnx: ladder rewrites)

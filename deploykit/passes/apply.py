@@ -66,9 +66,10 @@ def clear_coreml_logs() -> None:
 
 
 def _coreml_logs() -> dict:
-    from deploykit.passes import coreml_fuse_activation, coreml_names
+    from deploykit.passes import coreml_exact_reciprocal, coreml_fuse_activation, coreml_names
 
-    return {"fuse_activation": coreml_fuse_activation.LAST_ITEMS, "shorten_names": coreml_names.LAST_ITEMS}
+    return {"fuse_activation": coreml_fuse_activation.LAST_ITEMS, "shorten_names": coreml_names.LAST_ITEMS,
+            "exact_reciprocal": coreml_exact_reciprocal.LAST_ITEMS}
 
 
 def converter_records(sites, records: list[dict], check, converter: str) -> list[dict]:

@@ -76,7 +76,7 @@ def test_cli_strict_graph_and_passes_command(keras_probe_file, tmp_path):
     assert listed.returncode == 0
     rows = {(r["name"], r["stage"]): r for r in json.loads(listed.stdout)}
     assert set(rows) == {("fold_batchnorm", "source"), ("decompose_prelu", "source"), ("drop_alias", "source"),
-                         ("fuse_activation", "tflite"), ("fuse_activation", "coreml"),
+                         ("fuse_activation", "tflite"), ("fuse_activation", "coreml"), ("exact_reciprocal", "coreml"),
                          ("shorten_names", "tflite"), ("shorten_names", "coreml")}
     assert rows[("fold_batchnorm", "source")]["auto"] == "keras->coreml, onnx->coreml, torch->coreml"
     doc = run("passes", "--doc", "fold_batchnorm")
