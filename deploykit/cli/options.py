@@ -27,7 +27,7 @@ Std = Annotated[Optional[str], typer.Option("--std", help="Parity check: per-cha
 Seed = Annotated[int, typer.Option("--seed", help="Parity check: seed of the random inputs.")]
 Localize = Annotated[bool, typer.Option("--localize", help="Parity check: on failure, name the first layer where source and artifact diverge.")]
 StrictParity = Annotated[bool, typer.Option(
-    "--strict-parity", help="Parity check: fail (exit 1) when the verdict is inconclusive, i.e. the only failures are on inputs where the source's own output moves more than the tolerance under a 1e-7 input change. By default that is a warning and exit 0.")]
+    "--strict-parity", help="Parity check: fail (exit 1) when the verdict is inconclusive, i.e. on every sample the source's own output moves by more than 1e-3 of its scale under a 1e-7 input change, so no comparison can tell a right artifact from a wrong one. By default that is a warning and exit 0.")]
 Weights = Annotated[Optional[Path], typer.Option("--weights", help="state_dict for an entry-point source (loaded with weights_only=True).")]
 AllowH5 = Annotated[bool, typer.Option("--allow-h5", help="Load a legacy .h5 Keras file. It ignores safe mode: only for files you trust.")]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploykit.parity.conditioning import MULTIPLE
+from deploykit.parity.conditioning import CHAOTIC, MULTIPLE
 from deploykit.parity.report import fmt
 
 # Columns of the terminal table (one metric, or two joined by "/"); every metric is in the JSON report.
@@ -81,7 +81,8 @@ def print_report(report, console=None, verbose: bool = False) -> None:
                           f"{', '.join(map(str, output.ill_conditioned))} the source itself moves by up to "
                           f"{fmt(output.metrics.get('source_noise'))} of the output's scale under a 1e-7 input change; "
                           + ("pass --data for a sharper check" if seeded else
-                             f"those samples are judged against {MULTIPLE:g} x that noise"))
+                             f"those samples are judged against {MULTIPLE:g} x that noise, and where it exceeds "
+                             f"{CHAOTIC:g} they give no verdict"))
     conditioning = (report.inputs or {}).get("conditioning") or {}
     if conditioning.get("why"):
         console.print(f"[dim]inputs: {conditioning['why']}[/]")

@@ -31,7 +31,7 @@ Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, .pte, or an output folder of
 
 Inputs: 8 seeded random samples (--samples, --seed), float values uniform on [-1, 1) unless the model states its domain (a Keras Rescaling or Normalization first layer: e.g. 0-255 pixels; token ids of an embedding: [0, vocabulary)), or real data with --data: a .npy / .npz file, or a folder of images scaled to [0, 1] then (x - mean) / std.
 
-The verdict knows the source's own precision: per output and sample, the source is run again on its input moved by 1e-7 (relative; and in float64 for PyTorch), and the limit is the profile's bound or 10 x that noise, whichever is looser. Samples where the source's own noise exceeds the bound are marked ill-conditioned; when seeded inputs are, narrower seeded ranges are tried. A check that fails only where the noise is beyond 1e-3 is inconclusive: a warning and exit 0, exit 1 with --strict-parity.
+The verdict knows the source's own precision: per output and sample, the source is run again on its input moved by 1e-7 (relative; and in float64 for PyTorch), and the limit is the profile's bound or 10 x that noise, whichever is looser. Samples where the source's own noise exceeds the bound are marked ill-conditioned; when seeded inputs are, narrower seeded ranges are tried. Samples where the noise is beyond 1e-3 carry no verdict either way; a check with only such samples is inconclusive: a warning and exit 0, exit 1 with --strict-parity.
 
 Exit codes: 0 every output within tolerance (or inconclusive), 1 parity failure, 2 bad input or flags. Details: docs/verify.md.
 

@@ -39,7 +39,7 @@ class Check:
     # that sample when looser (``parity.conditioning``); ``noise`` is that sample's noise in this metric.
     effective_limit: float | None = None
     noise: float | None = None
-    inconclusive: bool = False  # failed only on samples where the source's own noise is beyond CHAOTIC
+    inconclusive: bool = False  # every sample's own noise is beyond CHAOTIC: no evidence either way
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class OutputResult:
 
     @property
     def status(self) -> str:
-        """passed; failed; or inconclusive: every failed check failed only where the source's own noise makes
-        the comparison meaningless."""
+        """passed; failed; or inconclusive: every check that did not pass had no sample where the comparison
+        means something (the source's own noise beyond CHAOTIC on all of them)."""
         if self.passed:
             return "passed"
         if self.problem is None and all(c.inconclusive for c in self.failed_checks):
@@ -261,17 +261,16 @@ def _check(threshold, values, per_sample, noisy) -> Check:
     value = values[threshold.metric]
     if PER_SAMPLE.get(threshold.metric, (None, None))[1] not in (max, min):
         # pooled metrics (top-k: the tie margin carries the noise) and averaged ones (mean_abs_error): no sample
-        # decides alone, so a failure is inconclusive only when every sample is chaotic
-        passed = threshold.passes(value)
+        # decides alone, so the check is inconclusive only when every sample is chaotic
         chaotic = noisy is not None and not threshold.exact and all(n > CHAOTIC for n in noisy["max_rel_error"])
-        return Check(threshold.metric, value, threshold.limit, threshold.bound, passed, threshold.reason,
-                     inconclusive=chaotic and not passed)
+        return Check(threshold.metric, value, threshold.limit, threshold.bound, threshold.passes(value) and not chaotic,
+                     threshold.reason, inconclusive=chaotic)
     noise = None if noisy is None or threshold.exact else noisy[threshold.metric]
     verdict = judge(threshold.metric, threshold.bound, threshold.limit, per_sample[threshold.metric], noise,
                     None if noise is None else noisy["max_rel_error"])
     widened = verdict.effective_limit != threshold.limit
     return Check(threshold.metric, value, threshold.limit, threshold.bound, verdict.passed, threshold.reason,
-                 verdict.effective_limit if widened else None, verdict.noise, verdict.inconclusive and not verdict.passed)
+                 verdict.effective_limit if widened else None, verdict.noise, verdict.inconclusive)
 
 
 def _conditioning_summary(o: OutputResult) -> dict[str, Any]:

@@ -21,8 +21,9 @@ dropped bias, a transposed weight, a wrong resize) is orders of magnitude above 
 
 A sample whose noise exceeds the profile's bound is **ill-conditioned** for that output; one whose
 noise exceeds ``CHAOTIC`` (1e-3 of the scale: the source amplifies its input's rounding ten thousand
-fold) cannot tell a right artifact from a wrong one, and a check failing only on such samples is
-**inconclusive**, not failed.
+fold) cannot tell a right artifact from a wrong one: it carries no evidence either way, the verdict
+comes from the other samples, and a check whose samples are all chaotic is **inconclusive**, neither
+passed nor failed.
 """
 
 from __future__ import annotations
@@ -67,13 +68,20 @@ def effective_limit(metric: str, limit: float, noise: float | None) -> float:
 def judge(metric: str, bound: str, limit: float, values: list[float], noise: list[float] | None,
           noise_rel: list[float] | None) -> Judgement:
     """The verdict of a per-sample metric with per-sample limits (``noise``: the metric on the source's own
-    noise per sample; ``noise_rel``: its max_rel_error per sample, which says which samples are chaotic)."""
+    noise per sample; ``noise_rel``: its max_rel_error per sample, which says which samples are chaotic).
+
+    A chaotic sample carries no evidence either way (its limit would be wide enough to pass anything), so the
+    verdict comes from the other samples: failed if any fails, passed if all pass, and inconclusive when
+    every sample is chaotic."""
     limits = [effective_limit(metric, limit, None if noise is None else noise[i]) for i in range(len(values))]
-    fails = [i for i, (v, lim) in enumerate(zip(values, limits)) if not _within(v, lim, bound)]
-    decisive = max(range(len(values)), key=lambda i: _excess(values[i], limits[i], bound)) if values else 0
-    chaotic = noise_rel is not None and bool(fails) and all(noise_rel[i] > CHAOTIC for i in fails)
+    evidence = [i for i in range(len(values)) if noise_rel is None or not noise_rel[i] > CHAOTIC]
+    if values and not evidence:
+        worst = max(range(len(values)), key=lambda i: noise_rel[i])
+        return Judgement(False, limits[worst], None if noise is None else noise[worst], True)
+    fails = [i for i in evidence if not _within(values[i], limits[i], bound)]
+    decisive = max(evidence, key=lambda i: _excess(values[i], limits[i], bound)) if evidence else 0
     return Judgement(not fails, limits[decisive] if values else limit,
-                     None if noise is None or not values else noise[decisive], chaotic)
+                     None if noise is None or not values else noise[decisive], False)
 
 
 def _within(value: float, limit: float, bound: str) -> bool:

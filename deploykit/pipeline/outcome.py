@@ -42,8 +42,8 @@ def unchecked_flex(artifact) -> dict:
 def raise_on_parity_failure(parity_reports, record=None, strict: bool = False) -> None:
     """ParityError naming every drifting output of every failed report; it carries the written ``record``.
 
-    An inconclusive report (``ParityReport.status``: the only failures are on inputs where the source's own
-    noise swamps the comparison) is not a failure, except with ``strict`` (--strict-parity)."""
+    An inconclusive report (``ParityReport.status``: no output failed, and some had only inputs where the
+    source's own noise swamps the comparison) is not a failure, except with ``strict`` (--strict-parity)."""
     failed = [r for r in parity_reports if r.status == "failed"]
     inconclusive = [r for r in parity_reports if r.status == "inconclusive"]
     if not failed and not (strict and inconclusive):
@@ -63,8 +63,8 @@ def raise_on_parity_failure(parity_reports, record=None, strict: bool = False) -
                       record=record)
 
 
-INCONCLUSIVE_HINT = ("on these inputs the source model's own output moves more than the tolerance when its input "
-                     "moves by 1e-7: pass --data with real inputs so the check can reach a verdict")
+INCONCLUSIVE_HINT = ("on every one of these inputs the source model's own output moves by more than 1e-3 of its scale "
+                     "when its input moves by 1e-7: pass --data with real inputs so the check can reach a verdict")
 
 
 def _describe_failure(output) -> str:

@@ -51,10 +51,15 @@ def test_judge_decides_per_sample_and_marks_chaotic_failures_inconclusive():
     verdict = judge("max_rel_error", "max", 1e-4, values, noise, noise)
     assert not verdict.passed and not verdict.inconclusive  # sample 2: 3e-3 > 10 x 2e-4
     assert verdict.effective_limit == pytest.approx(2e-3)
-    chaotic = [1e-7, 1e-4, 2e-3]  # sample 2 is beyond CHAOTIC: its failure says nothing
+    chaotic = [1e-7, 1e-4, 2e-3]  # sample 2 is beyond CHAOTIC: it says nothing either way
     assert CHAOTIC < 2e-3
     verdict = judge("max_rel_error", "max", 1e-4, [5e-5, 8e-4, 3e-2], chaotic, chaotic)
-    assert not verdict.passed and verdict.inconclusive
+    assert verdict.passed and not verdict.inconclusive  # decided by samples 0 and 1
+    verdict = judge("max_rel_error", "max", 1e-4, [5e-5, 2e-3, 3e-3], chaotic, chaotic)
+    assert not verdict.passed and not verdict.inconclusive  # sample 1 fails: 2e-3 > 10 x 1e-4
+    everywhere = [2e-3, 5e-3, 1e-2]
+    verdict = judge("max_rel_error", "max", 1e-4, [1e-6, 1e-6, 1e-6], everywhere, everywhere)
+    assert not verdict.passed and verdict.inconclusive  # not even a tiny error is evidence on chaotic samples
 
 
 def test_compare_output_widens_only_where_the_source_itself_is_noisy():
