@@ -15,9 +15,10 @@ used for a sample is the profile's bound or ``MULTIPLE`` times that noise, which
 the noise's SNR less 20 dB; for cosine: ``MULTIPLE**2`` times the noise's 1 - cosine).
 
 Decision: ``MULTIPLE`` = 10. An artifact is a second float32 evaluation in another order: its error is of
-the order of the noise, not ten times it (bench/results/conditioning.md: right artifacts of ill-conditioned
-models measured at most 4.6x their source's noise). A real conversion error (a swapped colour order, a
-dropped bias, a transposed weight, a wrong resize) is orders of magnitude above it.
+the order of the noise, not ten times it (bench/results/conditioning.md: 11 right TFLite, Core ML and
+ExecuTorch artifacts of the ill-conditioned fixture, LeViT-128S and EfficientNetV2-B0 measured at most 2.96x
+their source's noise, 2.21x on ill-conditioned inputs). A real conversion error (a swapped colour order, a
+dropped bias, a transposed weight, a wrong resize) measured at least 1538x (16 of 16 broken artifacts failed).
 
 A sample whose noise exceeds the profile's bound is **ill-conditioned** for that output; one whose
 noise exceeds ``CHAOTIC`` (1e-3 of the scale: the source amplifies its input's rounding ten thousand
