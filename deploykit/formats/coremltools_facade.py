@@ -92,6 +92,24 @@ def register_mil_pass(namespace: str, override: bool = False):
     return register_pass(namespace=namespace, override=override)
 
 
+_REGISTERED_PASSES: set[str] = set()
+
+
+def register_function_pass(namespace: str, name: str, rewrite) -> None:
+    """Register, once per process, the MIL pass ``namespace::name`` that calls ``rewrite(function)`` on every
+    function of a program (coremltools names a pass by its class name, so the class is made with ``name``)."""
+    key = f"{namespace}::{name}"
+    if key in _REGISTERED_PASSES:
+        return
+
+    def apply(self, prog):
+        for function in prog.functions.values():
+            rewrite(function)
+
+    register_mil_pass(namespace)(type(name, (graph_pass_base(),), {"apply": apply}))
+    _REGISTERED_PASSES.add(key)
+
+
 def block_context_manager():
     """The decorator that lets a pass edit a MIL block in place."""
     from coremltools.converters.mil.mil.passes.helper import block_context_manager as manager

@@ -18,7 +18,6 @@ from deploykit.passes.registry import PassResult, register_pass
 
 MIL_NAME = "deploykit::exact_reciprocal"
 DEFAULT_EPSILON = 1e-4  # MIL inverse's (iOS15 elementwise_unary)
-_INSTALLED = False
 LAST_ITEMS: list[str] = []
 
 
@@ -45,10 +44,7 @@ def exact_reciprocal(pipeline, context=None) -> PassResult:
 
 
 def install() -> None:
-    """Register the MIL pass with coremltools once per process."""
-    global _INSTALLED
-    if _INSTALLED:
-        return
+    """Register the MIL pass with coremltools (once per process)."""
     import numpy as np
 
     mb = coremltools_facade.mil_builder()
@@ -71,10 +67,4 @@ def install() -> None:
             new.name = old.name  # the output keeps its name (a model output may be a reciprocal)
             LAST_ITEMS.append(f"inverse {old.name}: epsilon 1e-4 -> 0")
 
-    @coremltools_facade.register_mil_pass(namespace="deploykit")
-    class exact_reciprocal(coremltools_facade.graph_pass_base()):  # noqa: N801 - coremltools names passes by class name
-        def apply(self, prog):
-            for function in prog.functions.values():
-                rewrite_block(function)
-
-    _INSTALLED = True
+    coremltools_facade.register_function_pass("deploykit", "exact_reciprocal", rewrite_block)

@@ -16,7 +16,6 @@ from deploykit.passes.registry import PassResult, register_pass
 MIL_NAME = "deploykit::fuse_activation"
 PRODUCERS = ("conv", "conv_transpose", "linear", "matmul")
 LAYOUT = ("transpose", "expand_dims", "squeeze", "reshape")
-_INSTALLED = False
 # Items of the last run, read by the converter after coremltools.convert returns.
 LAST_ITEMS: list[str] = []
 
@@ -51,15 +50,11 @@ def fuse_activation_coreml(pipeline, context=None) -> PassResult:
 
 
 def install() -> None:
-    """Register the MIL pass with coremltools once per process."""
-    global _INSTALLED
-    if _INSTALLED:
-        return
+    """Register the MIL pass with coremltools (once per process)."""
     import numpy as np
+
     mb = coremltools_facade.mil_builder()
-    AbstractGraphPass = coremltools_facade.graph_pass_base()
     block_context_manager = coremltools_facade.block_context_manager()
-    register_mil_pass = coremltools_facade.register_mil_pass
     def scalar(var):
         value = getattr(var, "val", None)
         if value is None or np.size(value) != 1:
@@ -128,10 +123,4 @@ def install() -> None:
             block.remove_ops(ops)
             LAST_ITEMS.append(f"{op.op_type} {op.name} + {' + '.join(o.op_type for o in ops)} -> {label}")
 
-    @register_mil_pass(namespace="deploykit")
-    class fuse_activation(AbstractGraphPass):  # noqa: N801 - coremltools names passes by class name
-        def apply(self, prog):
-            for function in prog.functions.values():
-                fuse_block(function)
-
-    _INSTALLED = True
+    coremltools_facade.register_function_pass("deploykit", "fuse_activation", fuse_block)

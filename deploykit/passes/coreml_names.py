@@ -15,7 +15,6 @@ from deploykit.formats import coremltools_facade
 from deploykit.passes.registry import PassResult, register_pass
 
 MIL_NAME = "deploykit::shorten_names"
-_INSTALLED = False
 LAST_ITEMS: list[str] = []
 
 
@@ -61,11 +60,8 @@ def common_prefix(names: list[str]) -> str:
 
 
 def install() -> None:
-    global _INSTALLED
-    if _INSTALLED:
-        return
-    AbstractGraphPass = coremltools_facade.graph_pass_base()
-    register_mil_pass = coremltools_facade.register_mil_pass
+    """Register the MIL pass with coremltools (once per process)."""
+
     def rename(function):
         keep = {v.name for v in list(function.inputs.values()) + list(function.outputs)}
         ops = list(function.operations)
@@ -90,10 +86,4 @@ def install() -> None:
         LAST_ITEMS.append(f"prefix {prefix!r} dropped from {saved // max(len(prefix), 1)} names")
         return saved
 
-    @register_mil_pass(namespace="deploykit")
-    class shorten_names(AbstractGraphPass):  # noqa: N801 - coremltools names passes by class name
-        def apply(self, prog):
-            for function in prog.functions.values():
-                rename(function)
-
-    _INSTALLED = True
+    coremltools_facade.register_function_pass("deploykit", "shorten_names", rename)
