@@ -44,6 +44,7 @@ class GraphFacts:
     multi_axis_slices: int = 0  # constant Slices over more than one axis (see single_axis_slices)
     captured_constants: int = 0  # branches reading outer initializers (see subgraph_constants)
     padded_average_pools: int = 0  # AveragePools whose explicit pads ONNX leaves out of the mean
+    scalar_divisions: int = 0  # Divs by one float constant (see scalar_division)
 
     @classmethod
     def of(cls, model) -> "GraphFacts":
@@ -53,7 +54,7 @@ class GraphFacts:
                       if v.name not in {i.name for i in graph.initializer})
         sites = rewrite_sites(model, "AveragePool" in ops)
         return cls(ops, ranks, sites["constant_lhs"], sites["single_axis_slices"], sites["subgraph_constants"],
-                   sites["average_pool_pads"])
+                   sites["average_pool_pads"], sites["scalar_division"])
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,10 @@ REMEDIES: tuple[Remedy, ...] = (
            "keep_shape_absolutely_input_names for rank-3 and rank-5 inputs: no NCW -> NWC guess on sequences, states, volumes",
            lambda facts: bool(_odd_rank_inputs(facts)),
            _params(lambda facts: {"keep_shape_absolutely_input_names": _odd_rank_inputs(facts)})),
+    Remedy("onnx2tf:scalar-division",
+           "rewrite Div by a scalar constant as Mul by its reciprocal (onnx2tf's Div accuracy correction stops on a "
+           "constant divisor)",
+           lambda facts: facts.scalar_divisions > 0, _rewrite("scalar_division")),
 )
 
 

@@ -92,6 +92,16 @@ def constant_lhs_sites(graph) -> set[int]:
             and n.input[0] in constants and n.input[1] not in constants}
 
 
+def scalar_divisor_sites(graph) -> set[int]:
+    """Div nodes that divide a computed tensor by one non-zero float constant (see scalar_division)."""
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    candidates = {index: n.input[1] for index, n in enumerate(graph.node) if n.op_type == "Div" and len(n.input) == 2
+                  and n.input[1] in constants and n.input[0] not in constants}
+    values = constant_values(graph, set(candidates.values())) if candidates else {}
+    return {index for index, name in candidates.items() if name in values and values[name].size == 1
+            and values[name].dtype.kind == "f" and float(values[name].ravel()[0]) != 0.0}
+
+
 def fresh(name: str, taken: set) -> str:
     candidate, index = name, 1
     while candidate in taken:

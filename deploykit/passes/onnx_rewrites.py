@@ -12,6 +12,7 @@ from deploykit.passes.onnx_graph import (
     constant_values,
     onnx_shapes,
     pool_correction,
+    scalar_divisor_sites,
     slice_parameters,
     slice_parts,
 )
@@ -33,6 +34,7 @@ def rewrite_sites(model, has_average_pools: bool = True) -> dict[str, int]:
         "subgraph_constants": sum(1 for n in graph.node for a in n.attribute
                                   for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs) if captured(sub) & outer),
         "average_pool_pads": pools,
+        "scalar_division": len(scalar_divisor_sites(graph)),
     }
 
 

@@ -318,3 +318,26 @@ def test_subgraph_constants_copies_outer_initializers_into_branches():
     assert [i.name for i in branch.initializer] == ["w"] and branch.initializer[0].data_type == TensorProto.FLOAT
     onnx.checker.check_model(model)
     np.testing.assert_array_equal(_run_onnx(model, x), before)
+
+
+def test_scalar_division_rewrite_is_a_mul_by_the_reciprocal():
+    """MobileViT's attention ``scores / sqrt(24)`` (exported by torch's TorchScript exporter) stops onnx2tf's Div
+    accuracy correction; the rewrite gives a Mul, within an ulp of the Div. A division by a tensor, by zero or of
+    a constant is left alone, and the ladder offers the remedy only where a site exists."""
+    from onnx import helper
+
+    from deploykit.converters.onnx2tf_remedies import GraphFacts, ladder
+    from deploykit.passes.onnx_scalar_division import scalar_division
+
+    nodes = [helper.make_node("Div", ["x", "scale"], ["a"]), helper.make_node("Div", ["a", "x"], ["b"]),
+             helper.make_node("Div", ["b", "zero"], ["c"]), helper.make_node("Div", ["scale", "x"], ["y"])]
+    consts = {"scale": np.array(24 ** 0.5, np.float32), "zero": np.array(0, np.float32)}
+    model = _model(nodes, consts, [_value("x", [1, 4])], [_value("y", [1, 4])])
+    assert GraphFacts.of(model).scalar_divisions == 1
+    assert "onnx2tf:scalar-division" in [name for name, _, _ in ladder(GraphFacts.of(model))]
+    x = {"x": np.random.default_rng(0).uniform(0.5, 2, (1, 4)).astype(np.float32)}
+    before = _run_onnx(model, x)
+    assert scalar_division(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Mul", "Div", "Div", "Div"]
+    np.testing.assert_allclose(_run_onnx(model, x), before, rtol=3e-7, atol=0)
+    assert GraphFacts.of(model).scalar_divisions == 0
