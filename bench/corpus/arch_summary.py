@@ -1,7 +1,7 @@
 """Tables for a before/after summary of the architecture entries: two run.py results side by side (deploykit's
 default inputs and the entries' data.npz) and, when there is one, the bare-call results (bare.py).
 
-    .venv/bin/python -m bench.corpus.arch_summary arch-before-default arch-before-data [--bare bare]
+    .venv/bin/python -m bench.corpus.arch_summary arch-before-default arch-after [--bare arch-bare]
 
 Prints Markdown: pass counts per target and source kind, every pair with both outcomes, every failure's
 message once with the pairs it stopped. The prose around it (why each failure happens) is written by hand.
@@ -66,15 +66,21 @@ def counts(runs: dict[str, list[dict]]) -> list[str]:
 
 
 def pairs(runs: dict[str, list[dict]], bare: list[dict] | None) -> list[str]:
+    """Every pair: each run's outcome, then the last run's route (its converter) and seconds (the whole
+    ``deploykit convert``: load, convert, parity, inspect), and the bare upstream call's seconds."""
     keyed = {tag: {(r["model"], r["format"], r["target"]): r for r in rows} for tag, rows in runs.items()}
     bare_keyed = {(r["model"], r["format"], r["target"]): r for r in bare or []}
-    header = "| model | source | target | " + " | ".join(runs) + (" | bare call |" if bare else " |")
-    lines = [header, "|" + " --- |" * (3 + len(runs) + bool(bare))]
-    for key in keyed[next(iter(runs))]:
+    last = list(runs)[-1]
+    header = "| model | source | target | " + " | ".join(runs) + f" | route ({last}) | deploykit s"
+    header += " | bare call s |" if bare else " |"
+    lines = [header, "|" + " --- |" * (5 + len(runs) + bool(bare))]
+    for key in keyed[last]:
         cells = [_outcome(keyed[tag].get(key)) for tag in runs]
+        row = keyed[last][key]
+        cells += [((row.get("fp32") or {}).get("converter") or "").replace("|", "/"), f"{row['seconds']:.0f}"]
         if bare:
             b = bare_keyed.get(key)
-            cells.append("—" if b is None else (f"yes, {b['seconds']:.0f} s" if b["ok"] else "FAIL"))
+            cells.append("—" if b is None else (f"{b['seconds']:.0f}" if b["ok"] else "FAIL"))
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     return lines
 
