@@ -4,8 +4,9 @@ ones were left.
 
 The failures are real upstream gaps, not injected ones:
 
-- a GhostNet-style ghost module (``cat`` then a channel slice that keeps every channel) exported with
-  ``torch.export`` holds an ``aten.alias``; coremltools' TorchScript frontend has no conversion for it
+- a GhostNet-style ghost module (``cat`` then a channel slice that keeps every channel) and a Swin-style
+  shifted-window block (pad, roll, partition, crop back to the input size) exported with ``torch.export``
+  hold an ``aten.alias``; coremltools' TorchScript frontend has no conversion for it
   ("op 'alias' not implemented"), and its ``torch.export`` frontend neither. deploykit's ``drop_alias``
   pass removes it (an alias is an identity); with ``--passes none`` only the ONNX route converts;
 - MTCNN R-Net's per-channel PReLU after a Linear layer is refused by coremltools' torch frontend with
@@ -111,6 +112,50 @@ def test_torch_export_route_keeps_float32_outputs_in_fp16(ghost_pt2, tmp_path):
     float32 = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
     assert [o.type.multiArrayType.dataType for o in spec.description.output] == [float32]
     assert [i.type.multiArrayType.dataType for i in spec.description.input] == [float32]
+
+
+def _swin_style_module():
+    import torch
+    import torch.nn.functional as F
+
+    class SwinStyle(torch.nn.Module):
+        """torchvision's shifted-window attention in small: pad to the window, roll, partition, attend, merge,
+        roll back, crop to the input size (a crop that keeps everything when no padding was needed: an alias)."""
+
+        def __init__(self, channels=8, window=4):
+            super().__init__()
+            self.qkv = torch.nn.Linear(channels, 3 * channels)
+            self.proj = torch.nn.Linear(channels, channels)
+            self.window = window
+
+        def forward(self, x):  # B, H, W, C
+            b, h, w, c = x.shape
+            s = self.window
+            x = torch.roll(F.pad(x, (0, 0, 0, (s - w % s) % s, 0, (s - h % s) % s)), shifts=(-2, -2), dims=(1, 2))
+            ph, pw = x.shape[1], x.shape[2]
+            windows = x.view(b, ph // s, s, pw // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+            q, k, v = self.qkv(windows).chunk(3, -1)
+            attended = self.proj(torch.softmax(q @ k.transpose(-2, -1) / c ** 0.5, -1) @ v)
+            merged = attended.view(b, ph // s, pw // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
+            return torch.roll(merged, shifts=(2, 2), dims=(1, 2))[:, :h, :w, :].contiguous()
+
+    return SwinStyle
+
+
+@pytest.mark.parametrize("passes, kept", [("auto", "jit.trace"), ("none", "onnx:onnx2coreml")])
+def test_swin_style_windows_reach_core_ml(tmp_path, passes, kept):
+    import torch
+
+    torch.manual_seed(0)
+    program = torch.export.export(_swin_style_module()().eval(), (torch.rand(1, 8, 8, 8),))
+    assert any("alias" in str(node.target) for node in program.graph.nodes)
+    path = tmp_path / "swin.pt2"
+    torch.export.save(program, path)
+    deploykit.convert(path, to="coreml", out=tmp_path / "out", passes=passes)
+    artifact = _artifact(_record(tmp_path / "out"), "coreml")
+    assert artifact["attempts"][-1]["name"] == kept and artifact["attempts"][-1]["outcome"] == "kept"
+    assert all(a["outcome"] == "failed" and "alias" in a["error"] for a in artifact["attempts"][:-1])
+    assert _worst(artifact) < 1e-5
 
 
 def test_prelu_reaches_core_ml_through_onnx_without_passes(tmp_path):
