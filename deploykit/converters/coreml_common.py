@@ -68,6 +68,20 @@ _SQUARE_REDUCTIONS = ("reduce_mean", "reduce_sum")
 _ROOTS = ("sqrt", "rsqrt", "inverse")
 
 
+def climb_coreml(ladder, source, out_path: Path, options, workspace, path_label: str):
+    """The Core ML climb every path shares: ``--route``; the fp16 base checked as fp16; and every variant of one
+    source taking the fp32 artifact's route (``remember``), since routes can give different layouts (ONNX:
+    NCHW direct, NHWC through onnx2tf) and an app's interface must not change between variants."""
+    from deploykit.converters import Converted, route_for
+    from deploykit.converters.ladder import climb, select
+
+    variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
+    route = route_for(options, "coreml")
+    climbed = climb(select(ladder, route, path_label), out_path, "coreml", workspace, variant=variant, route=route,
+                    remember=("coreml-route", source.path))
+    return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
+
+
 def fp16_compute_precision(fp32_ops=()):
     """The ``compute_precision`` of every deploykit fp16 Core ML program: coremltools' FP16ComputePrecision
     (casts at the edges of every op it can type fp16; inputs and outputs stay fp32 at the interface)

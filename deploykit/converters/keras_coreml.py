@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.converters import Converted, route_for
+from deploykit.converters import Converted
 from deploykit.converters.coreml_common import (
+    climb_coreml,
     deployment_target,
     output_types,
     rename_and_save,
     run_ct_convert,
     tensor_types,
 )
-from deploykit.converters.ladder import Rung, climb, select
+from deploykit.converters.ladder import Rung
 from deploykit.core.flexible import has_flexible, refuse
 
 LABEL = "keras->coreml (coremltools)"
@@ -40,12 +41,7 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     # supported"); its serving signature, a single concrete function, converts.
     if source.format == "savedmodel" and has_flexible(source.inputs):
         raise refuse(source, LABEL, "a SavedModel converts through its serving signature, whose shapes are fixed")
-    variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
-    route = route_for(options, "coreml")
-    ladder = select(rungs(source, options, workspace), route, "Keras -> Core ML")
-    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant, route=route,
-                    remember=("coreml-route", source.path))
-    return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
+    return climb_coreml(rungs(source, options, workspace), source, out_path, options, workspace, "Keras -> Core ML")
 
 
 def _direct(source, out_path: Path, options) -> None:

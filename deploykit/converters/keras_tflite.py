@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.converters import Converted, route_for
-from deploykit.converters.ladder import Rung, climb, select
+from deploykit.converters import Converted
+from deploykit.converters.ladder import Rung
 from deploykit.converters.tflite_common import dynamic_shape, run_tflite_converter
 from deploykit.core.flexible import has_flexible, refuse
 
@@ -31,15 +31,11 @@ def rungs(source, options, workspace) -> list[Rung]:
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
-    from deploykit.converters.onnx_tflite import FlexAware, flex_notes
+    from deploykit.converters.onnx_tflite import climb_tflite
 
     if source.format == "savedmodel" and has_flexible(source.inputs):
         raise refuse(source, LABEL, "a SavedModel converts through its serving signature, whose shapes are fixed")
-    route = route_for(options, "tflite")
-    ladder = select(rungs(source, options, workspace), route, "Keras -> TFLite")
-    climbed = climb(ladder, out_path, "tflite", FlexAware(workspace, options.allow_flex), route=route)
-    return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path), attempts=climbed.attempts,
-                     parity=climbed.parity)
+    return climb_tflite(rungs(source, options, workspace), out_path, options, workspace, "Keras -> TFLite")
 
 
 def _direct(source, out_path: Path) -> None:

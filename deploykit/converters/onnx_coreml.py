@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.converters import Converted, route_for
-from deploykit.converters.ladder import Rung, climb, select
+from deploykit.converters import Converted
+from deploykit.converters.coreml_common import climb_coreml
+from deploykit.converters.ladder import Rung
 from deploykit.core.flexible import has_flexible, refuse
 from deploykit.formats import coremltools_facade
 
@@ -31,14 +32,7 @@ def rungs(source, options, workspace) -> list[Rung]:
 def convert(source, out_path: Path, options, workspace) -> Converted:
     if has_flexible(source.inputs):
         raise refuse(source, "onnx->coreml (onnx2coreml)", "onnx2coreml lowers static shapes only")
-    variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
-    route = route_for(options, "coreml")
-    ladder = select(rungs(source, options, workspace), route, "ONNX -> Core ML")
-    # The fp16 base (and the variants compressed from it) takes the fp32 artifact's route: the routes give
-    # different layouts (NCHW direct, NHWC fallback), and an app's interface must not change between variants.
-    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant, route=route,
-                    remember=("coreml-route", source.path))
-    return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
+    return climb_coreml(rungs(source, options, workspace), source, out_path, options, workspace, "ONNX -> Core ML")
 
 
 def _direct(source, path: Path, options, workspace) -> None:

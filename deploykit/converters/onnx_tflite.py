@@ -35,9 +35,15 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     """Climb the ladder; the pipeline installs ``workspace.check`` (fp32 parity) and ``progress``."""
     if has_flexible(source.inputs):
         raise refuse(source, "onnx->tflite (onnx2tf)", "onnx2tf's layout rewrites need every dimension known")
+    return climb_tflite(rungs(source, options, workspace), out_path, options, workspace, "ONNX -> TFLite")
+
+
+def climb_tflite(ladder: list[Rung], out_path: Path, options, workspace, path_label: str) -> Converted:
+    """The TFLite climb every path shares: ``--route``, Flex candidates left unchecked when allowed (FlexAware),
+    and the kept artifact's Flex ops in its notes."""
     route = route_for(options, "tflite")
-    ladder = select(rungs(source, options, workspace), route, "ONNX -> TFLite")
-    climbed = climb(ladder, out_path, "tflite", FlexAware(workspace, options.allow_flex), route=route)
+    climbed = climb(select(ladder, route, path_label), out_path, "tflite", FlexAware(workspace, options.allow_flex),
+                    route=route)
     return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path),
                      attempts=climbed.attempts, parity=climbed.parity)
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from deploykit.converters import Converted, route_for
+from deploykit.converters import Converted
 from deploykit.converters.coreml_common import (
+    climb_coreml,
     deployment_target,
     output_types,
     rename_and_save,
     run_ct_convert,
     tensor_types,
 )
-from deploykit.converters.ladder import Rung, climb, select
+from deploykit.converters.ladder import Rung
 from deploykit.core.errors import ConversionError
 from deploykit.core.flexible import has_flexible
 
@@ -48,13 +49,7 @@ def rungs(source, options, workspace) -> list[Rung]:
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
-    variant = "fp16" if options.coreml_precision == "fp16" else "fp32"
-    route = route_for(options, "coreml")
-    ladder = select(rungs(source, options, workspace), route, "PyTorch -> Core ML")
-    # The fp16 base (and the variants compressed from it) takes the fp32 artifact's route.
-    climbed = climb(ladder, out_path, "coreml", workspace, variant=variant, route=route,
-                    remember=("coreml-route", source.path))
-    return Converted(climbed.path, climbed.converter, attempts=climbed.attempts, parity=climbed.parity)
+    return climb_coreml(rungs(source, options, workspace), source, out_path, options, workspace, "PyTorch -> Core ML")
 
 
 def _via_trace(source, out_path: Path, options) -> None:

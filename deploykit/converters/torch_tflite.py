@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from deploykit.converters import Converted, route_for
-from deploykit.converters.ladder import Rung, climb, select
+from deploykit.converters import Converted
+from deploykit.converters.ladder import Rung
 from deploykit.core.errors import ConversionError, UnsupportedOperatorError
 from deploykit.core.flexible import has_flexible, refuse
 
@@ -33,16 +33,12 @@ def rungs(source, options, workspace) -> list[Rung]:
 
 
 def convert(source, out_path: Path, options, workspace) -> Converted:
-    from deploykit.converters.onnx_tflite import FlexAware, flex_notes
+    from deploykit.converters.onnx_tflite import climb_tflite
 
     if source.handle["torchscript"] and has_flexible(source.inputs):
         raise refuse(source, "torchscript->onnx->tflite", "a TorchScript module is exported to ONNX and onnx2tf, "
                                                           "which need every dimension known")
-    route = route_for(options, "tflite")
-    ladder = select(rungs(source, options, workspace), route, "PyTorch -> TFLite")
-    climbed = climb(ladder, out_path, "tflite", FlexAware(workspace, options.allow_flex), route=route)
-    return Converted(climbed.path, climbed.converter, notes=flex_notes(climbed.path), attempts=climbed.attempts,
-                     parity=climbed.parity)
+    return climb_tflite(rungs(source, options, workspace), out_path, options, workspace, "PyTorch -> TFLite")
 
 
 def _via_litert(source, out_path: Path) -> None:
