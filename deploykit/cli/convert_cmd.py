@@ -45,6 +45,8 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert model.pt2 --to coreml --coreml-target iOS17
 
+  deploykit convert model.onnx --to coreml --quantize int8 --calibration cal.npz --coreml-target iOS17
+
   deploykit convert nets.py:build_classifier --weights weights.pth --input 1x3x224x224 --out dist/
 
   deploykit convert model.onnx --input images=1x3x320x320 --json > record.json
@@ -94,7 +96,7 @@ def convert(
     input_shapes: InputShapes = None,
     weights: Weights = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Base name of the artifacts (default: the source's file name).")] = None,
-    coreml_target: Annotated[str, typer.Option("--coreml-target", help="Core ML minimum deployment target: iOS15..iOS18, macOS12..macOS15.")] = "iOS16",
+    coreml_target: Annotated[str, typer.Option("--coreml-target", help="Core ML minimum deployment target: iOS15..iOS18, macOS12..macOS15. Core ML int8 (8-bit activations) needs iOS17 / macOS14 or later.")] = "iOS16",
     executorch_backend: Annotated[str, typer.Option("--executorch-backend", help="ExecuTorch backend: xnnpack (CPU, default), coreml (the Core ML delegate: lowered here, runs on Apple hardware), portable (reference kernels, slow).")] = "xnnpack",
     allow_h5: AllowH5 = False,
     quantize: Annotated[Optional[list[str]], typer.Option(
@@ -193,7 +195,7 @@ def convert(
         from deploykit.quantize import skipped_schemes
         from deploykit.targets import parse_targets
 
-        for note in skipped_schemes(quantize, parse_targets(to)):
+        for note in skipped_schemes(quantize, parse_targets(to), coreml_target):
             terminal().print(f"[yellow]note[/] {note}")
     checks = VerifyOptions(samples=samples, data=data, mean=None if image_input else parse_floats(mean, "--mean"),
                            std=None if image_input else parse_floats(std, "--std"), seed=seed, localize=localize,

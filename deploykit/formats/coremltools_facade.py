@@ -131,6 +131,40 @@ def mil_convert(program, **kwargs):
     return convert(program, **kwargs)
 
 
+# -- 8-bit activations (W8A8) with statistics taken elsewhere -------------------------------------------
+# coremltools' linear_quantize_activations = activation statistics by MLModel.predict (macOS only) + the
+# three passes below. deploykit computes the statistics with its numpy evaluator and calls the same passes.
+def share_concat_ranges(mlmodel, activation_stats: dict) -> None:
+    """coremltools' own rule, in place: the inputs and output of a ``concat`` share one range (the min of
+    their minima, the max of their maxima), so the quantized concat needs no rescaling."""
+    from coremltools.optimize.coreml.experimental._model_debugger import ModelDebugger
+    from coremltools.optimize.coreml.experimental._post_training_quantization import (
+        _adjust_concat_surrounding_activation_stats,
+    )
+
+    _adjust_concat_surrounding_activation_stats(ModelDebugger(mlmodel)._get_concat_op_info(), activation_stats)
+
+
+def insert_activation_quantization(mlmodel, config, activation_stats: dict):
+    """The ML Program with quantize / dequantize pairs on the activations, made exactly as
+    ``linear_quantize_activations`` makes it after its calibration: ``insert_prefix_quantize_dequantize_pair``
+    and ``insert_suffix_quantize_dequantize_pair`` with ``activation_stats`` ({var name: {"rmin", "rmax"}}),
+    then ``dequantize_quantize_pair_elimination``, on the iOS17 opset (where quantize / dequantize exist)."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto import load as milproto_to_pymil
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+    passes = []
+    for name in ("compression::insert_prefix_quantize_dequantize_pair", "compression::insert_suffix_quantize_dequantize_pair"):
+        graph_pass = PASS_REGISTRY[name]
+        graph_pass.set_options([PassOption("config", config), PassOption("activation_stats", activation_stats)])
+        passes.append(graph_pass)
+    passes.append(PASS_REGISTRY["common::dequantize_quantize_pair_elimination"])
+    return apply_graph_pass(mlmodel, passes, spec_version=ct._SPECIFICATION_VERSION_IOS_17,
+                            pymil_load_func=milproto_to_pymil.load, skip_model_load=True)
+
+
 # -- the PyTorch frontend -------------------------------------------------------------------------------
 def register_torch_op(function=None, *, torch_alias=None, override: bool = False):
     """Register a lowering for an ATen op with coremltools' PyTorch frontend."""

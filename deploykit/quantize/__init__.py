@@ -22,7 +22,7 @@ def build_options(targets, quantize=None, calibration=None, calibration_samples=
     from deploykit.quantize.options import check_combinations
 
     options = QuantizeOptions(
-        plan=parse_quantize(quantize, tuple(targets)),
+        plan=parse_quantize(quantize, tuple(targets), coreml_target),
         calibration=str(calibration) if calibration else None,
         calibration_samples=DEFAULT_CALIBRATION_SAMPLES if calibration_samples is None else int(calibration_samples),
         int8_io=int8_io,

@@ -66,8 +66,9 @@ class QuantizeOptions:
         return any(SCHEMES[s].needs_calibration for _, schemes in self.plan for s in schemes)
 
 
-def parse_quantize(values, targets: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The (target, schemes) plan for ``--quantize`` values (a string or a list of strings)."""
+def parse_quantize(values, targets: tuple[str, ...], coreml_target: str | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The (target, schemes) plan for ``--quantize`` values (a string or a list of strings). With ``coreml_target``
+    a scheme whose Core ML ops need a newer target is refused when asked of Core ML alone, else left out for it."""
     entries = []
     for value in ([values] if isinstance(values, str) else list(values or ())):
         entries += [e.strip().lower() for e in str(value).split(",") if e.strip()]
@@ -81,13 +82,17 @@ def parse_quantize(values, targets: tuple[str, ...]) -> tuple[tuple[str, tuple[s
         able = [t for t in ([target] if target else targets) if _can(t, name)]
         if not able:  # explicit target=scheme, or a bare scheme none of the targets can do
             _refuse(target or targets[0], name, several=len(targets) > 1 and not target)
+        too_old = [t for t in able if _needs_newer_coreml(t, name, coreml_target)]
+        if too_old and (target or len(able) == 1):
+            _refuse_target(name, coreml_target)
+        able = [t for t in able if t not in too_old]  # a bare scheme: the others make it (skipped_schemes says so)
         for t in able:
             if name not in plan[t]:
                 plan[t].append(name)
     return tuple((t, tuple(s)) for t, s in plan.items())
 
 
-def skipped_schemes(values, targets: tuple[str, ...]) -> list[str]:
+def skipped_schemes(values, targets: tuple[str, ...], coreml_target: str | None = None) -> list[str]:
     """Bare schemes left out for a target that cannot do them (said once on the terminal)."""
     notes = []
     for value in ([values] if isinstance(values, str) else list(values or ())):
@@ -98,7 +103,22 @@ def skipped_schemes(values, targets: tuple[str, ...]) -> list[str]:
                 if not _can(t, entry) and any(_can(o, entry) for o in targets):
                     why = UNAVAILABLE.get((t, entry), f"{t} has no {entry}")
                     notes.append(f"{entry}: not made for {t} ({why})")
+                elif _needs_newer_coreml(t, entry, coreml_target) and any(_can(o, entry) for o in targets if o != t):
+                    notes.append(f"{entry}: not made for {t} (needs --coreml-target iOS17 or later, got {coreml_target})")
     return notes
+
+
+def _needs_newer_coreml(target: str, name: str, coreml_target: str | None) -> bool:
+    """Core ML int8 (W8A8) writes quantize / dequantize ops, which exist from the iOS17 opset on."""
+    from deploykit.quantize.coreml_w8a8 import MIN_TARGETS
+
+    return target == "coreml" and name == "int8" and coreml_target is not None and coreml_target not in MIN_TARGETS
+
+
+def _refuse_target(name: str, coreml_target: str | None) -> None:
+    raise UsageError(f"Core ML {name} (8-bit activations) needs --coreml-target iOS17 or later (got {coreml_target}): "
+                     "its quantize / dequantize ops exist from the iOS17 opset on",
+                     hint="add --coreml-target iOS17 (or macOS14); --quantize coreml=int8-weights runs on earlier targets")
 
 
 def _scheme_name(name: str) -> str:

@@ -37,9 +37,13 @@ SCHEMES: dict[str, Scheme] = {
                 "coreml": "fp16 program + linear_quantize_weights (int8 linear symmetric, per-channel)"}),
         Scheme("int8", 8, "8-bit weights and activations, calibrated",
                {"tflite": f"{_TFLITE_AEQ}: static int8 (per-channel weights, per-tensor activations), float or --int8-io",
+                "coreml": "fp16 program + coremltools' quantize / dequantize passes on activations (int8 linear "
+                          "symmetric per-tensor, ranges from deploykit's Core ML evaluator on --calibration: "
+                          "coremltools' own calibration needs macOS) + linear_quantize_weights (int8 per-channel); "
+                          "iOS17 / macOS14 or later",
                 "executorch": "PT2E with the XNNPACK quantizer (per-channel symmetric int8 weights, per-tensor int8 "
                               "activations calibrated on --calibration), lowered to XNNPACK"},
-               needs_calibration=True),
+               needs_calibration=True, min_coreml_target="iOS17"),
         Scheme("int4", 4, "4-bit weights",
                {"tflite": f"{_TFLITE_AEQ}: weight-only int4 per-channel (CONV_2D / FULLY_CONNECTED; dequantized to float)",
                 "coreml": "fp16 program + linear_quantize_weights (int4 symmetric, per-block of 32) for iOS18 / macOS15"},
@@ -51,15 +55,11 @@ SCHEMES: dict[str, Scheme] = {
     )
 }
 
-# Core ML 8-bit activations: coremltools calibrates by running the model with MLModel.predict,
-# which exists only on macOS. There is no Linux runner deploykit can hand it (see docs).
-COREML_INT8_UNAVAILABLE = (
-    "Core ML int8 (8-bit activations) needs coremltools to run the model on the calibration data "
-    "(linear_quantize_activations calls MLModel.predict), which only works on macOS"
-)
 # (target, scheme) pairs a target could make but not on this machine: why, and what to ask for instead.
-UNAVAILABLE = {("coreml", "int8"): COREML_INT8_UNAVAILABLE}
-UNAVAILABLE_EXAMPLES = {("coreml", "int8"): "--quantize coreml=int8-weights,tflite=int8"}
+# Empty since Core ML int8 takes its activation ranges from deploykit's evaluator (quantize/coreml_w8a8.py)
+# instead of coremltools' MLModel.predict, which exists only on macOS.
+UNAVAILABLE: dict[tuple[str, str], str] = {}
+UNAVAILABLE_EXAMPLES: dict[tuple[str, str], str] = {}
 
 
 def supported(target: str) -> tuple[str, ...]:

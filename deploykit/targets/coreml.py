@@ -46,7 +46,12 @@ class CoreML(Target):
         from deploykit.converters.coreml_common import fp32_ops
         from deploykit.quantize.coreml import compress_coreml
 
-        record = compress_coreml(base, path, scheme, context.quantize)
+        if scheme == "int8":  # W8A8: activation ranges from the evaluator on --calibration (quantize.coreml_w8a8)
+            from deploykit.quantize.coreml_w8a8 import quantize_w8a8
+
+            record = quantize_w8a8(base, path, context.quantize, context.calibration, model.inputs)
+        else:
+            record = compress_coreml(base, path, scheme, context.quantize)
         return Made(path, f"{label} + {record['engine']}", {**record, **fp32, "fp32_ops": fp32_ops(path)},
                     tuple(records), attempts)
 

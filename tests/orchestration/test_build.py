@@ -45,7 +45,7 @@ def _write(folder: Path, text: str = CONFIG) -> Path:
      r"deploykit.toml:10: models\[0\].targets: 'tflit' is not allowed \(did you mean 'tflite'\?"),
     (('samples = 4', 'sample = 4'), r"deploykit.toml:13: unknown key 'sample' \(did you mean 'samples'\?"),
     (('version = "1.0.0"\n', ''), r"deploykit.toml:15: models\[0\].bundle.version is missing"),
-    (('coreml = ["fp16"]', 'coreml = ["int8"]'), r"models\[0\].variants: 'int8' does not exist for coreml"),
+    (('tflite = ["fp16"]', 'tflite = ["lut4"]'), r"models\[0\].variants: 'lut4' does not exist for tflite"),
     (('samples = 4', 'samples = 0'), r"deploykit.toml:13: models\[0\].samples: 0 is below 1"),
     (('[build]', '[build'), "not valid TOML"),
     (('samples = 4', 'samples = 4\ntolerances = ["bogus"]'), r"models\[0\].tolerances: bad --tolerance 'bogus'"),

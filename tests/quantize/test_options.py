@@ -28,8 +28,6 @@ def test_no_quantize_means_fp32_only():
 @pytest.mark.parametrize("value, targets, message, hint", [
     ("tflite=lut4", BOTH, "tflite cannot do lut4", "tflite can do: fp32, fp16, int8-weights, int8, int4"),
     ("lut4", ("tflite",), "tflite cannot do lut4", "(lut4 is for coreml)"),
-    ("int8", ("coreml",), "coreml cannot do int8 here", "coreml can do: fp32, fp16, int8-weights, int4, lut8"),
-    ("coreml=int8", BOTH, "MLModel.predict", "int8-weights"),
     ("lut3", BOTH, "unknown quantization scheme 'lut3'", "schemes: fp32, fp16"),
     ("coreml=lut4", ("tflite",), "'coreml' is not a target of this conversion", "--to"),
 ])
@@ -42,7 +40,22 @@ def test_impossible_combinations_name_what_the_target_can_do(value, targets, mes
 
 def test_supported_lists():
     assert supported("tflite") == ("fp32", "fp16", "int8-weights", "int8", "int4")
-    assert supported("coreml") == ("fp32", "fp16", "int8-weights", "int4", "lut8", "lut6", "lut4", "lut2")
+    assert supported("coreml") == ("fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2")
+
+
+def test_core_ml_int8_needs_ios17():
+    """quantize / dequantize are iOS17 ops: asked of Core ML (explicitly, or Core ML alone) with an older target
+    it is refused naming the flag; a bare int8 for several targets leaves Core ML out, with a note."""
+    for value, targets in (("coreml=int8", BOTH), ("int8", ("coreml",))):
+        with pytest.raises(UsageError) as caught:
+            parse_quantize(value, targets, "iOS16")
+        assert "Core ML int8 (8-bit activations) needs --coreml-target iOS17 or later (got iOS16)" in caught.value.message
+        assert "add --coreml-target iOS17" in caught.value.hint
+    assert dict(parse_quantize("int8", BOTH, "iOS16")) == {"tflite": ("fp32", "int8"), "coreml": ("fp32",)}
+    assert skipped_schemes("int8", BOTH, "iOS16") == ["int8: not made for coreml (needs --coreml-target iOS17 or later, got iOS16)"]
+    for target in ("iOS17", "iOS18", "macOS14", "macOS15"):
+        assert dict(parse_quantize("int8", BOTH, target)) == {"tflite": ("fp32", "int8"), "coreml": ("fp32", "int8")}
+        assert skipped_schemes("int8", BOTH, target) == []
 
 
 def test_keep_float_parsing():

@@ -1,0 +1,207 @@
+"""Core ML int8 (W8A8) on Linux: activation ranges from the numpy evaluator, pairs and weights by coremltools.
+
+One real conversion through the CLI (a small residual PyTorch net: conv, add, relu, max_pool, linear),
+then what the artifact holds, how close it stays to the source, and where its scales come from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.cli.test_convert_cmd import run
+from tests.conftest import TORCH_SHAPE, save_pt2
+
+SAMPLES = 16
+INT8 = 21  # MIL DataType INT8
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("coreml_w8a8")
+    source = save_pt2("resnet", folder)
+    calibration = np.random.default_rng(0).random((SAMPLES, *TORCH_SHAPE[1:]), dtype=np.float32)
+    np.save(folder / "cal.npy", calibration)
+    result = run("convert", source, "--to", "coreml", "--quantize", "fp16,coreml=int8", "--calibration",
+                 folder / "cal.npy", "--coreml-target", "iOS17", "--out", folder / "dist", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(result.stdout)
+    artifacts = {a["variant"]: a for a in record["artifacts"]}
+    return source, calibration, folder / "dist", artifacts
+
+
+def _program_ops(path):
+    from deploykit.formats.coreml.spec import load_spec, main_block
+
+    return list(main_block(load_spec(path)).operations)
+
+
+def test_the_artifact_quantizes_activations_and_weights(converted):
+    _, _, dist, artifacts = converted
+    assert list(artifacts) == ["fp32", "fp16", "int8"]
+    int8 = artifacts["int8"]
+    ops = _program_ops(dist / int8["path"])
+    types = [op.type for op in ops]
+    quantizes = [op for op in ops if op.type == "quantize"]
+    # every conv / linear / add / max_pool input is quantized, and the outputs of the patterns coremltools
+    # recognises (conv, conv + relu, add + relu, max_pool, linear): 12 activations on this net
+    assert len(quantizes) == 12 and types.count("dequantize") >= 12
+    assert all(op.outputs[0].type.tensorType.dataType == INT8 for op in quantizes)
+    consumers = {b.name for op in ops if op.type in ("conv", "linear", "add", "max_pool") for key in ("x", "y")
+                 if key in op.inputs for b in op.inputs[key].arguments}
+    producers = {op.outputs[0].name: op.type for op in ops}
+    assert {producers[name] for name in consumers} == {"dequantize"}  # no float activation enters a layer
+    # int8 weights: every conv and linear weight is a constexpr_affine_dequantize of int8 data (iOS17)
+    layers = [op for op in ops if op.type in ("conv", "linear")]
+    assert types.count("constexpr_affine_dequantize") == len(layers) == 7
+    assert all(producers[op.inputs["weight"].arguments[0].name] == "constexpr_affine_dequantize" for op in layers)
+    record = int8["quantization"]
+    assert record["weights"] == "int8 linear symmetric per-channel"
+    assert record["activations"] == "int8 linear symmetric per-tensor (12 activations with quantize / dequantize pairs)"
+    assert record["quantized_activations"] == 12 and record["uncompressed_weights"] == []
+    assert record["calibration"]["samples"] == SAMPLES and record["calibration"]["source"].endswith("cal.npy")
+    assert record["statistics"] == "deploykit Core ML evaluator (coremltools' predict needs macOS)"
+    assert record["engine"].startswith("coremltools.optimize.coreml")
+    assert int8["deployment_target"] == "iOS17"
+    assert int8["size_bytes"] < artifacts["fp16"]["size_bytes"] < artifacts["fp32"]["size_bytes"]
+
+
+def test_the_evaluator_output_stays_close_to_the_source(converted):
+    import torch
+
+    from deploykit.parity import metrics
+    from deploykit.parity.profiles import get_profile
+    from deploykit.runners.coreml_eval import evaluate
+
+    source, calibration, dist, artifacts = converted
+    module = torch.export.load(str(source)).module()
+    limits = {t.metric: t.limit for t in get_profile("int8").thresholds}
+    reference, actual = [], []
+    for sample in calibration:
+        with torch.no_grad():
+            reference.append(module(torch.from_numpy(sample[None])).numpy())
+        actual.append(next(iter(evaluate(dist / artifacts["int8"]["path"], {"x": sample[None]}).values())))
+    reference, actual = np.concatenate(reference).astype(np.float64), np.concatenate(actual).astype(np.float64)
+    cosine, snr = metrics.cosine_similarity(reference, actual), metrics.snr_db(reference, actual)
+    assert cosine >= limits["cosine_similarity"] and snr >= limits["snr_db"], (cosine, snr)
+    assert snr < metrics.snr_db(reference, np.concatenate([  # the activations cost accuracy: not an fp16 copy
+        next(iter(evaluate(dist / artifacts["fp16"]["path"], {"x": s[None]}).values())) for s in calibration]))
+    parity = artifacts["int8"]["parity"]
+    assert parity["passed"] and parity["profile"] == "int8"
+
+
+def test_activation_scales_are_the_evaluator_ranges_on_the_calibration_data(converted):
+    """scale = max(|rmin|, |rmax|) / 127 (linear symmetric int8, no zero point), with rmin / rmax the min / max
+    over all calibration samples of the fp16 program's tensor as the evaluator computes it.
+
+    coremltools' default pipeline then rewrites each quantized ``add`` for the backend
+    (distributive_quantized_binary_op_scale_normalization): its y input is dequantized with scale 1, its x input
+    with s_x / s_y, and the quantize after it (and the relu between) with s_z / s_y. There the activation's scale
+    is the one its dequantize restores, so each activation's scale is the quantize's or its dequantize's."""
+    from deploykit.runners.coreml_eval import evaluate, load_program
+
+    _, calibration, dist, artifacts = converted
+    ranges: dict[str, tuple[float, float]] = {}
+    for sample in calibration:
+        evaluation = evaluate(dist / artifacts["fp16"]["path"], {"x": sample[None]}, keep_intermediates=True)
+        for name, value in evaluation.intermediates.items():
+            low, high = ranges.get(name, (np.inf, -np.inf))
+            ranges[name] = (min(low, float(value.min())), max(high, float(value.max())))
+    program = load_program(dist / artifacts["int8"]["path"])
+
+    def scale_of(node):
+        assert "zero_point" not in node.inputs
+        binding = node.inputs["scale"][0]
+        return float(program.constants[binding.name] if binding.name else binding.value)
+
+    restored: dict[str, list[float]] = {}
+    for node in program.steps:
+        if node.type == "dequantize":
+            restored.setdefault(node.inputs["input"][0].name, []).append(scale_of(node))
+    direct = normalized = 0
+    for node in program.steps:
+        if node.type != "quantize":
+            continue
+        activation = node.inputs["input"][0].name
+        low, high = (np.float16(v) for v in ranges[activation])  # coremltools reads the ranges as fp16
+        expected = max(abs(float(low)), abs(float(high))) / 127
+        if scale_of(node) == pytest.approx(expected, rel=2e-3):
+            direct += 1
+        else:
+            assert any(s == pytest.approx(expected, rel=2e-3) for s in restored[node.outputs[0].name]), activation
+            normalized += 1
+    assert (direct, normalized) == (10, 2)  # the two residual adds (add + relu) were normalized
+    assert sum(s == 1.0 for scales in restored.values() for s in scales) == 2
+
+
+def test_a_target_below_ios17_is_a_usage_error(tmp_path):
+    source = save_pt2("resnet", tmp_path)
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).random((4, *TORCH_SHAPE[1:]), dtype=np.float32))
+    result = run("convert", source, "--to", "coreml", "--quantize", "int8", "--calibration", tmp_path / "cal.npy",
+                 "--out", tmp_path / "dist")
+    assert result.returncode == 2, result.stderr[-1000:]
+    text = " ".join((result.stdout + result.stderr).split())
+    assert "Core ML int8 (8-bit activations) needs --coreml-target iOS17 or later (got iOS16)" in text
+    assert "Traceback" not in text and not (tmp_path / "dist").exists()
+
+
+@pytest.mark.parametrize("dtype, zero_point", [("int8", None), ("int8", -3), ("uint8", 128)])
+def test_evaluator_quantize_is_the_mil_formula(tmp_path, dtype, zero_point):
+    """fp16 input and scale as the W8A8 program has them: clip(round_half_even(x / scale) + zero_point), with
+    exact ties, values far outside the range (clipped), and a scale that is not a power of two."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+    from coremltools.optimize import _utils as optimize_utils
+
+    from deploykit.runners.coreml_eval import evaluate
+    from tests.runners.coreml_eval.coreml_eval_support import save_mil
+
+    low, high = (-128, 127) if dtype == "int8" else (0, 255)
+    zp = 0 if zero_point is None else zero_point
+    ties = (np.arange(low - 4, high + 4) - zp + 0.5) / 8  # (k + 0.5) * 2^-3: exact in fp16, exact ties
+    noise = np.random.default_rng(1).uniform(-40, 40, 256)
+    x = np.concatenate([ties, noise, [-1e4, 1e4, 0.0]]).astype(np.float16)[None]
+    results = {}
+    for scale in (np.float16(2**-3), np.float16(0.0371)):
+        zero = None if zero_point is None else np.array(zero_point, dtype=dtype)
+
+        def pair(scale, zero):
+            def build(x):
+                q = mb.quantize(input=x, scale=scale, zero_point=zero, output_dtype=dtype)
+                return q, mb.dequantize(input=q, scale=scale, zero_point=zero)
+            return build
+
+        path = save_mil(pair(scale, zero), [(x.shape, types.fp16)], tmp_path / f"q{scale}.mlpackage", target="iOS17")
+        q, back = evaluate(path, {"x": x}).values()
+        exact = np.clip(np.round(x.astype(np.float64) / float(scale)) + zp, low, high)
+        np.testing.assert_array_equal(q, exact)
+        mil = optimize_utils.quantize_by_scale_and_zp(x.astype(np.float32), np.float32(scale), zero,
+                                                      types.string_to_builtin(dtype))
+        np.testing.assert_array_equal(q, mil)  # coremltools' own value inference of the op
+        np.testing.assert_array_equal(back, ((exact - zp) * np.float32(scale)).astype(np.float16))
+        results[float(scale)] = q
+    tied = results[2**-3][0, :len(ties)].astype(np.int64)
+    inside = (tied > low) & (tied < high)
+    assert np.all((tied[inside] - zp) % 2 == 0)  # half to even: every tie inside the range rounds to an even x / scale
+
+
+def test_evaluator_quantize_rounds_the_exact_quotient_in_fp32_programs(tmp_path):
+    """Float32 inputs one or two steps from (k + 0.5) * scale: float32 division lands their quotient on the tie
+    (and rounds it to even), the exact quotient is not a tie. The evaluator rounds the exact quotient."""
+    from coremltools.converters.mil import Builder as mb
+
+    from deploykit.runners.coreml_eval import evaluate
+    from tests.runners.coreml_eval.coreml_eval_support import save_mil
+
+    scale = np.float32(0.0371)
+    ties = ((np.arange(-120, 120) + 0.5) * np.float64(scale)).astype(np.float32)
+    x = np.concatenate([np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf))])[None]
+    path = save_mil(lambda x: mb.quantize(input=x, scale=scale, output_dtype="int8"), [x.shape], tmp_path / "q.mlpackage",
+                    target="iOS17")
+    q = next(iter(evaluate(path, {"x": x}).values()))
+    exact = np.clip(np.round(x.astype(np.float64) / np.float64(scale)), -128, 127)
+    np.testing.assert_array_equal(q, exact)
+    float32_division = np.round(x / scale)
+    assert np.count_nonzero(float32_division != exact) == 22  # what dividing in float32 got wrong here
