@@ -126,3 +126,34 @@ def download_bytes(path: Path, level: int = 6) -> int:
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, file.read_bytes(), compresslevel=level)
     return len(buffer.getvalue())
+
+
+# MIL DataType values of the weight constants (coremltools' MIL.proto): what a Core ML artifact stores its
+# uncompressed weights as.
+_MIL_DTYPES = {10: "fp16", 11: "fp32"}
+WEIGHT_MIN_ELEMENTS = 1000  # smaller constants are scalars, shapes, biases of small layers
+
+
+def coreml_weights(path: Path) -> dict:
+    """How a Core ML artifact stores its weights, read from the program: elements held as fp32 / fp16
+    constants (>= 1000 elements each), elements behind compression ops (``constexpr_*``), and for look-up
+    tables how many weights got one table per tensor and how many finer tables."""
+    from deploykit.formats.coreml.spec import load_spec, main_block
+
+    stored = {"fp32": 0, "fp16": 0, "compressed": 0}
+    tables = {"per_tensor": 0, "grouped": 0}
+    for op in main_block(load_spec(path)).operations:
+        tensor = op.outputs[0].type.tensorType if op.outputs else None
+        if tensor is None:
+            continue
+        elements = int(np.prod([d.constant.size for d in tensor.dimensions])) if tensor.dimensions else 1
+        if op.type == "const" and elements >= WEIGHT_MIN_ELEMENTS and tensor.dataType in _MIL_DTYPES:
+            stored[_MIL_DTYPES[tensor.dataType]] += elements
+        elif op.type.startswith("constexpr_"):
+            stored["compressed"] += elements
+            if op.type == "constexpr_lut_to_dense" and "lut" in op.inputs:
+                argument = op.inputs["lut"].arguments[0]
+                if argument.HasField("value"):
+                    lut = [d.constant.size for d in argument.value.type.tensorType.dimensions]
+                    tables["per_tensor" if int(np.prod(lut[:-2])) == 1 else "grouped"] += 1
+    return {**stored, **({"lut_weights": tables} if any(tables.values()) else {})}

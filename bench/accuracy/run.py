@@ -102,9 +102,11 @@ def latencies(folder: Path, runs: int) -> dict:
 
 def parity_of(item: arts.Item) -> dict:
     parity = item.record.parity or {}
-    worst = [o.get("max_rel_error") for o in (parity.get("outputs") or {}).values()
-             if isinstance(o.get("max_rel_error"), (int, float))]
-    return {"passed": parity.get("passed"), "max_rel_error": max(worst) if worst else None}
+    outputs = (parity.get("outputs") or {}).values()
+    worst = [o.get("max_rel_error") for o in outputs if isinstance(o.get("max_rel_error"), (int, float))]
+    cosine = [o.get("cosine_similarity") for o in outputs if isinstance(o.get("cosine_similarity"), (int, float))]
+    return {"passed": parity.get("passed"), "max_rel_error": max(worst) if worst else None,
+            "cosine_similarity": min(cosine) if cosine else None}
 
 
 def evaluate_folder(folders, score, limits: dict, bench_runs: int) -> list[dict]:
@@ -122,10 +124,18 @@ def evaluate_folder(folders, score, limits: dict, bench_runs: int) -> list[dict]
             rows.append({"target": item.target, "variant": item.variant, "file": item.path.name,
                          "size_bytes": item.size_bytes, "download_bytes": arts.download_bytes(item.path),
                          "latency_ms": None if lat is None else {"median": lat["median_ms"], "p90": lat["p90_ms"]},
-                         "runner": backend, "parity": parity_of(item),
+                         "runner": backend, "parity": parity_of(item), "weights": weights_of(item),
                          "quantization": _quantization(item), "eval_seconds": round(seconds, 1), **metrics})
             log(f"  {item.path.name}: {_summary(metrics)} ({seconds:.0f} s, {backend})")
     return rows
+
+
+def weights_of(item: arts.Item) -> dict:
+    """How the artifact stores its weights: Core ML read from the program (artifacts.coreml_weights), TFLite
+    the record's constant bytes left in float32."""
+    if item.target == "coreml":
+        return arts.coreml_weights(item.path)
+    return {"left_float32_bytes": (item.record.quantization or {}).get("weights_left_float32_bytes")}
 
 
 def _quantization(item: arts.Item) -> dict | None:
@@ -262,8 +272,22 @@ def _folders(args, plan: Plan, work: Path) -> list[Path]:
 # ---- results
 
 
+def refresh_parity(section: dict) -> None:
+    """Each row's parity figures again from the records of the section's folders (what a record holds can
+    outgrow what an earlier run of this script copied)."""
+    found = {}
+    for folder in section.get("folders", []):
+        if Path(folder).exists():
+            found.update({item.path.name: item for item in arts.artifacts_of(Path(folder))})
+    for row in section["rows"]:
+        if row["file"] in found:
+            row["parity"], row["weights"] = parity_of(found[row["file"]]), weights_of(found[row["file"]])
+
+
 def _mb(n: int | None) -> str:
-    return "—" if n is None else f"{n / 1e6:.2f} MB"
+    if n is None:
+        return "—"
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def _pct(v) -> str:
@@ -281,12 +305,28 @@ def _latency(row) -> str:
     return "—" if not lat else f"{lat['median']:.2f} ms (p90 {lat['p90']:.2f})"
 
 
+def _weights(row) -> str:
+    """Core ML: millions of weight elements compressed / left fp16 / left fp32, and how many compressed weights
+    got one look-up table per tensor; TFLite: constant bytes left in float32."""
+    w = row.get("weights") or {}
+    if row["target"] != "coreml":
+        left = w.get("left_float32_bytes")
+        return "—" if not left else f"{_mb(left)} left fp32"
+    parts = [f"{w[k] / 1e6:.2f}M {k}" for k in ("compressed", "fp16", "fp32") if w.get(k)]
+    luts = w.get("lut_weights")
+    if luts:
+        parts.append(f"tables: {luts['per_tensor']} per tensor, {luts['grouped']} finer")
+    return "; ".join(parts) or "—"
+
+
 def _parity(row) -> str:
     p = row.get("parity") or {}
     if p.get("passed") is None:
         return "—"
-    err = p.get("max_rel_error")
-    return ("pass" if p["passed"] else "FAIL") + ("" if err is None else f" ({err:.2g})")
+    err, cos = p.get("max_rel_error"), p.get("cosine_similarity")
+    figures = [f"{err:.2g}" if err is not None else None, f"cos {cos:.3g}" if cos is not None else None]
+    shown = ", ".join(f for f in figures if f)
+    return ("pass" if p["passed"] else "FAIL") + (f" ({shown})" if shown else "")
 
 
 ORDER = ("fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2")
@@ -305,7 +345,11 @@ def markdown(results: dict) -> str:
            f"the runs; 2 shared cores, noisy). Changes are in points against the same target's fp32 artifact. "
            f"Core ML artifacts run on deploykit's numpy evaluator of the ML Program (no Core ML runtime on "
            f"Linux): it computes what the program declares (fp16 ops rounded to fp16) but not a device's own "
-           f"fp16 accumulation. Core ML is converted with `--coreml-target {COREML_TARGET}` (needed by int4).", ""]
+           f"fp16 accumulation. Core ML is converted with `--coreml-target {COREML_TARGET}` (needed by int4). "
+           "Weights stored: for Core ML, read from the program (millions of weight elements behind compression "
+           "ops, left as fp16 / fp32 constants, and how many palettized weights got one table per tensor); for "
+           "TFLite, the record's constant bytes left in float32. What these figures show, and the deploykit "
+           "problems they exposed: bench/accuracy/README.md.", ""]
     meta = results.get("meta", {})
     if meta:
         out += [f"Run: {meta.get('date')}, deploykit {meta.get('deploykit')}, {meta.get('machine')}.", ""]
@@ -317,12 +361,12 @@ def markdown(results: dict) -> str:
 
 
 def _table(section, columns):
-    head = ["target", "variant", "size", "download", "host latency", *[c[0] for c in columns], "parity (max rel err)",
-            "eval s"]
+    head = ["target", "variant", "size", "download", "host latency", *[c[0] for c in columns],
+            "parity (max rel err, min cosine)", "weights stored", "eval s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in _sorted(section["rows"]):
         cells = [r["target"], r["variant"], _mb(r["size_bytes"]), _mb(r["download_bytes"]), _latency(r),
-                 *[c[1](r) for c in columns], _parity(r), f"{r['eval_seconds']:.0f}"]
+                 *[c[1](r) for c in columns], _parity(r), _weights(r), f"{r['eval_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -333,7 +377,8 @@ def _md_ocr(s):
     lines = [f"## OCR: {s['model']}", "",
              f"{st['lines']} rendered text lines ({scripts}; set fingerprint `{st['fingerprint'][:16]}`), "
              f"Core ML on the first {st['coreml_lines']}. Character accuracy = 1 - sum(edit distance) / sum(label "
-             "length); line accuracy = exact matches; greedy CTC decoding as rapidocr does. "
+             "length) (below 0 when a variant writes more wrong characters than the labels hold); line accuracy = "
+             "exact matches; greedy CTC decoding as rapidocr does. "
              f"ONNX source (onnxruntime): character {_pct(src['char_accuracy'])}, line {_pct(src['line_accuracy'])}"
              + "".join(f"; {k} {_pct(src[k]['char_accuracy'])} / {_pct(src[k]['line_accuracy'])}"
                        for k in st["scripts"] if k in src) + ".", ""]
@@ -400,6 +445,10 @@ def main(argv=None) -> None:
     parser.add_argument("--artifacts", action="append", default=[], metavar="MODEL=DIR",
                         help="evaluate this convert --out folder (or a folder of them) instead of converting")
     parser.add_argument("--reconvert", action="store_true", help="convert again even when a record exists")
+    parser.add_argument("--markdown", action="store_true",
+                        help="only rewrite accuracy.md from accuracy.json (parity figures re-read from the records)")
+    parser.add_argument("--latency", action="store_true",
+                        help="only measure the --only models' TFLite latency again (deploykit bench) and rewrite")
     args = parser.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     only = [m for m in args.only.split(",") if m]
@@ -408,6 +457,19 @@ def main(argv=None) -> None:
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; models: {', '.join(MODELS)}")
     path = RESULTS / "accuracy.json"
     results = json.loads(path.read_text()) if path.is_file() else {"models": {}}
+    if args.markdown or args.latency:
+        for key, section in results["models"].items():
+            refresh_parity(section)
+            if args.latency and key in only:
+                timing = {}
+                for folder in section.get("folders", []):
+                    timing.update(latencies(Path(folder), args.bench_runs))
+                for row in section["rows"]:
+                    lat = timing.get(row["file"])
+                    if lat is not None:
+                        row["latency_ms"] = {"median": lat["median_ms"], "p90": lat["p90_ms"]}
+        write(results)
+        return
     import deploykit
 
     for key in only:
