@@ -319,24 +319,29 @@ def score_predict(predict, lines) -> dict:
 
 
 def score_folder(folder, lines=None, count: int = 300, artifacts=None, reference: str = "fp32") -> dict:
-    """Score every recogniser artifact of a ``deploykit convert --out`` folder on the OCR set.
+    """Score every recogniser artifact of a ``deploykit convert --out`` folder (or of the folders in it) on the
+    OCR set.
 
-    Returns ``{artifact file name: {"target", "variant", "char_accuracy", "line_accuracy", "lines",
-    "char_accuracy_drop": points below the same target's ``reference`` variant, ...}}``. ``lines`` defaults to
-    the first ``count`` lines of the set (the ``latin`` and, when its font exists, ``cjk`` lines). A colleague's
-    check of ``--quantize auto --max-accuracy-drop 1``: every ``char_accuracy_drop`` <= 1.0.
+    Returns ``{artifact: {"target", "variant", "char_accuracy", "line_accuracy", "lines", "char_accuracy_drop":
+    points below the ``reference`` variant of the same target and record, ...}}``, keyed by file name (by
+    ``out-folder/file name`` when several records are scored). ``lines`` defaults to the first ``count`` lines of
+    the set (the ``latin`` and, when its font exists, ``cjk`` lines); ``artifacts`` limits it to these file
+    names. A check of ``--quantize auto --max-accuracy-drop 1``: every ``char_accuracy_drop`` <= 1.0.
     """
-    from bench.accuracy.artifacts import artifacts_of, open_artifact
+    from bench.accuracy.artifacts import artifacts_of, open_artifact, reports_in
 
     lines = lines if lines is not None else build_set(count)
+    several = len(reports_in(Path(folder))) > 1
     found = {}
     for item in artifacts_of(Path(folder), artifacts):
         with open_artifact(item) as predict:
             scored = score_predict(predict, lines)
         scored.pop("texts")
-        found[item.path.name] = {"target": item.target, "variant": item.variant, **scored}
-    for name, row in found.items():
-        base = [r for r in found.values() if r["target"] == row["target"] and r["variant"] == reference]
+        key = f"{item.path.parent.name}/{item.path.name}" if several else item.path.name
+        found[key] = {"target": item.target, "variant": item.variant, "record": str(item.path.parent), **scored}
+    for row in found.values():
+        base = [r for r in found.values()
+                if (r["target"], r["record"], r["variant"]) == (row["target"], row["record"], reference)]
         if base:
             row["char_accuracy_drop"] = round(100 * (base[0]["char_accuracy"] - row["char_accuracy"]), 3)
     return found
