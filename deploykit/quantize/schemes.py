@@ -37,8 +37,8 @@ SCHEMES: dict[str, Scheme] = {
                 "coreml": "fp16 program + linear_quantize_weights (int8 linear symmetric, per-channel)"}),
         Scheme("int8", 8, "8-bit weights and activations, calibrated",
                {"tflite": f"{_TFLITE_AEQ}: static int8 (per-channel weights, per-tensor activations), float or --int8-io",
-                "coreml": "fp16 program + coremltools' quantize / dequantize passes on activations (int8 linear "
-                          "symmetric per-tensor, ranges from deploykit's Core ML evaluator on --calibration: "
+                "coreml": "fp16 program + coremltools' quantize / dequantize passes on activations (8-bit linear "
+                          "per-tensor with zero points, ranges from deploykit's Core ML evaluator on --calibration: "
                           "coremltools' own calibration needs macOS) + linear_quantize_weights (int8 per-channel); "
                           "iOS17 / macOS14 or later",
                 "executorch": "PT2E with the XNNPACK quantizer (per-channel symmetric int8 weights, per-tensor int8 "

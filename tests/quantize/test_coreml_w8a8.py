@@ -15,7 +15,7 @@ from tests.cli.test_convert_cmd import run
 from tests.conftest import TORCH_SHAPE, save_pt2
 
 SAMPLES = 16
-INT8 = 21  # MIL DataType INT8
+INT8, UINT8 = 21, 31  # MIL DataType
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,10 @@ def test_the_artifact_quantizes_activations_and_weights(converted):
     # every conv / linear / add / max_pool input is quantized, and the outputs of the patterns coremltools
     # recognises (conv, conv + relu, add + relu, max_pool, linear): 12 activations on this net
     assert len(quantizes) == 12 and types.count("dequantize") >= 12
-    assert all(op.outputs[0].type.tensorType.dataType == INT8 for op in quantizes)
+    # int8 with a zero point; a non-negative activation (zero point -128) becomes uint8 without one (coremltools'
+    # nullify_redundant_quantization_zero_point): the ReLU outputs here
+    dtypes = [op.outputs[0].type.tensorType.dataType for op in quantizes]
+    assert set(dtypes) == {INT8, UINT8} and dtypes.count(UINT8) >= 5
     consumers = {b.name for op in ops if op.type in ("conv", "linear", "add", "max_pool") for key in ("x", "y")
                  if key in op.inputs for b in op.inputs[key].arguments}
     producers = {op.outputs[0].name: op.type for op in ops}
@@ -59,7 +62,8 @@ def test_the_artifact_quantizes_activations_and_weights(converted):
     assert all(producers[op.inputs["weight"].arguments[0].name] == "constexpr_affine_dequantize" for op in layers)
     record = int8["quantization"]
     assert record["weights"] == "int8 linear symmetric per-channel"
-    assert record["activations"] == "int8 linear symmetric per-tensor (12 activations with quantize / dequantize pairs)"
+    assert record["activations"] == ("int8 linear per-tensor (scale and zero point; uint8 without one where non-negative) "
+                                     "(12 activations with quantize / dequantize pairs)")
     assert record["quantized_activations"] == 12 and record["uncompressed_weights"] == []
     assert record["calibration"]["samples"] == SAMPLES and record["calibration"]["source"].endswith("cal.npy")
     assert record["statistics"] == "deploykit Core ML evaluator (coremltools' predict needs macOS)"
@@ -93,8 +97,9 @@ def test_the_evaluator_output_stays_close_to_the_source(converted):
 
 
 def test_activation_scales_are_the_evaluator_ranges_on_the_calibration_data(converted):
-    """scale = max(|rmin|, |rmax|) / 127 (linear symmetric int8, no zero point), with rmin / rmax the min / max
-    over all calibration samples of the fp16 program's tensor as the evaluator computes it.
+    """With lo = min(rmin, 0), hi = max(rmax, 0): scale = (hi - lo) / 255 and zero point = round((-128 hi - 127 lo) /
+    (hi - lo)) (int8, linear), rmin / rmax the min / max over all calibration samples of the fp16 program's tensor
+    as the evaluator computes it.
 
     coremltools' default pipeline then rewrites each quantized ``add`` for the backend
     (distributive_quantized_binary_op_scale_normalization): its y input is dequantized with scale 1, its x input
@@ -111,10 +116,14 @@ def test_activation_scales_are_the_evaluator_ranges_on_the_calibration_data(conv
             ranges[name] = (min(low, float(value.min())), max(high, float(value.max())))
     program = load_program(dist / artifacts["int8"]["path"])
 
-    def scale_of(node):
-        assert "zero_point" not in node.inputs
-        binding = node.inputs["scale"][0]
+    def value(node, key):
+        if key not in node.inputs:
+            return 0.0
+        binding = node.inputs[key][0]
         return float(program.constants[binding.name] if binding.name else binding.value)
+
+    def scale_of(node):
+        return value(node, "scale")
 
     restored: dict[str, list[float]] = {}
     for node in program.steps:
@@ -125,8 +134,12 @@ def test_activation_scales_are_the_evaluator_ranges_on_the_calibration_data(conv
         if node.type != "quantize":
             continue
         activation = node.inputs["input"][0].name
-        low, high = (np.float16(v) for v in ranges[activation])  # coremltools reads the ranges as fp16
-        expected = max(abs(float(low)), abs(float(high))) / 127
+        low, high = (float(np.float16(v)) for v in ranges[activation])  # coremltools reads the ranges as fp16
+        low, high = min(low, 0.0), max(high, 0.0)
+        expected = (high - low) / 255
+        zero_point = np.clip(np.round((-128 * high - 127 * low) / (high - low)), -128, 127)
+        stored = value(node, "zero_point") - (128 if node.outputs[0].dtype.name == "uint8" else 0)  # as int8
+        assert abs(stored - zero_point) <= 1, activation  # coremltools computes it in fp16
         if scale_of(node) == pytest.approx(expected, rel=2e-3):
             direct += 1
         else:
@@ -145,6 +158,48 @@ def test_a_target_below_ios17_is_a_usage_error(tmp_path):
     text = " ".join((result.stdout + result.stderr).split())
     assert "Core ML int8 (8-bit activations) needs --coreml-target iOS17 or later (got iOS16)" in text
     assert "Traceback" not in text and not (tmp_path / "dist").exists()
+
+
+def test_an_activation_that_stays_zero_gets_scale_one(tmp_path):
+    """A ReLU that never fires on the calibration data (range [0, 0]): coremltools' suffix pass would write scale 0,
+    which the quantize op refuses; its prefix pass's own remedy, scale 1, keeps the zero exact."""
+    import torch
+    from torch import nn
+
+    from deploykit import convert
+    from deploykit.runners.coreml_eval import load_program
+
+    class DeadBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem, self.dead, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+            with torch.no_grad():
+                self.dead.bias.fill_(-100.0)  # far below anything the small weights add: relu(dead(.)) == 0
+
+        def forward(self, x):  # the dead ReLU feeds an op without pairs, so the suffix pass quantizes it
+            a = torch.relu(self.stem(x))
+            d = torch.relu(self.dead(a))
+            return torch.cat([torch.relu(self.head(a)).mean(dim=(2, 3)), d.mean(dim=(2, 3))], dim=1)
+
+    source = tmp_path / "dead.pt2"
+    torch.export.save(torch.export.export(DeadBranch().eval(), (torch.rand(TORCH_SHAPE),)), source)
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).random((8, *TORCH_SHAPE[1:]), dtype=np.float32))
+    report = convert(source, to="coreml", out=tmp_path / "dist", quantize="int8", calibration=tmp_path / "cal.npy",
+                     coreml_target="iOS17")
+    int8 = report.artifacts[-1]
+    assert int8.variant == "int8" and int8.parity["passed"]
+    program = load_program(tmp_path / "dist" / int8.path)
+    scales = {}
+    for node in program.steps:
+        if node.type == "quantize":
+            binding = node.inputs["scale"][0]
+            scales[node.inputs["input"][0].name] = float(program.constants[binding.name] if binding.name else binding.value)
+    assert sorted(scales.values()).count(1.0) == 1 and all(0 < v < 1 for v in scales.values() if v != 1.0), scales
+    dead = next(name for name, scale in scales.items() if scale == 1.0)
+    node = next(n for n in program.steps if n.type == "quantize" and n.inputs["input"][0].name == dead)
+    zero = node.inputs["zero_point"][0] if "zero_point" in node.inputs else None
+    assert node.outputs[0].dtype.name == "int8" and (zero is None or (program.constants[zero.name] if zero.name else zero.value) == 0)
 
 
 @pytest.mark.parametrize("dtype, zero_point", [("int8", None), ("int8", -3), ("uint8", 128)])
