@@ -58,6 +58,10 @@ def print_conversion(report, out_dir: Path) -> None:
     for artifact in report.artifacts:
         for line in conditioning_lines(artifact.path, artifact.parity or {}):
             console.print(line)
+    for artifact in report.artifacts:
+        line = slower_line(artifact.path, artifact.latency or {})
+        if line:
+            console.print(line)
     console.print(f"record: {Path(out_dir) / 'deploykit-report.json'}")
     if (Path(out_dir) / "report.html").is_file():
         console.print(f"report: {Path(out_dir) / 'report.html'}")
@@ -85,3 +89,15 @@ def conditioning_lines(name: str, summary: dict) -> list[str]:
     if why:
         lines.append(f"[dim]{name}: parity inputs: {why}[/]")
     return lines
+
+
+def slower_line(name: str, latency: dict) -> str | None:
+    """The trade-off note of a variant slower than its target's fp32 artifact (pipeline.latency_notes)."""
+    from rich.markup import escape
+
+    note = latency.get("slower_than_fp32")
+    if not note:
+        return None
+    how = "estimated" if latency.get("source") == "estimate" else "measured"
+    return (f"[yellow]note[/] {name}: {note['ratio']:.2f}x slower than fp32 on this host ({how} {latency['median_ms']:.2f} "
+            f"vs {note['fp32_ms']:.2f} ms): {escape(note.get('why') or 'no reason found')}")

@@ -26,6 +26,7 @@ from deploykit.image_io.wrap import with_pixel_inputs
 from deploykit.passes.apply import apply_source_passes
 from deploykit.pipeline.app_io import with_app_io
 from deploykit.pipeline.artifact import describe, produce, source_analysis
+from deploykit.pipeline.latency_notes import with_latency_notes
 from deploykit.pipeline.outcome import after_partial, failure, raise_on_parity_failure, unchecked_flex
 from deploykit.pipeline.quiet import quiet
 from deploykit.pipeline.request import ConvertRequest, VerifyOptions
@@ -63,6 +64,7 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
         if checks is not None:
             workspace.check = _candidate_check(model, verbose, checks.for_candidates())
             workspace.samples = _parity_samples(model, checks)
+            workspace.validation = _validation_samples(model, checks, request.quantize)
         with quiet(verbose, "analysing the source graph"):
             workspace.products["analysis"] = source_analysis(model)
         for target in targets:
@@ -96,8 +98,11 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
         parity_reports = []
         if checks is not None:
             artifacts, parity_reports = _verified(model, artifacts, staging, checks, progress, verbose)
+        if checks is not None and checks.localize:
+            artifacts = [_localized(a, staging, workspace, progress) for a in artifacts]
         with progress.step("Measuring host latency"):
             artifacts = [replace(a, latency=target_named(a.target).latency(a, staging / a.path)) for a in artifacts]
+            artifacts = with_latency_notes(artifacts, staging, target_named)  # variants slower than fp32, and why
         with progress.step("Inspecting the source"):
             inspection = _inspection(loaded)
         with progress.step("Writing outputs"):
@@ -136,6 +141,20 @@ def _verified(model, artifacts, staging: Path, checks: VerifyOptions, progress, 
     return [replace(a, parity=summaries.get(a.path) or unchecked_flex(a)) for a in artifacts], reports
 
 
+def _localized(artifact, staging: Path, workspace, progress):
+    """``--localize`` on a compressed variant: each layer's share of its error (quantize.layerwise.localize), in the
+    record's ``quantization.localized`` and the report's contributions plot."""
+    reference = target_named(artifact.target).layerwise_reference(workspace)
+    if artifact.variant == "fp32" or reference is None or workspace.samples is None:
+        return artifact
+    from deploykit.quantize.layerwise.localize import localize_variant
+
+    with progress.step(f"Localizing the error of {artifact.path} layer by layer"):
+        feeds, _ = workspace.samples(reference, artifact.target)
+        found = localize_variant(artifact.target, Path(reference), staging / artifact.path, feeds)
+    return replace(artifact, quantization={**artifact.quantization, "localized": found})
+
+
 def _verify_options(request: ConvertRequest) -> VerifyOptions | None:
     """The parity options this job checks with. int8 is calibrated for the calibration data's range, and seeded
     noise would be out of it: without ``--data`` the calibration data is what parity runs on."""
@@ -162,6 +181,25 @@ def _parity_samples(model, checks: VerifyOptions):
         return artifact_samples(model, Path(path), target, checks, prefer=prefer)
 
     return samples
+
+
+def _validation_samples(model, checks: VerifyOptions, quantize):
+    """What ``--quantize auto`` judges its budget on: ``--validation``, else the calibration data, else the parity
+    inputs; every sample of a file (not the parity check's 8), in the artifact's layout, with its outputs there."""
+    from deploykit.pipeline.verify import artifact_samples
+    from deploykit.quantize.layerwise.layers import open_layers
+    from deploykit.quantize.layerwise.metric import Validation, read_labels
+
+    data = (quantize.auto.validation if quantize.auto else None) or quantize.calibration or checks.data
+    options = replace(checks, data=data, samples=0) if data else checks
+
+    def validation(path, target, outputs_of=None):
+        feeds, _ = artifact_samples(model, Path(path), target, options)
+        reference = open_layers(target, Path(outputs_of or path)).run({}, feeds)
+        return Validation(tuple(feeds), tuple(reference), read_labels(data) if data else None,
+                          source=str(data) if data else f"{len(feeds)} seeded parity inputs")
+
+    return validation
 
 
 def _inspection(loaded) -> dict:

@@ -186,7 +186,7 @@ def _variant_row(row: Row) -> str:
     for key, _, fmt in METRICS:
         tds.append("".join(_metric(n, outputs[n].get(key), fmt) for n in names) or "-")
     tds.append(_parity(parity))
-    tds.append(_latency(row.latency))
+    tds.append(_latency(row.latency) + _slower(row.latency))
     tds.append(_accuracy(row.accuracy))
     classes = ["variant"] + (["failed"] if parity.get("passed") is False else [])
     data = " ".join(f'data-{k}="{cells.e(v)}"' for k, v in attrs.items())
@@ -240,6 +240,15 @@ def _latency(latency: dict | None) -> str:
             f'{cells.ms(ms)}</span><div class="small">{cells.e(how)}</div>')
 
 
+def _slower(latency: dict | None) -> str:
+    """The trade-off note of a variant slower than its target's fp32 artifact (pipeline.latency_notes)."""
+    note = (latency or {}).get("slower_than_fp32")
+    if not note:
+        return ""
+    return (f'<div class="small slower-note" data-ratio="{float(note["ratio"])!r}" data-fp32-ms="{float(note["fp32_ms"])!r}">'
+            f'{float(note["ratio"]):.2f}× slower than fp32 ({cells.ms(float(note["fp32_ms"]))}): {cells.e(note.get("why"))}</div>')
+
+
 def _accuracy(accuracy: dict | None) -> str:
     if not accuracy:
         return '<span class="unchecked" title="no validation data given">-</span>'
@@ -270,6 +279,21 @@ def _plots(rows: list[Row], suffix: str) -> str:
         parts.append(_figure("latency", suffix, "Host latency per variant: TFLite measured with LiteRT; Core ML is an "
                              "estimate (op-count cost model, no Core ML runtime on this machine), drawn hatched",
                              lambda: plots.latency(timed)))
+    for number, row in enumerate(rows):
+        auto = row.artifact.get("quantization") or {}
+        if auto.get("candidates"):
+            budget = auto.get("budget") or {}
+            limit = budget.get("max_accuracy_drop") if budget.get("max_accuracy_drop") is not None else budget.get("max_error")
+            parts.append(_figure(f"pareto-{number}", suffix, f"{row.variant.label}: size against {auto.get('measure')} for every "
+                                 "per-layer assignment --quantize auto evaluated (squares: one scheme everywhere; dots: "
+                                 "the search's path; star: the artifact made; red edge: over the budget)",
+                                 lambda a=auto, lab=row.variant.label, lim=limit: plots.pareto(lab, a.get("measure", ""),
+                                                                                              float(lim), a["candidates"])))
+        if auto.get("localized"):
+            parts.append(_figure(f"contributions-{number}", suffix, f"{row.variant.label}: where the compression error comes from "
+                                 "(--localize): each layer compressed alone, ranked, and its output against the "
+                                 "reference's at the same point",
+                                 lambda a=auto, lab=row.variant.label: plots.contributions(lab, a["localized"]["layers"])))
     lines = [line for line in (_divergence(r) for r in rows) if line]
     if lines:
         parts.append(_figure("divergence", suffix, "Per-layer divergence (--localize): max relative error of each "

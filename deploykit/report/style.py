@@ -21,7 +21,7 @@ tr.failed{background:#fff5f5}
 .pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:600}
 .unchecked{color:#718096}.unavailable{color:#975a16;background:#fffaf0;padding:6px 10px;border-radius:4px}
 .small{font-size:11.5px;color:#4a5568}
-.estimate{font-style:italic}.estimate-label{color:#975a16}
+.estimate{font-style:italic}.estimate-label{color:#975a16}.slower-note{color:#975a16;max-width:28em}
 .note{color:#4a5568;font-size:12.5px}
 ul.notes{color:#4a5568;font-size:12px;padding-left:18px}
 .side-by-side{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 20px;align-items:start}

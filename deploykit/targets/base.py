@@ -142,9 +142,20 @@ class Target:
         """The runner (``runners.base.Runner``) that runs an artifact of this target on this machine."""
         raise NotImplementedError
 
+    def layerwise_reference(self, workspace) -> Path | None:
+        """The artifact this target's compressed variants are made from, whose weights ``--localize`` and
+        ``--quantize auto`` replace layer by layer (quantize.layerwise); None when the target has no such base."""
+        return None
+
     def latency(self, artifact, path: Path) -> dict:
         """The record's ``latency`` entry: measured where a runtime exists, else an estimate, else why not."""
         return {"source": None, "unavailable": f"no host latency measurement for {self.name} artifacts"}
+
+    def slower_reason(self, artifact, path: Path, fp32, fp32_path: Path) -> str:
+        """Why ``artifact`` times slower than this target's ``fp32`` artifact on the host (pipeline.latency_notes):
+        what was verified on the two files, and what is only likely, worded so."""
+        return (f"not analysed for {self.title} artifacts; likely the {artifact.variant} kernels of the runtime are slower "
+                f"than its float32 ones on this CPU (compare the two with `deploykit bench`)")
 
     def bench(self, path: Path, *, threads: int, warmup: int, runs: int):
         """``deploykit bench``: a ``runners.litert_bench.BenchResult``."""

@@ -17,6 +17,10 @@ from pathlib import Path
 from deploykit.image_io.feeds import PixelFeed
 from deploykit.targets.base import FP32, BundleSlot, Made, Payload, Target, source_preparation_records
 
+# Schemes whose failing variant is repaired by keeping weights in fp16 (fp16 itself has fp16_rescue). Each try is a
+# coremltools compression and a check on the evaluator: seconds on small models, a minute or two on PP-OCR-sized ones.
+REPAIRABLE = ("int8-weights", "int4", "lut8", "lut6", "lut4")
+
 
 class CoreML(Target):
     name = "coreml"
@@ -45,15 +49,42 @@ class CoreML(Target):
                         tuple(records), attempts)
         from deploykit.converters.coreml_common import fp32_ops
         from deploykit.quantize.coreml import compress_coreml
+        from deploykit.quantize.layerwise.bias_correction import corrected
 
         if scheme == "int8":  # W8A8: activation ranges from the evaluator on --calibration (quantize.coreml_w8a8)
             from deploykit.quantize.coreml_w8a8 import quantize_w8a8
 
             record = quantize_w8a8(base, path, context.quantize, context.calibration, model.inputs)
+        elif scheme == "auto":  # per-layer choices within a budget, against the fp32 artifact (quantize.layerwise)
+            from deploykit.quantize.layerwise.auto import run_auto
+
+            record = run_auto(self.name, base, path, workspace, context.quantize, ios18=context.quantize.lut_grouped,
+                              judged_against=workspace.products.get("coreml-fp32-artifact"))
+        elif scheme.startswith("sparse"):  # pruning, alone or with lut4 / int8 non-zeros (quantize.sparse_coreml)
+            from deploykit.quantize.sparse_coreml import compress_sparse_coreml
+
+            record = compress_sparse_coreml(base, path, scheme, context.quantize)
         else:
             record = compress_coreml(base, path, scheme, context.quantize)
+            if scheme in REPAIRABLE:  # a failing variant made again with the fewest weights in fp16 (quantize.layerwise)
+                from deploykit.quantize.layerwise.repair import repair
+
+                def remake_float(kept, out):
+                    return compress_coreml(base, out, scheme, context.quantize, float_weights=kept)
+
+                # corrected before the check repair starts with: a corrected variant may need no weight in fp16
+                record = corrected(self.name, scheme, base, path, record, workspace, context.quantize)
+                repaired, tried = repair(self.name, scheme, base, path, workspace, f"{label} + {record['engine']}",
+                                         remake_float)
+                record, attempts = repaired or record, tuple(attempts) + tried
+        if "bias_correction" not in record:  # every other compressed scheme, and a repaired variant
+            record = corrected(self.name, scheme, base, path, record, workspace, context.quantize)
         return Made(path, f"{label} + {record['engine']}", {**record, **fp32, "fp32_ops": fp32_ops(path)},
                     tuple(records), attempts)
+
+    def layerwise_reference(self, workspace):
+        made = workspace.products.get("coreml-fp16")
+        return made[0] if made else None
 
     def finish(self, path, model) -> dict | None:
         """Labels (a classifier, or a detector's label metadata), then a byte-reproducible package."""
@@ -108,6 +139,20 @@ class CoreML(Target):
             return coreml_cost.estimate(path)
         except Exception as exc:  # noqa: BLE001  (an op the evaluator cannot load: no estimate, say why)
             return {"source": coreml_cost.SOURCE, "label": coreml_cost.LABEL, "unavailable": why(exc)}
+
+    def slower_reason(self, artifact, path, fp32, fp32_path) -> str:
+        """Both figures are the cost model's: which of its three terms (MACs, bytes, ops) the extra time is."""
+        from deploykit.runners import coreml_cost
+
+        mine, base = artifact.latency or {}, fp32.latency or {}
+        extra = {"its extra multiply-accumulates": (mine.get("macs", 0) - base.get("macs", 0)) / coreml_cost.MAC_RATE,
+                 "its extra bytes": (mine.get("bytes", 0) - base.get("bytes", 0)) / coreml_cost.MEMORY_RATE,
+                 "its extra ops": (mine.get("ops", 0) - base.get("ops", 0)) * coreml_cost.OP_OVERHEAD_S}
+        most = max(extra, key=extra.get)
+        return (f"an estimate, not a measurement (no Core ML runtime on this machine): the op-count cost model counts "
+                f"{mine.get('ops')} ops and {mine.get('bytes', 0) / 1e6:.1f} MB read and written against fp32's "
+                f"{base.get('ops')} and {base.get('bytes', 0) / 1e6:.1f} MB: {most} add {extra[most] * 1000:.2f} ms. A device's "
+                "Core ML may run the variant's ops differently")
 
     def bench(self, path, *, threads, warmup, runs, xnnpack: bool = True):
         from deploykit.core.errors import UsageError

@@ -12,6 +12,10 @@ from pathlib import Path
 from deploykit.image_io.feeds import PixelFeed
 from deploykit.targets.base import FP32, BundleSlot, Made, Payload, Target, source_preparation_records
 
+# Schemes whose failing variant is repaired by keeping layers in float: the integer ones (fp16 has its own search,
+# fp16_rescue). A repair costs one conversion and one parity check per try, seconds on TFLite.
+REPAIRABLE = ("int8", "int8-weights", "int4")
+
 
 class TFLite(Target):
     name = "tflite"
@@ -34,10 +38,35 @@ class TFLite(Target):
                 converted.path, model.framework, context.selection)
             workspace.products["tflite-fp32"] = (converted.path, converted.converter, records)
             return Made(converted.path, converted.converter, dict(FP32), tuple(records), converted.attempts)
+        from deploykit.quantize.layerwise.bias_correction import corrected
         from deploykit.quantize.tflite import quantize_tflite
 
         base, label, records = workspace.products["tflite-fp32"]
+        if scheme == "auto":  # per-layer choices within a budget (quantize.layerwise)
+            from deploykit.quantize.layerwise.auto import run_auto
+
+            record = run_auto(self.name, base, path, workspace, context.quantize)
+            record = corrected(self.name, scheme, base, path, record, workspace, context.quantize)
+            return Made(path, f"{label} + ai-edge-quantizer (per layer)", record, tuple(records))
+        if scheme.startswith("sparse"):  # pruning, sparse-encoded or with int8 weights (quantize.sparse_tflite)
+            from deploykit.quantize.sparse_tflite import sparse_tflite
+
+            record = sparse_tflite(base, path, scheme, context.quantize, context.calibration, workspace.root)
+            record = corrected(self.name, scheme, base, path, record, workspace, context.quantize)
+            return Made(path, f"{label} + {record['engine']}", record, tuple(records))
         record = quantize_tflite(base, path, scheme, context.quantize, context.calibration)
+        if scheme in REPAIRABLE:  # a failing variant made again with the fewest layers in float (quantize.layerwise)
+            from deploykit.quantize.layerwise.repair import repair
+
+            def remake_float(kept, out):
+                return quantize_tflite(base, out, scheme, context.quantize, context.calibration, fp32_layers=kept)
+
+            # corrected before the check repair starts with: a corrected variant may need no layer in float
+            record = corrected(self.name, scheme, base, path, record, workspace, context.quantize)
+            repaired, attempts = repair(self.name, scheme, base, path, workspace, f"{label} + ai-edge-quantizer", remake_float)
+            if repaired:
+                record = corrected(self.name, scheme, base, path, repaired, workspace, context.quantize)
+            return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records), attempts)
         if scheme != "fp16":
             return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records))
         from deploykit.quantize.fp16_estimate_tflite import TFLiteFp16Estimate
@@ -55,6 +84,10 @@ class TFLite(Target):
         if rescued.mixed is not None:
             record = {**record, "mixed_precision": rescued.mixed}
         return Made(path, f"{label} + ai-edge-quantizer", record, tuple(records), rescued.attempts)
+
+    def layerwise_reference(self, workspace):
+        made = workspace.products.get("tflite-fp32")
+        return made[0] if made else None
 
     def finish(self, path, model) -> dict | None:
         if model.classifier is None:
@@ -109,6 +142,25 @@ class TFLite(Target):
                 return {"source": "litert", **time_in_process(path, threads=1, warmup=WARMUP, runs=RUNS)}
         except Exception as exc:  # noqa: BLE001  (LiteRT raises RuntimeError / ValueError for a model it cannot run)
             return {"source": "litert", "unavailable": f"LiteRT could not run it: {why(exc)}"}
+
+    def slower_reason(self, artifact, path, fp32, fp32_path) -> str:
+        """What XNNPACK takes of each file (formats.tflite.delegation): ops it leaves to LiteRT's builtin kernels
+        are what made int8-weights and int4 slower than fp32 when measured (docs/quantization.md)."""
+        from deploykit.core.noise import capture_output
+        from deploykit.formats.tflite.delegation import delegation, explain
+        from deploykit.runners.latency import why
+
+        try:
+            with capture_output():  # LiteRT announces its delegate on stderr
+                mine, base = delegation(path), delegation(fp32_path)
+        except Exception as exc:  # noqa: BLE001  (an analysis that fails costs only the explanation)
+            return f"not analysed: {why(exc)}"
+        if mine.hybrid and explain(mine, base):  # measured on MobileNetV2: then all 65 ops delegated, 2.5x fp32's speed
+            return f"{explain(mine, base)}. Keeping those layers float (--keep-float with their names) lets XNNPACK take them"
+        return explain(mine, base) or (
+            f"XNNPACK takes as much of it as of fp32 ({mine.delegated} of {mine.ops} ops, {mine.partitions} piece(s)), "
+            f"so the difference is inside its kernels; likely its {artifact.variant} kernels are slower than its float32 "
+            "ones on this CPU")
 
     def bench(self, path, *, threads, warmup, runs, xnnpack: bool = True):
         from deploykit.runners.litert_bench import bench
