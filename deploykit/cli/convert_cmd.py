@@ -53,6 +53,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert ghostnet.pt2 --to coreml --route onnx --verbose
 
+[bold]Compression within a budget[/] (per-layer choices; see docs/quantization.md)
+
+  deploykit convert rec.onnx --to tflite,coreml --quantize auto --max-accuracy-drop 1 --validation lines.npz
+
+  deploykit convert model.onnx --quantize int8 --calibration cal.npz --localize
+
 [bold]ExecuTorch[/] (.pte for PyTorch-native apps; PyTorch sources; see docs/executorch.md)
 
   deploykit convert model.pt2 --to tflite,coreml,executorch --quantize int8 --calibration cal.npy
@@ -101,7 +107,10 @@ def convert(
     allow_h5: AllowH5 = False,
     quantize: Annotated[Optional[list[str]], typer.Option(
         "--quantize", "-Q", metavar="SCHEMES",
-        help="Also make quantized variants: fp16, int8-weights, int8, int4, lut8, lut6, lut4, lut2; "
+        help="Also make quantized variants: fp16, int8-weights, int8, int4, lut8, lut6, lut4, lut2, and auto (per-layer "
+             "choices, the smallest within --max-accuracy-drop or --max-error); pruned: sparse50, sparse75, sparse90 "
+             "(that fraction of each conv / dense weight zeroed, first and small layers spared), sparse2:4 (Core ML), "
+             "sparse50+lut4 (Core ML), sparse50+int8 (also with 75 / 90; Core ML joint schemes need iOS18); "
              "comma-separated, per target with coreml=lut4,tflite=int8. fp32 is always made.")] = None,
     calibration: Annotated[Optional[Path], typer.Option(
         "--calibration", help="Samples for int8: a .npy (N x input shape), a .npz (one array per input) "
@@ -120,6 +129,30 @@ def convert(
         "--lut-budget", metavar="PERCENT",
         help="lut schemes: extra bytes, as % of the index bytes, for finer tables (iOS18) or fp16 where a layer "
              "loses most (at least 4 KB); 0 = one table per tensor everywhere. Default 8.")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option(
+        "--max-accuracy-drop", metavar="POINTS",
+        help="--quantize auto: the budget in points of accuracy against fp32 on --validation: top-1 when the .npz holds "
+             "a 'labels' array, else agreement with the fp32 model's decisions (arg max over the last axis, positions "
+             "where both pick the most frequent class not counted).")] = None,
+    max_error: Annotated[Optional[float], typer.Option(
+        "--max-error", metavar="E",
+        help="--quantize auto: the budget as the largest output error against fp32, a fraction of the output's peak "
+             "(max_rel_error), on --validation or the parity inputs.")] = None,
+    validation: Annotated[Optional[Path], typer.Option(
+        "--validation", help="--quantize auto: the samples the budget is judged on, a .npy or .npz in the source's "
+                             "layout (an .npz may add 'labels', one class per sample). Default: --calibration, else "
+                             "--data.")] = None,
+    auto_choices: Annotated[Optional[str], typer.Option(
+        "--auto-choices", metavar="NAMES",
+        help="--quantize auto: the per-layer choices allowed, comma-separated (default all the target has: TFLite fp32, "
+             "fp16, int8, int4; Core ML fp16, lut8, int8, lut6, lut4, lut3, lut2, and on iOS18 lut*-g16 and "
+             "int4-block).")] = None,
+    no_bias_correction: Annotated[bool, typer.Option(
+        "--no-bias-correction",
+        help="Do not correct the biases of compressed variants (int8-weights, int8, int4, lut*, sparse*, auto). By "
+             "default each layer's bias is moved by the shift compression caused in its output mean, measured on the "
+             "calibration or parity samples, and the corrected variant is kept only when its output noise is lower on "
+             "samples the shifts were not fitted on (see docs/quantization.md, Bias correction).")] = False,
     passes: Annotated[str, typer.Option(
         "--passes", help="Graph passes: auto (where the converter needs them), none, or names (see `deploykit passes`).")] = "auto",
     strict_graph: Annotated[bool, typer.Option(
@@ -209,7 +242,9 @@ def convert(
                   lut_group_size=lut_group_size, lut_budget=lut_budget, passes=passes, strict_graph=strict_graph,
                   verify=not no_verify, verify_options=checks, allow_flex=allow_flex, all_or_nothing=all_or_nothing,
                   image_inputs=images, classifier=ClassifierOptions(labels, classifier_output) if labels else None,
-                  executorch_backend=executorch_backend, route=route, verbose=verbose)
+                  executorch_backend=executorch_backend, route=route, verbose=verbose,
+                  auto=_auto_options(max_accuracy_drop, max_error, validation, auto_choices),
+                  bias_correction=not no_bias_correction)
     report = run_convert(job, progress=StepProgress(quiet=quiet or json_output))
     if json_output:
         stdout_json(report.to_json())
@@ -217,3 +252,12 @@ def convert(
         from deploykit.cli.tables import print_conversion
 
         print_conversion(report, out)
+
+
+def _auto_options(max_accuracy_drop, max_error, validation, auto_choices):
+    if max_accuracy_drop is None and max_error is None and validation is None and not auto_choices:
+        return None
+    from deploykit.quantize import AutoOptions
+
+    choices = tuple(c.strip() for c in (auto_choices or "").split(",") if c.strip())
+    return AutoOptions(max_accuracy_drop, max_error, str(validation) if validation else None, "size", choices)

@@ -131,6 +131,39 @@ def mil_convert(program, **kwargs):
     return convert(program, **kwargs)
 
 
+def replace_constants(path, out_path, values: dict) -> None:
+    """The package at ``path`` saved as ``out_path`` with the ``const`` ops that ``values`` names ({value name: array of
+    the same shape}, cast to each constant's own dtype) holding those values, under the same names. Nothing else
+    changes: the program goes to MIL and back with no pass pipeline (what quantize.layerwise.bias_correction writes)."""
+    import numpy as np
+
+    ct, mb = package(), mil_builder()
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = model.get_spec()
+    left = set(values)
+
+    class ReplaceConstants(graph_pass_base()):
+        def apply(self, prog):
+            for function in prog.functions.values():
+                for op in list(function.operations):
+                    old = op.outputs[0] if op.op_type == "const" else None
+                    if old is None or old.name not in left:
+                        continue
+                    value = np.asarray(values[old.name]).astype(np.asarray(old.val).dtype).reshape(np.shape(old.val))
+                    with function:
+                        new = mb.const(val=value, name=f"{old.name}_replaced", before_op=op)
+                        function.replace_uses_of_var_after_op(anchor_op=op, old_var=old, new_var=new)
+                        function.remove_ops([op])
+                    new.name = new.op.name = old.name
+                    left.discard(old.name)
+
+    program = apply_graph_pass(model, ReplaceConstants(), skip_model_load=True, return_pymil_prog=True)
+    if left:
+        raise KeyError(f"no const op named {sorted(left)[0]!r} in {path}")
+    mil_convert(program, convert_to="mlprogram", convert_from="milinternal", specification_version=spec.specificationVersion,
+                compute_units=model.compute_unit, model_description=spec.description, skip_model_load=True,
+                pass_pipeline=ct.PassPipeline.EMPTY).save(str(out_path))
+
 # -- 8-bit activations (W8A8) with statistics taken elsewhere -------------------------------------------
 # coremltools' linear_quantize_activations = activation statistics by MLModel.predict (macOS only) + the
 # three passes below. deploykit computes the statistics with its numpy evaluator and calls the same passes.

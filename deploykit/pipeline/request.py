@@ -81,7 +81,8 @@ def request(source, *, to=DEFAULT, out="dist", inputs=None, weights=None, allow_
             name=None, quantize=None, calibration=None, calibration_samples=None, int8_io=False, keep_float=None,
             per_tensor=False, lut_group_size=None, lut_budget=None, passes=None, strict_graph=False, verify=True,
             verify_options: VerifyOptions | None = None, allow_flex=False, all_or_nothing=False, image_inputs=None,
-            classifier=None, executorch_backend="xnnpack", route=None, write_fp32=True, verbose=False) -> ConvertRequest:
+            classifier=None, executorch_backend="xnnpack", route=None, write_fp32=True, verbose=False,
+            auto=None, bias_correction=True) -> ConvertRequest:
     """A checked request from the flags as ``deploykit convert`` spells them (the Python API's keywords)."""
     from deploykit.quantize import build_options
 
@@ -90,7 +91,7 @@ def request(source, *, to=DEFAULT, out="dist", inputs=None, weights=None, allow_
                              executorch_backend=check_executorch_backend(executorch_backend),
                              routes=parse_routes(route, targets))
     quantization = build_options(targets, quantize, calibration, calibration_samples, int8_io, keep_float, per_tensor,
-                                 lut_group_size, options.coreml_target, lut_budget)
+                                 lut_group_size, options.coreml_target, lut_budget, auto, bias_correction)
     return ConvertRequest(
         source=str(source), targets=targets, out=Path(out), name=name,
         inputs=inputs or None, weights=Path(weights) if weights else None, allow_h5=allow_h5,

@@ -36,6 +36,8 @@ class KeepFloat:
         21.5 ms) for 5 KB more, because hybrid depthwise kernels are slower than float ones."""
         if self.small is not None:
             return self.small
+        if scheme.startswith("sparse"):  # pruning spares small weights unless told otherwise (quantize/sparsity.py)
+            return DEFAULT_SMALL_TENSOR
         return 1024 if (target, scheme) == ("tflite", "int8-weights") else 0
 
     def coreml_threshold(self, scheme: str) -> int:
@@ -44,6 +46,28 @@ class KeepFloat:
 
     def to_json(self) -> dict:
         return {"first": self.first, "last": self.last, "small": self.small, "names": list(self.names)}
+
+
+@dataclass(frozen=True)
+class AutoOptions:
+    """``--quantize auto``: the budget (``--max-accuracy-drop`` or ``--max-error``), the samples it is judged on
+    (``--validation``: a .npy / .npz in the source's layout, an .npz may hold ``labels``), and ``--auto-choices``
+    (per-layer choices allowed, default all the target has: quantize/layerwise/choices.py)."""
+
+    max_accuracy_drop: float | None = None
+    max_error: float | None = None
+    validation: str | None = None
+    objective: str = "size"
+    choices: tuple[str, ...] = ()
+
+    def budget(self):
+        from deploykit.quantize.layerwise.metric import Budget
+
+        return Budget(self.max_accuracy_drop, self.max_error, self.objective)
+
+    def to_json(self) -> dict:
+        return {"max_accuracy_drop": self.max_accuracy_drop, "max_error": self.max_error,
+                "validation": self.validation, "objective": self.objective, "choices": list(self.choices)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,8 @@ class QuantizeOptions:
     lut_group_size: int | None = None
     lut_budget: float = DEFAULT_LUT_BUDGET  # --lut-budget, percent
     lut_grouped: bool = False  # the Core ML target has per-group tables (iOS18 / macOS15)
+    auto: AutoOptions | None = None  # --quantize auto's budget and validation samples
+    bias_correction: bool = True  # --no-bias-correction turns it off (quantize/layerwise/bias_correction.py)
 
     def schemes(self, target: str) -> tuple[str, ...]:
         return dict(self.plan).get(target, ("fp32",))
@@ -122,6 +148,10 @@ def _refuse_target(name: str, coreml_target: str | None) -> None:
 
 
 def _scheme_name(name: str) -> str:
+    if name.startswith("sparse"):  # pruning: its names, spellings and refusal live in quantize/sparsity.py
+        from deploykit.quantize.sparsity import parse
+
+        return parse(name).name
     aliases = {"float16": "fp16", "int8w": "int8-weights", "int8-weight": "int8-weights", "float32": "fp32"}
     name = aliases.get(name, name)
     if name not in SCHEMES:
@@ -201,9 +231,46 @@ def check_combinations(options: QuantizeOptions, coreml_target: str) -> None:
         raise UsageError("--lut-budget is a percentage of the index bytes, from 0 to 100")
     if options.calibration_samples < 1:
         raise UsageError("--calibration-samples must be at least 1")
+    _check_auto(options, schemes)
+    if not options.bias_correction and not schemes - {"fp32", "fp16"}:
+        raise UsageError("--no-bias-correction applies to the compressed schemes (int8-weights, int8, int4, lut*, sparse*, "
+                         "auto)", hint="fp16 variants get no bias correction")
     coreml = set(options.schemes("coreml")) if "coreml" in dict(options.plan) else set()
     needs_ios18 = ("int4" in coreml) or (options.lut_group_size is not None and any(s.startswith("lut") for s in coreml))
     if needs_ios18 and coreml_target not in ("iOS18", "macOS15"):
         what = "int4 (per-block)" if "int4" in coreml else "per-grouped-channel LUTs"
         raise UsageError(f"Core ML {what} needs --coreml-target iOS18 or macOS15 (got {coreml_target})",
                          hint="add --coreml-target iOS18")
+    joint = sorted(s for s in coreml if s.startswith("sparse") and "+" in s)  # pruning + lut4 / int8 (sparse_coreml.py)
+    if joint and coreml_target not in ("iOS18", "macOS15"):
+        raise UsageError(f"Core ML {joint[0]} needs --coreml-target iOS18 or macOS15 (got {coreml_target}): joint "
+                         "compression writes constexpr_lut_to_sparse / constexpr_sparse_blockwise_shift_scale, which "
+                         "exist from the iOS18 opset on",
+                         hint="add --coreml-target iOS18; pruning alone (sparse50, sparse75, sparse90, sparse2of4) "
+                              "runs from iOS16" + ("; or ask it of TFLite only: --quantize tflite=" + joint[0]
+                                                   if joint[0].endswith("+int8") else ""))
+
+
+def _check_auto(options: QuantizeOptions, schemes: set[str]) -> None:
+    """``--quantize auto`` needs a budget, and its flags mean nothing without it."""
+    auto = options.auto
+    given = auto is not None and (auto.max_accuracy_drop is not None or auto.max_error is not None
+                                  or auto.validation is not None or auto.choices)
+    if "auto" not in schemes:
+        if given:
+            raise UsageError("--max-accuracy-drop, --max-error, --validation and --auto-choices apply to --quantize auto",
+                             hint="add --quantize auto (e.g. --quantize auto --max-accuracy-drop 1 --validation val.npz)")
+        return
+    if auto is None:
+        raise UsageError("--quantize auto needs a budget: --max-accuracy-drop POINTS or --max-error E",
+                         hint="e.g. --quantize auto --max-accuracy-drop 1 --validation val.npz")
+    auto.budget()  # raises on a missing, doubled or out-of-range budget
+    if auto.max_accuracy_drop is not None and not (auto.validation or options.calibration):
+        raise UsageError("--max-accuracy-drop is judged on real samples: give --validation FILE.npz (with a 'labels' "
+                         "array for top-1, without it the fp32 model's decisions are the reference)",
+                         hint="random inputs carry no accuracy; --max-error E works on them")
+    from deploykit.quantize.layerwise.choices import CHOICES
+
+    unknown = [c for c in auto.choices if c not in CHOICES]
+    if unknown:
+        raise UsageError(f"--auto-choices {unknown[0]!r} is not a per-layer choice", hint=f"choices: {', '.join(CHOICES)}")
