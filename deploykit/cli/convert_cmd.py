@@ -132,16 +132,16 @@ def convert(
     max_accuracy_drop: Annotated[Optional[float], typer.Option(
         "--max-accuracy-drop", metavar="POINTS",
         help="--quantize auto: the budget in points of accuracy against fp32 on --validation: top-1 when the .npz holds "
-             "a 'labels' array, else agreement with the fp32 model's decisions (arg max over the last axis, positions "
-             "where both pick the most frequent class not counted).")] = None,
+             "'labels' (one class per sample), sequence accuracy when 'labels' holds one row of class indices per "
+             "sample padded with -1 (a CTC text line), else agreement with the fp32 model's decisions.")] = None,
     max_error: Annotated[Optional[float], typer.Option(
         "--max-error", metavar="E",
         help="--quantize auto: the budget as the largest output error against fp32, a fraction of the output's peak "
              "(max_rel_error), on --validation or the parity inputs.")] = None,
     validation: Annotated[Optional[Path], typer.Option(
         "--validation", help="--quantize auto: the samples the budget is judged on, a .npy or .npz in the source's "
-                             "layout (an .npz may add 'labels', one class per sample). Default: --calibration, else "
-                             "--data.")] = None,
+                             "layout (an .npz may add 'labels': one class per sample, or one row of class indices per sample padded with "
+                             "-1). Default: --calibration, else --data.")] = None,
     auto_choices: Annotated[Optional[str], typer.Option(
         "--auto-choices", metavar="NAMES",
         help="--quantize auto: the per-layer choices allowed, comma-separated (default all the target has: TFLite fp32, "

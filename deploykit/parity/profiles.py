@@ -208,8 +208,72 @@ def lut(bits: int) -> Profile:
     )
 
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (FP32, FP16, INT8_WEIGHTS, FULL_INT8, INT4, *(lut(b) for b in range(2, 9)))}
-PROFILE_ALIASES = {"float32": "fp32", "float16": "fp16", "int8w": "int8-weights", "int8_weights": "int8-weights",
+# Pruning without retraining (quantize/sparsity.py). The evidence is bench/results/sparsity.md (bench/sparsity_bench.py),
+# right pairs (each variant against its own source, TFLite and Core ML) on the corpus's pretrained models with their
+# own inputs (PP-OCRv4 recogniser and detector, PP-OCR direction classifier, MTCNN O-Net) and on random-weight nets,
+# wrong pairs against the same network with each weight's values shuffled (real models) or from another seed (random).
+# Pruning moves outputs by what the zeroed weights carried: random-weight nets barely notice (cosine >= 0.97 even at
+# 90 %), pretrained models do (cosine 0.53-0.92 at 50 %, 0.02-0.69 at 75-90 %, as far as a shuffled copy). So, unlike
+# the other profiles, the limits cannot sit under the measured right pairs: they sit above the wrong ones, and an
+# artifact that fails them has been moved by pruning as far as a wrong model would be, which the check reports.
+_SPARSE_COSINE = (0.8, "the closest wrong pair measured 0.68 (MTCNN O-Net against its shuffled-weight copy), random "
+                       "nets against another seed <= 0.1; a pruned model below 0.8 has changed as much as a wrong one")
+_SPARSE_SNR = (3.0, "cosine cannot see a scale error (an output off by 2x measures 0 dB); every right pair above the "
+                    "cosine floor measured >= 6.8 dB. Not a separator: near-empty outputs (a detector's probability "
+                    "map, a 6625-class softmax) give wrong models up to 37 dB")
+_SPARSE = {  # name: the right pairs' cosine at this level (bench/results/sparsity.md)
+    "sparse50": "MTCNN O-Net 0.92, PP-OCRv4 recogniser 0.78, PP-OCR classifier 0.54, PP-OCRv4 detector 0.53; "
+                "random-weight nets >= 0.99",
+    "sparse75": "pretrained models 0.02-0.69, random-weight nets >= 0.98",
+    "sparse90": "pretrained models 0.17-0.68, random-weight nets >= 0.98",
+    "sparse2of4": "pretrained models 0.005-0.48 (on the PP-OCRv4 recogniser the fp16 program overflows to NaN), "
+                  "random-weight nets >= 0.97",
+}
+_JOINT = {"sparse50+lut4": "pretrained models 0.38-0.90, random-weight nets >= 0.99",
+          "sparse50+int8": "pretrained models 0.53-0.91, random-weight nets >= 0.99"}
+_SPARSE_THEN = {"lut4": lambda: lut(4), "int8": lambda: INT8_WEIGHTS}
+
+
+def sparse(name: str) -> Profile:
+    """A pruning scheme's profile (``_SPARSE``); for a joint scheme (``sparse50+lut4``) the looser of its parts'
+    limits, metric by metric, over the metrics both parts check."""
+    pruned, _, then = name.partition("+")
+    if pruned not in _SPARSE or (then and then not in _SPARSE_THEN):
+        raise UsageError(f"unknown parity profile {name!r}", hint=f"sparsity profiles: {', '.join(_SPARSE)} and "
+                                                                  "sparseNN+lut4 / sparseNN+int8")
+    measured = f"{pruned}'s right pairs measured cosine {_SPARSE[pruned]}"
+    profile = Profile(
+        pruned, f"{pruned}: conv / dense weights pruned by magnitude without retraining (first and small layers "
+                "spared), fp16 (Core ML) or float32 (TFLite) otherwise",
+        (_t("cosine_similarity", _SPARSE_COSINE[0], f"{_SPARSE_COSINE[1]} ({measured})"),
+         _t("snr_db", _SPARSE_SNR[0], _SPARSE_SNR[1]),
+         *_topk(0.75, "pruning reorders near classes beyond the 0.8 tie margin in some samples (MTCNN O-Net's face "
+                      "score: 7 of 8 kept at 75-90 %)")),
+        0.8, "right pairs above the cosine floor measured max errors up to 0.49 of the peak: top-k only catches gross "
+             "reordering",
+        0.8, "each pruned layer's output moves by what its zeroed weights carried: tens of percent of its peak")
+    if not then:
+        return profile
+    other = _SPARSE_THEN[then]()
+    theirs = {t.metric: t for t in other.thresholds}
+    chosen = []
+    for mine in profile.thresholds:
+        if mine.metric not in theirs:
+            continue
+        looser = min if mine.bound == "min" else max
+        limit = looser(mine.limit, theirs[mine.metric].limit)
+        measured = f"; measured: {_JOINT[name]}" if name in _JOINT else "; not measured jointly"
+        chosen.append(Threshold(mine.metric, limit, f"the looser of {pruned}'s ({mine.limit:g}) and {other.name}'s "
+                                                    f"({theirs[mine.metric].limit:g}){measured}"))
+    return Profile(name, f"{pruned}, its non-zeros then {'palettized to 4 bits' if then == 'lut4' else 'int8 weights'}",
+                   tuple(chosen), max(profile.tie_rel, other.tie_rel), f"the looser of {pruned}'s and {other.name}'s",
+                   max(profile.localize_rel_error, other.localize_rel_error), f"the looser of {pruned}'s and {other.name}'s")
+
+
+SPARSE_PROFILES = (*_SPARSE, *(f"sparse{p}+{then}" for p in (50, 75, 90) for then in _SPARSE_THEN))
+PROFILES: dict[str, Profile] = {p.name: p for p in (FP32, FP16, INT8_WEIGHTS, FULL_INT8, INT4, *(lut(b) for b in range(2, 9)),
+                                                    *(sparse(n) for n in SPARSE_PROFILES))}
+PROFILE_ALIASES = {"sparse2:4": "sparse2of4", "float32": "fp32", "float16": "fp16", "int8w": "int8-weights", "int8_weights": "int8-weights",
                    "w8": "int8-weights", "full-int8": "int8", "full_int8": "int8", "int8-full": "int8", "w4": "int4"}
 
 
@@ -227,8 +291,11 @@ def profile_for_variant(variant: str | None, quantization: dict | None = None) -
 
     deploykit names variants after its quantization schemes (fp32, fp16, int8-weights, int8, int4,
     lut8 ...), which are profile names; the ``scheme`` recorded in ``quantization`` comes next; then
-    the words of a hand-written variant name (e.g. "float16", "palettized" with ``nbits``).
+    the words of a hand-written variant name (e.g. "float16", "palettized" with ``nbits``). A per-layer variant
+    (``--quantize auto``) records the profile of its coarsest choice as ``profile``.
     """
+    if variant == "auto" and (quantization or {}).get("profile") in PROFILES:
+        return quantization["profile"]
     for name in (variant, (quantization or {}).get("scheme")):
         if isinstance(name, str) and (name.lower() in PROFILES or name.lower() in PROFILE_ALIASES):
             return get_profile(name).name

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Scheme:
     name: str
-    bits_per_weight: int  # for the size limit: parameters x bits / 8
+    bits_per_weight: float  # for the size limit: parameters x bits / 8 (fractional for pruned weights)
     summary: str
     targets: dict[str, str] = field(default_factory=dict)  # target -> how it is done there
     needs_calibration: bool = False
@@ -20,6 +20,32 @@ class Scheme:
 
 
 _TFLITE_AEQ = "ai-edge-quantizer on the fp32 .tflite"
+
+
+def _sparse_schemes() -> tuple[Scheme, ...]:
+    """Pruning (quantize/sparsity.py). ``bits_per_weight`` is Core ML's storage of a pruned weight: a 1-bit mask
+    plus its non-zeros (fp16, 4-bit indices or int8); TFLite's CSR float32 takes about twice the fp16 figure."""
+    from deploykit.quantize.sparsity import LEVELS, N_M_NAME
+
+    pruned = "magnitude pruning per layer, no retraining; the first conv / dense layer and weights under 2048 elements spared"
+    made = {"tflite": "deploykit prunes the fp32 .tflite and writes pruned weights sparse-encoded (CSR + DENSIFY at load: "
+                      "smaller file, same latency)",
+            "coreml": "fp16 program + prune_weights (mask + fp16 non-zeros)"}
+    schemes = [Scheme(f"sparse{p}", round(16 * (1 - p / 100) + 1, 2), f"{p} % of each pruned weight zero ({pruned})", made)
+               for p in LEVELS]
+    schemes.append(Scheme(N_M_NAME, 9, "2 of every 4 weights zero along the input axis (also spelled sparse2:4; a size "
+                                       "gain: no runtime here computes on the 2:4 pattern)",
+                          {"coreml": "fp16 program + prune_weights (n_m_ratio=(2, 4))"}))
+    for p in LEVELS:
+        schemes.append(Scheme(f"sparse{p}+lut4", round(4 * (1 - p / 100) + 1, 2), f"sparse{p}, its non-zeros palettized (4 bits)",
+                              {"coreml": "fp16 program + prune_weights + palettize_weights(joint_compression=True) "
+                                         "for iOS18 / macOS15"}, min_coreml_target="iOS18"))
+        schemes.append(Scheme(f"sparse{p}+int8", round(8 * (1 - p / 100) + 1, 2), f"sparse{p}, its non-zeros as int8 weights",
+                              {"tflite": f"the pruned fp32 .tflite + {_TFLITE_AEQ}'s int8-weights (dynamic range; dense int8)",
+                               "coreml": "fp16 program + prune_weights + linear_quantize_weights(joint_compression=True) "
+                                         "for iOS18 / macOS15"}, min_coreml_target="iOS18"))
+    return tuple(schemes)
+
 
 SCHEMES: dict[str, Scheme] = {
     s.name: s
@@ -52,6 +78,13 @@ SCHEMES: dict[str, Scheme] = {
                  {"coreml": f"fp16 program + palettize_weights (k-means, {n} bits; per-tensor tables, "
                             "or per grouped channel with --lut-group-size on iOS18)"})
           for n in (8, 6, 4, 2)),
+        *_sparse_schemes(),
+        # bits for the size limit only: the choice is per layer, so the record's ratio reads against one byte a weight
+        Scheme("auto", 8, "per-layer choices, the smallest model within --max-accuracy-drop / --max-error",
+               {"tflite": f"{_TFLITE_AEQ}: one recipe entry per layer (float32, float16, weight-only int8 or int4), "
+                          "chosen by measured per-layer sensitivity",
+                "coreml": "fp16 program + palettize_weights / linear_quantize_weights per weight (lut8..lut2, int8; "
+                          "grouped tables and int4 per block on iOS18), chosen by measured per-layer sensitivity"}),
     )
 }
 

@@ -38,9 +38,11 @@ def test_impossible_combinations_name_what_the_target_can_do(value, targets, mes
     assert hint in caught.value.hint
 
 
-def test_supported_lists():
-    assert supported("tflite") == ("fp32", "fp16", "int8-weights", "int8", "int4")
-    assert supported("coreml") == ("fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2")
+def test_supported_lists():  # the pruning schemes (sparse...) are listed in tests/quantize/test_sparsity.py
+    assert tuple(s for s in supported("tflite") if not s.startswith("sparse")) == (
+        "fp32", "fp16", "int8-weights", "int8", "int4", "auto")
+    assert tuple(s for s in supported("coreml") if not s.startswith("sparse")) == (
+        "fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2", "auto")
 
 
 def test_core_ml_int8_needs_ios17():
