@@ -53,6 +53,9 @@ class Workspace:
     # samples(artifact_path, target, prefer=()) -> (feeds in the artifact's names and layout, least scale per output):
     # the parity inputs, for estimates that run an artifact against a modified copy (quantize.fp16_mixed).
     samples: Callable | None = None
+    # validation(artifact_path, target) -> quantize.layerwise.metric.Validation: the samples --quantize auto's
+    # budget is judged on (--validation, else --calibration, else the parity inputs) with that artifact's outputs.
+    validation: Callable | None = None
 
 
 ConvertFn = Callable[..., Converted]

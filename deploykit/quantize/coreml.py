@@ -16,13 +16,14 @@ from deploykit.formats import coremltools_facade
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 
 
-def compress_coreml(base: Path, out_path: Path, scheme: str, options) -> dict:
+def compress_coreml(base: Path, out_path: Path, scheme: str, options, float_weights: tuple[str, ...] = ()) -> dict:
+    """``float_weights``: weight constants left fp16 besides --keep-float's (a repair's choice, quantize.layerwise)."""
     ct = coremltools_facade.package()
     cto = coremltools_facade.optimize()
     from deploykit.quantize import int4, int8_weights, lut
 
     mlmodel = ct.models.MLModel(str(base), skip_model_load=True)
-    kept = kept_float_ops(base, options.keep_float)
+    kept = kept_float_ops(base, options.keep_float) + tuple(float_weights)
     op_name_configs = {name: None for name in kept}
     try:
         if scheme.startswith("lut"):

@@ -46,7 +46,9 @@ def _planned_weights(mlmodel, cto, threshold: int, kept_ops: set) -> list[LayerW
     layers = []
     for name, meta in cto.get_weights_metadata(mlmodel, weight_threshold=threshold).items():
         children = meta.child_ops
-        if (meta.val.ndim >= 2 and children and all(c.op_type in PLANNED_OPS for c in children)
+        # "cast": the fp16-weights, float32-compute program (coreml_fp16_weights) casts each conv / linear weight
+        # where it is read; without it the plan missed every such weight (PP-OCRv4's recogniser: 39 of 47)
+        if (meta.val.ndim >= 2 and children and all(c.op_type in PLANNED_OPS + ("cast",) for c in children)
                 and not any(c.name in kept_ops for c in children)):
             layers.append(LayerWeight(name, meta.val))
     return layers

@@ -173,6 +173,55 @@ def divergence(lines: list[dict]) -> str:
     return _svg(fig, "Per-layer divergence between the source and each localized artifact")
 
 
+@_plot("pareto")
+def pareto(label: str, measure: str, limit: float, candidates: list[dict]) -> str:
+    """Weight bytes against the budget's measure for every assignment ``--quantize auto`` evaluated: the single
+    schemes (squares), the search's path (dots), the made artifact (a star), and the budget (dashed)."""
+    fig, ax = _figure(height=3.6)
+    unit, divisor = ("MB", 1 << 20) if max((c["weight_bytes"] for c in candidates), default=0) > 2 << 20 else ("KB", 1 << 10)
+    floor = max(limit / 1000, 1e-6)
+    for c in candidates:
+        x, y = c["weight_bytes"] / divisor, max(c["cost"], floor)
+        kind = "made" if c.get("made") else "single" if c["label"].startswith("all ") else "path"
+        style = {"made": ("*", 150, "#2f855a"), "single": ("s", 40, "#805ad5"), "path": ("o", 22, "#2b6cb0")}[kind]
+        ax.scatter([x], [y], marker=style[0], s=style[1], color=style[2], zorder=3 if kind != "made" else 4,
+                   edgecolors=FAIL_COLOUR if not c["within"] else "white", linewidths=1.0)
+        if kind != "path":
+            ax.annotate(c["label"].replace("made ", "chosen "), (x, y), xytext=(6, 5), textcoords="offset points",
+                        fontsize=7.5, color="#1a202c")
+    ax.axhline(limit, color=FAIL_COLOUR, linestyle="--", linewidth=0.9)
+    ax.annotate(f"budget {limit:g}", (0, limit), xycoords=("axes fraction", "data"), xytext=(4, 4),
+                textcoords="offset points", fontsize=7.5, color=FAIL_COLOUR)
+    ax.set_yscale("symlog", linthresh=floor * 10)
+    ax.set_xlabel(f"weight bytes ({unit})")
+    ax.set_ylabel(measure)
+    ax.set_title(label, fontsize=9, loc="left")
+    return _svg(fig, f"Size against {measure} for every per-layer assignment evaluated ({label})")
+
+
+@_plot("contributions")
+def contributions(label: str, rows: list[dict]) -> str:
+    """Per layer (ranked): the output noise its compression causes alone (bars, dB) and its own output's error
+    against the reference artifact at the same point (dots, right axis)."""
+    shown = rows[:20]
+    fig, ax = _figure(height=0.9 + 0.22 * len(shown))
+    ys = list(range(len(shown)))[::-1]
+    alone = [r.get("noise_alone_db") for r in shown]
+    base = min([a for a in alone if a is not None] or [-100.0]) - 5
+    ax.barh(ys, [(a if a is not None else base) - base for a in alone], left=base, color="#c05621", height=0.6)
+    ax.set_yticks(ys, [_short(r["layer"], 34) for r in shown], fontsize=7)
+    ax.set_xlabel("output noise when only this layer is compressed (dB, higher is worse)")
+    at_point = [(y, r.get("error_at_layer")) for y, r in zip(ys, shown) if r.get("error_at_layer") is not None]
+    if at_point:
+        twin = ax.twiny()
+        twin.scatter([e for _, e in at_point], [y for y, _ in at_point], color="#2b6cb0", s=14, zorder=4)
+        twin.set_xscale("log")
+        twin.set_xlabel("dots: this layer's output against the reference at the same point (max relative error)",
+                        fontsize=7.5)
+    ax.set_title(label, fontsize=9, loc="left", pad=28 if at_point else 6)
+    return _svg(fig, f"Per-layer contributions to the compression error ({label})")
+
+
 def _figure(height: float, width: float = 7.2):
     from matplotlib.figure import Figure
 

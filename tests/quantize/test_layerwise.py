@@ -154,3 +154,10 @@ def test_auto_needs_a_budget_and_real_samples(source):
         convert(model, to=["tflite"], out=folder / "x", quantize="auto", auto=AutoOptions(max_accuracy_drop=1.0))
     with pytest.raises(UsageError, match="apply to --quantize auto"):
         convert(model, to=["tflite"], out=folder / "x", quantize="fp16", auto=AutoOptions(max_error=0.1))
+
+
+def test_sequence_labels_score_ctc_output_against_the_text():
+    decided = [{"seq": np.eye(4)[[0, 2, 2, 0, 3, 3]][None]}, {"seq": np.eye(4)[[1, 0, 0, 0, 0, 0]][None]}]
+    labels = np.array([[2, 3], [1, -1]])  # 2 3 read right; the second sample's 1 right
+    assert metric.sequence_accuracy(decided, labels) == 100.0
+    assert metric.sequence_accuracy(decided, np.array([[2, 1], [1, -1]])) == pytest.approx(100 * (1 - 1 / 3))

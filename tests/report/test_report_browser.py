@@ -30,6 +30,8 @@ from deploykit.report import REPORT_HTML
 from tests.conftest import save_keras
 from tests.report.report_helpers import PLOTS, assert_rows_match, assert_self_contained, parse
 
+CONTRIBUTIONS = ("contributions-1", "contributions-3")  # the tflite int8-weights and coreml lut4 rows
+
 CHROMIUM = shutil.which("chromium")
 WIDTH = 1280
 TIMEOUT = 120
@@ -83,7 +85,8 @@ def _check_table(out: Path, record: dict, page: str) -> None:
     assert [a["variant"] for a in localized] == ["int8-weights", "lut4"]
     assert all(len(a["parity"]["localization"]["layers"]) > 5 for a in localized)
     assert_self_contained(page)
-    assert parse(page).figures == {f"plot-{name}": True for name in PLOTS}
+    # --localize on a compressed variant adds its per-layer contributions plot (quantize/layerwise/localize.py)
+    assert parse(page).figures == {f"plot-{name}": True for name in PLOTS + CONTRIBUTIONS}
 
 
 def _check_rendering(out: Path, record: dict, page: str, tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ def _check_rendering(out: Path, record: dict, page: str, tmp_path: Path) -> None
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
     dom = _chromium(tmp_path, "--dump-dom", probe.as_uri(), height=900).stdout
     boxes = json.loads(html.unescape(re.search(r'data-boxes="([^"]*)"', dom).group(1)))
-    assert set(boxes) == {f"plot-{name}" for name in PLOTS} | {"table-variants", "page"}
+    assert set(boxes) == {f"plot-{name}" for name in PLOTS + CONTRIBUTIONS} | {"table-variants", "page"}
     assert len(re.findall(r'<tr class="variant[ "]', dom)) == len(record["artifacts"])
     _, _, page_width, page_height = boxes.pop("page")
     assert page_width <= WIDTH

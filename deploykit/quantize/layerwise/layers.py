@@ -129,7 +129,15 @@ class CoreMLLayers:
 
     @staticmethod
     def allows(layer: Layer, choice: str) -> bool:
-        return True
+        """int4 blocks of 32 need the input values of each output channel in multiples of 32: coremltools skips any
+        other weight, and in an fp16-weights program its pipeline then folds that weight's cast into a float32
+        constant (PP-OCRv4's recogniser, 60 % of whose weights have 60, 120 or 240 inputs: an int4 variant of 7.2 MB
+        against fp16's 7.5), so the search must not count on it."""
+        if choice != "int4-block":
+            return True
+        inputs = layer.elements // max(layer.channels, 1)
+        per_channel = layer.shape[1] if layer.op in ("conv", "linear") and len(layer.shape) > 1 else inputs
+        return per_channel % 32 == 0
 
     def run(self, replaced: dict[str, np.ndarray], feeds: list[dict]) -> list[dict]:
         from deploykit.runners.coreml_eval.program import run

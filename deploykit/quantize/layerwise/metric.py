@@ -2,8 +2,11 @@
 
 Three measures, one per flag:
 
-- ``--max-accuracy-drop P`` with labels (``--validation`` holding a ``labels`` array, one class per
-  sample): points of top-1 lost against the reference artifact's top-1 on the same samples.
+- ``--max-accuracy-drop P`` with labels (``--validation`` holding a ``labels`` array): one class per sample
+  gives points of top-1 lost against the reference artifact's top-1 on the same samples; a class *sequence*
+  per sample (a 2-D integer array, rows padded with -1: a text line's character indices for a CTC recogniser)
+  gives points of sequence accuracy (1 - edit distance / length of the CTC-decoded output against the
+  label), which for PP-OCR is its character accuracy.
 - ``--max-accuracy-drop P`` without labels: points of *decision agreement* lost. A decision is the arg
   max over the last axis of every output with two axes or more (a classifier's class, a segmenter's class
   per pixel). Positions where the reference and the candidate both choose the reference's most frequent
@@ -78,6 +81,8 @@ def cost(budget: Budget, validation: Validation, outputs: list[dict]) -> float:
     """The figure the budget limits (lower is better; the reference itself scores 0)."""
     if budget.max_error is not None:
         return max_rel_error(validation.reference, outputs)
+    if validation.labels is not None and validation.labels.ndim == 2:
+        return sequence_accuracy(validation.reference, validation.labels) - sequence_accuracy(outputs, validation.labels)
     if validation.labels is not None:
         return top1(validation.reference, validation.labels) - top1(outputs, validation.labels)
     return 100.0 - agreement(validation.reference, outputs)
@@ -101,6 +106,20 @@ def top1(outputs, labels: np.ndarray) -> float:
     name = next(iter(outputs[0]))
     chosen = np.array([int(np.argmax(o[name].reshape(-1))) for o in outputs])
     return 100.0 * float(np.mean(chosen == labels[:len(chosen)]))
+
+
+def sequence_accuracy(outputs, labels: np.ndarray) -> float:
+    """Per cent: 1 - edit distance / label length, summed over samples, of the first output read as CTC (arg max
+    per step, repeats collapsed, the blank dropped: the most frequent class over all steps of ``outputs``)."""
+    name = next(iter(outputs[0]))
+    steps = [o[name].reshape(-1, o[name].shape[-1]).argmax(-1) for o in outputs]
+    blank = int(np.bincount(np.concatenate(steps)).argmax())
+    errors = length = 0
+    for decided, row in zip(steps, labels):
+        wanted = [int(v) for v in row if v >= 0]
+        errors += _edit_distance(_collapsed(decided, blank), wanted)
+        length += len(wanted)
+    return 100.0 * (1 - errors / max(length, 1))
 
 
 def agreement(reference, outputs) -> float:
@@ -167,7 +186,7 @@ def read_labels(path) -> np.ndarray | None:
         if "labels" not in archive.files:
             return None
         labels = np.asarray(archive["labels"])
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise UsageError(f"--validation {path}: 'labels' must be one integer class per sample, got "
-                         f"{labels.dtype.name} {labels.shape}")
+    if labels.ndim not in (1, 2) or labels.dtype.kind not in "iu":
+        raise UsageError(f"--validation {path}: 'labels' must be one integer class per sample, or one row of class "
+                         f"indices per sample padded with -1 (a sequence), got {labels.dtype.name} {labels.shape}")
     return labels.astype(np.int64)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from deploykit.core.errors import ConversionError
 from deploykit.core.types import Attempt
 from deploykit.quantize.layerwise.localize import localize_variant
 
@@ -43,7 +44,13 @@ def repair(target: str, scheme: str, reference: Path, candidate: Path, workspace
     def attempt(count: int) -> bool:
         out = candidate.with_name(f"{candidate.stem}.keep{count}{candidate.suffix}")
         started = time.perf_counter()
-        record = remake(tuple(ranked[:count]), out)
+        try:
+            record = remake(tuple(ranked[:count]), out)
+        except ConversionError as exc:  # e.g. nothing left to quantize once these layers are float
+            attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, _since(started), "failed",
+                                    error=exc.message))
+            tries[count] = (out, None, False)
+            return False
         verdict = check(out, target, scheme)
         attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, _since(started),
                                 "kept" if verdict else "parity-failed", parity=verdict.to_summary()))
