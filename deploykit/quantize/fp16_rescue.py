@@ -49,7 +49,7 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         return Rescued(candidate, (), None, ())
     started = time.perf_counter()
     report = report if report is not None else check(candidate, target, "fp16")
-    tried = [Attempt("fp16", converter, _since(started), "kept" if report else "parity-failed", parity=report.to_summary())]
+    tried = [Attempt("fp16", converter, seconds_since(started), "kept" if report else "parity-failed", parity=report.to_summary())]
     if report:
         return Rescued(candidate, (), None, ())
     started = time.perf_counter()
@@ -73,13 +73,13 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
             second = check(attempt_path, target, "fp16")
         mixed["verdict"] = "passed" if second else "parity failed"
         name = f"{label} + {len(choice.kept)} float32 {unit}(s)" if choice.kept else label
-        tried.append(Attempt(name, converter, _since(started),
+        tried.append(Attempt(name, converter, seconds_since(started),
                              "kept" if second else "parity-failed", parity=second.to_summary()))
         if second:
-            _remove(candidate)
+            remove_artifact(candidate)
             attempt_path.rename(candidate)
             return Rescued(candidate, choice.kept, mixed, tuple(tried), attempt_path)
-        _remove(attempt_path)
+        remove_artifact(attempt_path)
         if choice.search == "widened":
             return Rescued(candidate, (), mixed, tuple(tried))
         searches = [{key: mixed[key] for key in ("search", "kept_float32", "float32_weight_share", "estimate", "verdict")}]
@@ -87,12 +87,12 @@ def rescue_fp16(target: str, candidate: Path, fp32_artifact: Path, remake: Calla
         choice = widen(estimator, choice, workspace.progress)
 
 
-def _remove(path: Path) -> None:
+def remove_artifact(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
 
 
-def _since(started: float) -> float:
+def seconds_since(started: float) -> float:
     return round(time.perf_counter() - started, 3)

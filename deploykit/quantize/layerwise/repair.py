@@ -9,13 +9,13 @@ in the record; the choice is ``quantization.repair``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from deploykit.core.errors import ConversionError
 from deploykit.core.types import Attempt
+from deploykit.quantize.fp16_rescue import remove_artifact, seconds_since
 from deploykit.quantize.layerwise.localize import localize_variant
 
 MAX_SHARE = 0.5
@@ -30,7 +30,7 @@ def repair(target: str, scheme: str, reference: Path, candidate: Path, workspace
         return None, ()
     started = time.perf_counter()
     report = check(candidate, target, scheme)
-    attempts = [Attempt(scheme, converter, _since(started), "kept" if report else "parity-failed", parity=report.to_summary())]
+    attempts = [Attempt(scheme, converter, seconds_since(started), "kept" if report else "parity-failed", parity=report.to_summary())]
     if report:
         return None, ()
     progress = workspace.progress
@@ -47,12 +47,12 @@ def repair(target: str, scheme: str, reference: Path, candidate: Path, workspace
         try:
             record = remake(tuple(ranked[:count]), out)
         except ConversionError as exc:  # e.g. nothing left to quantize once these layers are float
-            attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, _since(started), "failed",
+            attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, seconds_since(started), "failed",
                                     error=exc.message))
             tries[count] = (out, None, False)
             return False
         verdict = check(out, target, scheme)
-        attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, _since(started),
+        attempts.append(Attempt(f"{scheme} + {count} layer(s) in float", converter, seconds_since(started),
                                 "kept" if verdict else "parity-failed", parity=verdict.to_summary()))
         tries[count] = (out, record, bool(verdict))
         return bool(verdict)
@@ -74,24 +74,14 @@ def repair(target: str, scheme: str, reference: Path, candidate: Path, workspace
                 failing = middle
     for count, (out, _, _) in tries.items():
         if count != passing:
-            _remove(out)
+            remove_artifact(out)
     if passing is None:
         return None, tuple(attempts)
     out, record, _ = tries[passing]
-    _remove(candidate)
+    remove_artifact(candidate)
     out.rename(candidate)
     summary = {"failed_outputs": [o.name for o in report.outputs if not o.passed],
                "ranked": ranked[:8], "kept_float": ranked[:passing], "layers": len(ranked),
-               "tries": {str(k): v[2] for k, v in sorted(tries.items())}, "seconds": _since(started)}
+               "tries": {str(k): v[2] for k, v in sorted(tries.items())}, "seconds": seconds_since(started)}
     return {**record, "repair": summary}, tuple(attempts)
 
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _since(started: float) -> float:
-    return round(time.perf_counter() - started, 3)
