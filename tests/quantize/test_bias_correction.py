@@ -180,6 +180,7 @@ def test_full_int8_biases_move_in_accumulator_units(folder, uncorrected, tmp_pat
         assert np.all(np.abs((after[name] - before[name]) * unit - shifts.values[name]) <= unit / 2 + 1e-12)
 
 
+@pytest.mark.heavy  # a second conversion pair (about 10 s quiet): run by bench/ and -m heavy, to keep the default suite under 20 minutes
 def test_a_correction_that_raises_the_noise_is_not_kept(folder):
     out = folder / "pooled"
     convert(folder / "pooled.onnx", to=["tflite"], out=out, quantize="int4", keep_float="small=0",

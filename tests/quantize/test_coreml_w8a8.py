@@ -160,6 +160,7 @@ def test_a_target_below_ios17_is_a_usage_error(tmp_path):
     assert "Traceback" not in text and not (tmp_path / "dist").exists()
 
 
+@pytest.mark.heavy  # a whole conversion of its own (about 20 s quiet, a minute on shared cores): run by bench/ and -m heavy
 def test_an_activation_that_stays_zero_gets_scale_one(tmp_path):
     """A ReLU that never fires on the calibration data (range [0, 0]): coremltools' suffix pass would write scale 0,
     which the quantize op refuses; its prefix pass's own remedy, scale 1, keeps the zero exact."""
