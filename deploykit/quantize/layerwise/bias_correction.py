@@ -457,6 +457,7 @@ class _CoreML:
     read from the program run only up to that layer's op."""
 
     def __init__(self, reference: Path, variant: Path):
+        from deploykit.runners.coreml_eval import load_program
 
         self.refused = None
         layers = CoreMLLayers(reference)
@@ -491,9 +492,12 @@ class _CoreML:
                 self._bias[name] = bias
         self.reference = program
         found = _variant_weights("coreml", variant, layers)
+        variant_program = load_program(variant)
         constants = dict(program.constants)
         for name, weight in weights.items():
             mine = found.get(weight)
+            if mine is None:
+                mine = _split_linear(variant_program, name)[0]
             if mine is None or mine.shape != constants[weight].shape:
                 self.skip.setdefault(name, "its weight could not be read back from the variant")
                 continue
@@ -542,6 +546,8 @@ def _write_coreml(path: Path, out_path: Path, shifts: dict) -> tuple[int, dict[s
     for layer, shift in shifts.items():
         step = by_output.get(layer)
         bias = getattr(next(iter(step.inputs.get("bias", ())), None), "name", None) if step is not None else None
+        if bias is None and step is not None and step.type == "add":
+            bias = _split_linear(variant, layer)[1]
         if bias is None:
             unwritable[layer] = "no bias in the variant"
         elif variant.op_types.get(bias) != "const":
@@ -551,6 +557,26 @@ def _write_coreml(path: Path, out_path: Path, shifts: dict) -> tuple[int, dict[s
     if values:
         coremltools_facade.replace_constants(path, out_path, values)
     return len(values), unwritable
+
+
+def _split_linear(program, name: str) -> tuple[np.ndarray | None, str | None]:
+    """A ``linear`` layer a compressed program writes as ``matmul`` then ``add`` (the add keeps the linear's output
+    name): (its weight as linear stores it, output channels first; the add's constant, its bias). coremltools writes
+    the linear layers of PP-OCRv4's fp16-weights base, whose weights are cast to float32 where read, this way."""
+    producers = {output.name: step for step in program.steps for output in step.outputs}
+    add = producers.get(name)
+    if add is None or add.type != "add":
+        return None, None
+    operands = [getattr(binding, "name", None) for key in ("x", "y") for binding in add.inputs.get(key, ())]
+    matmul = next((producers[n] for n in operands if n in producers and producers[n].type == "matmul"), None)
+    bias = next((n for n in operands if program.op_types.get(n) == "const" and np.ndim(program.constants.get(n)) == 1), None)
+    weight = weight_reader(program)(matmul) if matmul is not None else None
+    if weight is None or bias is None:
+        return None, None
+    flag = matmul.inputs.get("transpose_y", ())
+    transposed = bool(np.asarray(program.constants.get(getattr(flag[0], "name", None), False))) if flag else False
+    values = np.asarray(program.constants[weight], np.float32)
+    return (values if transposed else values.T), bias
 
 
 def _frozen(values: np.ndarray) -> np.ndarray:
