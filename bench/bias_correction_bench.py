@@ -229,7 +229,7 @@ def markdown(results: dict) -> str:
         metric = section["metric"]
         parts += [f"## {section['model']}, {section['target']}", "",
                   f"{metric} on {section['set']} held-out samples; fp32: {_pct(section['fp32'][metric])}. Calibration: "
-                  f"`{section['calibration']}`. Conversions {section['convert_seconds']} s (off / on), scoring "
+                  f"`{section['calibration']}`. Conversion seconds: {_seconds(section['convert_seconds'])}; scoring "
                   f"{section['score_seconds']} s. Run {results.get('date', '')}.", "",
                   f"| scheme | applied | layers | noise before | noise after | step s | {metric} without | {metric} with "
                   f"| change (points) | parity without / with | kept float | why not |",
@@ -273,6 +273,10 @@ def markdown(results: dict) -> str:
         parts.append("")
     parts += results.get("notes", [])
     return "\n".join(parts) + "\n"
+
+
+def _seconds(seconds: dict) -> str:
+    return ", ".join(f"{mode} {seconds[mode]:.0f}" if mode in seconds else f"{mode} (an earlier run)" for mode in ("off", "on"))
 
 
 def _pct(value) -> str:
