@@ -207,7 +207,7 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
                 "source": {k: report.source.get(k, "") for k in ("sha256", "framework", "format", "name")},
                 "deploykit_version": report.deploykit_version, "tool_versions": dict(report.tool_versions),
                 "converter": artifact.converter, "artifact_sha256": artifact.sha256,
-                "quantization": artifact.quantization, "passes": [dict(p) for p in artifact.passes],
+                "quantization": _without_timings(artifact.quantization), "passes": [dict(p) for p in artifact.passes],
                 "parity": _parity_summary(artifact.parity), "embedded_metadata": embedded,
                 **({"measured": options.measured} if options.measured else {}),
             },
@@ -240,6 +240,16 @@ def _entry(path: str, role: str, src: bytes | Path) -> dict[str, Any]:
 
         return {"path": path, "role": role, "length": len(src), "sha256": hashlib.sha256(src).hexdigest()}
     return {"path": path, "role": role, "length": Path(src).stat().st_size, "sha256": sha256_file(src)}
+
+
+def _without_timings(record: Any) -> Any:
+    """``record`` without its ``seconds`` entries: how long a step took differs from run to run, and a bundle is
+    byte-identical whoever builds it (a build's fanned-out slices and a local build give the same signed zips)."""
+    if isinstance(record, dict):
+        return {k: _without_timings(v) for k, v in record.items() if k != "seconds"}
+    if isinstance(record, list):
+        return [_without_timings(v) for v in record]
+    return record
 
 
 def _parity_summary(parity: dict[str, Any] | None) -> dict[str, Any] | None:
