@@ -35,8 +35,11 @@ def compress_coreml(base: Path, out_path: Path, scheme: str, options, float_weig
         raise ConversionError(f"coremltools could not compress to {scheme}: {str(exc).splitlines()[0][:300]}",
                               hint="rerun with --verbose to see its log") from exc
     compressed.save(str(out_path))
+    from deploykit.quantize.coreml_fp16_weights import restore_fp16_weights
+
+    restored = restore_fp16_weights(base, out_path)
     return {"scheme": scheme, "engine": "coremltools.optimize.coreml", "base": "fp16 program",
-            **described, "kept_float": list(kept), "uncompressed_weights": uncompressed_weights(out_path)}
+            **described, **({"uncompressed_restored_to_fp16": restored} if restored else {}), "kept_float": list(kept), "uncompressed_weights": uncompressed_weights(out_path)}
 
 
 def uncompressed_weights(package: Path) -> list[str]:
@@ -53,7 +56,7 @@ def uncompressed_weights(package: Path) -> list[str]:
         argument = op.inputs.get("weight") or op.inputs.get("y")
         names = [b.name for b in argument.arguments if b.WhichOneof("binding") == "name"] if argument else []
         if names and producer.get(names[0]) == "const":
-            left.append(_op_name(op) or op.outputs[0].name)
+            left.append(op_name(op) or op.outputs[0].name)
     return left
 
 
@@ -63,7 +66,7 @@ def kept_float_ops(package: Path, keep) -> tuple[str, ...]:
 
     ops = [op for op in main_block(load_spec(package)).operations if op.type in LAYERS]
     names = [op.outputs[0].name for op in ops]
-    op_names = [_op_name(op) or out for op, out in zip(ops, names)]
+    op_names = [op_name(op) or out for op, out in zip(ops, names)]
     chosen = []
     if keep.first and ops:
         chosen.append(op_names[0])
@@ -78,7 +81,7 @@ def kept_float_ops(package: Path, keep) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def _op_name(op) -> str:
+def op_name(op) -> str:
     attribute = op.attributes.get("name")
     if attribute is not None and attribute.immediateValue.tensor.strings.values:
         return attribute.immediateValue.tensor.strings.values[0]

@@ -141,7 +141,7 @@ def unquantizable_ops(package: Path) -> list[str]:
     """Names of pattern ops that must stay without pairs: computed in anything but fp16 (see the module
     docstring), or an ``add`` of a constant (the prefix pass would leave a dangling pair there)."""
     from deploykit.formats.coreml.spec import load_spec, main_block
-    from deploykit.quantize.coreml import _op_name
+    from deploykit.quantize.coreml import op_name
 
     fp16 = coremltools_facade.mil_pb2().DataType.Value("FLOAT16")
     ops = list(main_block(load_spec(package)).operations)
@@ -155,7 +155,7 @@ def unquantizable_ops(package: Path) -> list[str]:
                   if b.WhichOneof("binding") == "name"]
         if (op.outputs[0].type.tensorType.dataType != fp16 or any(declared.get(n, fp16) != fp16 for n in inputs)
                 or (op.type == "add" and (len(inputs) < 2 or any(n in constant for n in inputs)))):
-            left.append(_op_name(op) or op.outputs[0].name)
+            left.append(op_name(op) or op.outputs[0].name)
     return left
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from deploykit.core.errors import ConversionError
 from deploykit.formats import coremltools_facade
 from deploykit.quantize import sparsity
-from deploykit.quantize.coreml import LAYERS, _op_name, kept_float_ops
+from deploykit.quantize.coreml import LAYERS, kept_float_ops, op_name
 
 JOINT_TARGETS = ("iOS18", "macOS15")  # constexpr_lut_to_sparse / constexpr_sparse_blockwise_shift_scale
 
@@ -63,6 +63,9 @@ def compress_sparse_coreml(base: Path, out_path: Path, scheme: str, options) -> 
         raise ConversionError(f"coremltools could not compress to {scheme}: {str(exc).splitlines()[0][:300]}",
                               hint="rerun with --verbose to see its log") from exc
     compressed.save(str(out_path))
+    from deploykit.quantize.coreml_fp16_weights import restore_fp16_weights
+
+    restore_fp16_weights(base, out_path)  # the spared layers, folded to float32 by the compression's pipeline
     zeros = artifact_zeros(out_path, layers)
     return {**described, "sparsity": sparsity.record(chosen, layers, spared, zeros)}
 
@@ -73,7 +76,7 @@ def _joint(pruned, then: str, cto):
     from deploykit.formats.coreml.spec import main_block
     from deploykit.quantize.lut_plan import lut_function
 
-    names = [_op_name(op) or op.outputs[0].name for op in main_block(pruned.get_spec()).operations
+    names = [op_name(op) or op.outputs[0].name for op in main_block(pruned.get_spec()).operations
              if op.type == "constexpr_sparse_to_dense"]
     if then == "lut4":
         op = cto.OpPalettizerConfig(mode="custom", lut_function=lut_function(4), granularity="per_tensor", weight_threshold=0)
@@ -102,8 +105,8 @@ def weight_layers(package: Path) -> list[CoreMLLayer]:
         if const is None or const.type != "const":
             continue
         dims = [int(d.constant.size) for d in const.outputs[0].type.tensorType.dimensions]
-        name = _op_name(op) or op.outputs[0].name
-        weight = _op_name(const) or const.outputs[0].name
+        name = op_name(op) or op.outputs[0].name
+        weight = op_name(const) or const.outputs[0].name
         if len(dims) < 2 or weight in seen:  # a const shared by two layers is left alone
             continue
         seen.add(weight)
@@ -128,7 +131,7 @@ def artifact_zeros(package: Path, layers) -> dict[str, int]:
     ops = list(main_block(load_spec(package)).operations)
     producer = {out.name: op for op in ops for out in op.outputs}
     for op in ops:
-        name = _op_name(op) or (op.outputs[0].name if op.outputs else "")
+        name = op_name(op) or (op.outputs[0].name if op.outputs else "")
         if op.type in LAYERS and name in wanted:
             value = constants[_weight_name(producer, op)]
             zeros[name] = int(np.count_nonzero(np.asarray(value) == 0))

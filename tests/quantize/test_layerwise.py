@@ -161,3 +161,23 @@ def test_sequence_labels_score_ctc_output_against_the_text():
     labels = np.array([[2, 3], [1, -1]])  # 2 3 read right; the second sample's 1 right
     assert metric.sequence_accuracy(decided, labels) == 100.0
     assert metric.sequence_accuracy(decided, np.array([[2, 1], [1, -1]])) == pytest.approx(100 * (1 - 1 / 3))
+
+
+def test_a_class_read_only_in_the_margins_is_not_counted():
+    """PP-OCR reads a line's empty margins as its space class: with that class trimmed from the ends, a variant
+    that reads one margin space fewer loses nothing, and one that loses a character inside the line still pays."""
+    def read(*steps):
+        return {"seq": np.eye(5)[list(steps)][None]}
+
+    labels = np.array([[1, 2, -1], [2, 1, -1], [1, 4, 2]])  # 4 (a space) only inside a label
+    reference = [read(4, 0, 1, 0, 2, 4), read(4, 2, 0, 1, 0), read(1, 0, 4, 0, 2, 4)]
+    margins = metric.margin_classes(reference, labels)
+    assert margins == {4}
+    fewer_margin_spaces = [read(0, 0, 1, 0, 2, 0), read(0, 2, 0, 1, 0), read(1, 0, 4, 0, 2, 0)]
+    lost_inner_space = [read(4, 0, 1, 0, 2, 4), read(4, 2, 0, 1, 0), read(1, 0, 0, 0, 2, 4)]
+    assert metric.sequence_accuracy(reference, labels, margins) == 100.0
+    assert metric.sequence_accuracy(fewer_margin_spaces, labels, margins) == 100.0
+    assert metric.sequence_accuracy(lost_inner_space, labels, margins) == pytest.approx(100 * (1 - 1 / 7))
+    assert metric.sequence_accuracy(fewer_margin_spaces, labels) > metric.sequence_accuracy(reference, labels)
+    validation = metric.Validation(tuple(reference), tuple(reference), labels)
+    assert metric.cost(metric.Budget(max_accuracy_drop=1.0), validation, fewer_margin_spaces) == 0.0

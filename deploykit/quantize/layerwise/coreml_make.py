@@ -36,6 +36,9 @@ def make_coreml(base: Path, out_path: Path, assignment: dict[str, str]) -> dict:
                               hint="rerun with --verbose to see its log") from exc
     model.save(str(out_path))
     from deploykit.quantize.coreml import uncompressed_weights
+    from deploykit.quantize.coreml_fp16_weights import restore_fp16_weights
+
+    restore_fp16_weights(base, out_path)  # the fp16 layers, folded to float32 by the compression's pipeline
 
     left = len(uncompressed_weights(out_path))
     expected = sum(1 for choice in assignment.values() if choice == "fp16")
