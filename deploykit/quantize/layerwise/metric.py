@@ -33,7 +33,6 @@ import numpy as np
 
 from deploykit.core.errors import UsageError
 
-
 MARGIN_SHARE = 0.05  # margin_classes: of the samples, at least
 
 
