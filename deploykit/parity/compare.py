@@ -56,6 +56,7 @@ class OutputResult:
     value_range: tuple[float, float] | None = None  # known from the source graph: errors scale by the range
 
     ill_conditioned: tuple[int, ...] = ()  # samples whose own noise exceeds the profile's bound (parity.conditioning)
+    per_sample: tuple[dict, ...] = ()  # a detector's box-level comparison, image by image (parity.detections)
 
     @property
     def passed(self) -> bool:
@@ -156,7 +157,8 @@ class ParityReport:
 
     def to_summary(self) -> dict[str, Any]:
         """The small record stored in ``Artifact.parity``: verdict, profile and each output's key metrics."""
-        keys = ("max_rel_error", "cosine_similarity", "snr_db", "top1_agreement")
+        keys = ("max_rel_error", "cosine_similarity", "snr_db", "top1_agreement", "matched", "missing", "extra",
+                "excused", "min_iou", "worst_score_error", "worst_coordinate_error_px")
         summary = {
             "passed": self.passed, "profile": self.profile, "samples": self.inputs.get("samples"),
             **({"status": self.status} if self.status != ("passed" if self.passed else "failed") else {}),
@@ -292,7 +294,8 @@ def _output_json(o: OutputResult) -> dict[str, Any]:
             "status": o.status, "metrics": o.metrics, "checks": [vars(c) for c in o.checks], "nonfinite": o.nonfinite,
             **({"ill_conditioned": list(o.ill_conditioned)} if o.ill_conditioned else {}),
             "worst_sample": o.worst_sample, "problem": o.problem, "layout": o.layout,
-            **({"value_range": list(o.value_range)} if o.value_range is not None else {})}
+            **({"value_range": list(o.value_range)} if o.value_range is not None else {}),
+            **({"per_sample": list(o.per_sample)} if o.per_sample else {})}
 
 
 def _output_from_json(data: dict[str, Any]) -> OutputResult:
@@ -304,6 +307,7 @@ def _output_from_json(data: dict[str, Any]) -> OutputResult:
         nonfinite=data["nonfinite"], ill_conditioned=tuple(data.get("ill_conditioned", ())),
         worst_sample=data["worst_sample"], problem=data["problem"], layout=data["layout"],
         value_range=tuple(data["value_range"]) if data.get("value_range") else None,
+        per_sample=tuple(data.get("per_sample", ())),
     )
 
 

@@ -26,6 +26,7 @@ from deploykit.image_io.wrap import with_pixel_inputs
 from deploykit.passes.apply import apply_source_passes
 from deploykit.pipeline.app_io import with_app_io
 from deploykit.pipeline.artifact import describe, produce, source_analysis
+from deploykit.pipeline.detector_step import plan_detector, with_detector
 from deploykit.pipeline.latency_notes import with_latency_notes
 from deploykit.pipeline.outcome import after_partial, failure, raise_on_parity_failure, unchecked_flex
 from deploykit.pipeline.quiet import quiet
@@ -52,7 +53,9 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
     for target in targets:
         target.check_source(model)
         target.check_images(request.images)
-    model = with_app_io(model, request.images, request.classifier, request.quantize, request.verify)
+    detector = plan_detector(request, model, targets)  # labels go to the detector, not a classifier
+    model = with_app_io(model, request.images, None if detector else request.classifier, request.quantize,
+                        request.verify)
     stem = _safe_stem(request.name or model.name)
     calibration = _calibration(request.quantize, model) if request.quantize.needs_calibration else None
     context = VariantContext(request.passes, request.quantize, calibration)
@@ -93,12 +96,16 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
             if errors:
                 raise errors[0]
             raise UsageError("nothing to write: every variant asked for is an intermediate")
+        if detector is not None:
+            with progress.step(f"Appending the {detector.options.preset} decode and NMS"):
+                artifacts = [with_detector(a, target_named(a.target), staging, model, workspace, detector)
+                             for a in artifacts]
         if request.strict_graph:
             _enforce_strict_graph(artifacts)
         parity_reports = []
         if checks is not None:
             artifacts, parity_reports = _verified(model, artifacts, staging, checks, progress, verbose)
-        if checks is not None and checks.localize:
+        if checks is not None and checks.localize and detector is None:  # a detector's outputs are boxes now
             artifacts = [_localized(a, staging, workspace, progress) for a in artifacts]
         with progress.step("Measuring host latency"):
             artifacts = [replace(a, latency=target_named(a.target).latency(a, staging / a.path)) for a in artifacts]

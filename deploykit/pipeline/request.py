@@ -62,6 +62,7 @@ class ConvertRequest:
     quantize: QuantizeOptions = QuantizeOptions()
     images: Any = None  # image_io.spec.ImageInputOptions
     classifier: Any = None  # labels.spec.ClassifierOptions
+    detector: Any = None  # detection.options.DetectorOptions (--detector)
     verify: VerifyOptions | None = VerifyOptions()
     passes: PassSelection = PassSelection("auto")
     strict_graph: bool = False
@@ -82,7 +83,7 @@ def request(source, *, to=DEFAULT, out="dist", inputs=None, weights=None, allow_
             per_tensor=False, lut_group_size=None, lut_budget=None, passes=None, strict_graph=False, verify=True,
             verify_options: VerifyOptions | None = None, allow_flex=False, all_or_nothing=False, image_inputs=None,
             classifier=None, executorch_backend="xnnpack", route=None, write_fp32=True, verbose=False,
-            auto=None, bias_correction=True) -> ConvertRequest:
+            auto=None, bias_correction=True, detector=None) -> ConvertRequest:
     """A checked request from the flags as ``deploykit convert`` spells them (the Python API's keywords)."""
     from deploykit.quantize import build_options
 
@@ -95,6 +96,6 @@ def request(source, *, to=DEFAULT, out="dist", inputs=None, weights=None, allow_
     return ConvertRequest(
         source=str(source), targets=targets, out=Path(out), name=name,
         inputs=inputs or None, weights=Path(weights) if weights else None, allow_h5=allow_h5,
-        convert=options, quantize=quantization, images=image_inputs, classifier=classifier,
+        convert=options, quantize=quantization, images=image_inputs, classifier=classifier, detector=detector,
         verify=(verify_options or VerifyOptions()) if verify else None, passes=parse_passes(passes),
         strict_graph=strict_graph, all_or_nothing=all_or_nothing, write_fp32=write_fp32, verbose=verbose)

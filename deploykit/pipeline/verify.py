@@ -154,7 +154,12 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
             outs = [art.infer({b.artifact: b.to_artifact(sample[b.source]) for b in in_bind}) for sample in feeds.samples]
         results = []
         ranges = bounded_outputs(model)
-        for b in out_bind:
+        detector = recorded.detector if recorded is not None else None
+        if detector:  # box-level parity: the source's raw heads decoded and suppressed against the artifact's boxes
+            from deploykit.parity.detections import compare_detections
+
+            results.append(compare_detections(detector, refs, outs, recorded.variant))
+        for b in (() if detector else out_bind):
             if b.problem:
                 results.append(_missing(b, refs))
                 continue

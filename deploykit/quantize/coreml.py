@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deploykit.core.errors import ConversionError, UsageError
 from deploykit.formats import coremltools_facade
+from deploykit.formats.coreml.spec import op_name
 
 LAYERS = ("conv", "conv_transpose", "linear", "matmul")
 
@@ -79,10 +80,3 @@ def kept_float_ops(package: Path, keep) -> tuple[str, ...]:
                              hint=f"names look like: {', '.join(op_names[:4])}")
         chosen += hits
     return tuple(dict.fromkeys(chosen))
-
-
-def op_name(op) -> str:
-    attribute = op.attributes.get("name")
-    if attribute is not None and attribute.immediateValue.tensor.strings.values:
-        return attribute.immediateValue.tensor.strings.values[0]
-    return ""

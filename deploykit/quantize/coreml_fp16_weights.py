@@ -58,8 +58,7 @@ def restore_fp16_weights(base: Path, compressed: Path) -> int:
 
 def fp16_read_layers(package: Path) -> set[str]:
     """Names of the conv / linear / matmul ops of ``package`` whose weight is an fp16 constant cast to float32."""
-    from deploykit.formats.coreml.spec import load_spec, main_block
-    from deploykit.quantize.coreml import op_name
+    from deploykit.formats.coreml.spec import load_spec, main_block, op_name
 
     ops = list(main_block(load_spec(package)).operations)
     producer = {out.name: op for op in ops for out in op.outputs}

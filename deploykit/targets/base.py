@@ -118,6 +118,14 @@ class Target:
         """Put the labels into the finished artifact (and anything else it carries); the record's ``classifier``."""
         return None
 
+    def attach_detector(self, path: Path, head, options, labels) -> dict:
+        """``--detector``: append the head's decode and non-maximum suppression (``deploykit.detection``) to the
+        finished artifact at ``path``, in place, with this platform's detector outputs; returns the record's
+        ``detector`` block. ``head``: detection.presets.Head (fitted on the source's outputs), ``options``:
+        detection.options.DetectorOptions, ``labels``: the class names or None."""
+        raise UsageError(f"--detector is not made for {self.title} artifacts yet",
+                         hint="convert this target without --detector, or --to tflite / coreml with it")
+
     def interface(self, path: Path, model, workspace) -> tuple[tuple, tuple, dict[str, int]]:
         """(inputs, outputs, op histogram) of a written artifact, read back from the file itself."""
         raise NotImplementedError

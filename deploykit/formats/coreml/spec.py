@@ -85,3 +85,11 @@ def _feature(feature) -> TensorSpec:
         channels = 1 if image.colorSpace == _GRAYSCALE else 3
         return TensorSpec(feature.name, (1, channels, int(image.height), int(image.width)), "image", "NCHW")
     return TensorSpec(feature.name, (), kind or "unknown")
+
+
+def op_name(op) -> str:
+    """An ML Program operation's own name (its ``name`` attribute), or "" when it has none."""
+    attribute = op.attributes.get("name")
+    if attribute is not None and attribute.immediateValue.tensor.strings.values:
+        return attribute.immediateValue.tensor.strings.values[0]
+    return ""

@@ -1,0 +1,7 @@
+"""Detectors an app can use as they come: the head's decode and non-maximum suppression put inside the artifact.
+
+``options`` (what ``--detector`` asks for), ``presets`` (fitting a preset to a model's outputs: a ``Head``),
+``decode`` and ``nms`` (the numpy reference every artifact is checked against), ``match`` (box-level parity),
+``outputs`` (reading an artifact's detections back), ``tflite_postprocess`` and ``coreml_postprocess`` (what
+each target appends to its artifact). See docs/detection.md.
+"""
