@@ -226,4 +226,5 @@ def corrected(target: str, scheme: str, reference: Path, variant: Path, record: 
     applies to ``scheme`` (``options``: the QuantizeOptions; ``--no-bias-correction`` turns it off)."""
     if not getattr(options, "bias_correction", True) or not applies_to(target, scheme):
         return record
-    return {**record, "bias_correction": bias_correction_step(target, Path(reference), Path(variant), workspace, scheme)}
+    profile = record.get("profile", scheme)  # --quantize auto: checked as its coarsest choice (auto.py), "auto" is no profile
+    return {**record, "bias_correction": bias_correction_step(target, Path(reference), Path(variant), workspace, profile)}
