@@ -119,6 +119,7 @@ def test_auto_stays_within_the_budget_and_beats_the_single_schemes(source, targe
     q = auto["quantization"]
     assert q["chosen"]["within"] and q["chosen"]["made"] and q["chosen"]["cost"] <= 1.0
     assert q["validation"]["samples"] == 200
+    assert "seconds" in q["bias_correction"]  # the step ran (checked under the record's profile, not "auto")
     damaged = next(r for r in q["layers"] if DAMAGED[target] in r["layer"])
     assert damaged["choice"] != "int8"  # its outliers take every int8 level; k-means tables give them their own entry
     within = [c for c in q["single_schemes"] if c["within"]]
