@@ -14,7 +14,7 @@ from deploykit.targets.base import FP32, BundleSlot, Made, Payload, Target, sour
 
 # Schemes whose failing variant is repaired by keeping layers in float: the integer ones (fp16 has its own search,
 # fp16_rescue). A repair costs one conversion and one parity check per try, seconds on TFLite.
-REPAIRABLE = ("int8", "int8-weights", "int4")
+REPAIRABLE = ("int8", "int16x8", "int8-weights", "int4")
 
 
 class TFLite(Target):
@@ -97,6 +97,25 @@ class TFLite(Target):
         embed_labels(path, model.classifier, model)
         return {**model.classifier.to_json(), "softmax_added": False,
                 "carried_as": "TFLite metadata: labels.txt associated with the output (TENSOR_AXIS_LABELS)"}
+
+    def attach_detector(self, path, head, options, labels) -> dict:
+        """The decode and NMS appended to the graph (``detection.tflite_postprocess``); the labels, which ``finish``
+        put on the raw scores output, then go on ``detection_classes`` (the post-process drops the stale metadata)."""
+        from deploykit.core.errors import InputError
+        from deploykit.detection.outputs import TFLITE_OUTPUTS
+        from deploykit.detection.record import detector_block
+        from deploykit.detection.tflite_postprocess import append_postprocess
+
+        if labels and len(labels) != head.classes:
+            raise InputError(f"{len(labels)} labels for a detector of {head.classes} classes")
+        path = Path(path)
+        name = _described_name(path)
+        description = append_postprocess(path, head, options)
+        if labels:
+            from deploykit.labels.tflite_labels import embed_detector_labels
+
+            embed_detector_labels(path, labels, name, boxes=TFLITE_OUTPUTS[0], classes=TFLITE_OUTPUTS[1])
+        return detector_block(head, options, labels, "tflite-four-outputs", description)
 
     def interface(self, path, model, workspace):
         """``dynamic``: a dimension resizable at run time is recorded as None (for flexible inputs), and the
@@ -202,6 +221,14 @@ class TFLite(Target):
         notes = ["tflite:TFLITE_METADATA", "tflite:deploykit"] + (["tflite:labels.txt"] if meta.labels else [])
         notes.append("runtime check: identical outputs" if same else "runtime check: skipped (model does not load here)")
         return Payload({self.bundle_model: embedded}, compat, tuple(notes))
+
+
+def _described_name(path: Path) -> str:
+    """The model name the artifact's metadata gives (``finish`` wrote it with the labels), else the file's stem."""
+    from deploykit.formats.tflite.metadata_read import read_metadata
+
+    described = read_metadata(path.read_bytes()).get("model_metadata") or {}
+    return described.get("name") or path.name.split(".")[0]
 
 
 TARGET = TFLite()

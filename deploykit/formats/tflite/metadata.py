@@ -8,8 +8,9 @@ InterpreterBuilder copies every entry into ``Interpreter::metadata()`` (C++), an
 - ``TFLITE_METADATA``: a ``ModelMetadata`` flatbuffer (file identifier ``M001``) laid out per
   tflite-support's metadata_schema.fbs: model name, description, version, author, license, and per
   input/output tensor its name, description, content (image with RGB/grayscale color space, or
-  feature), normalization (NormalizationOptions mean/std) and, for the labelled output, an associated
-  file ``labels.txt`` of type TENSOR_AXIS_LABELS. As tflite-support does, associated files are packed
+  feature; a detector's boxes as BoundingBoxProperties), normalization (NormalizationOptions mean/std) and,
+  for the labelled output, an associated file ``labels.txt`` of type TENSOR_AXIS_LABELS (TENSOR_VALUE_LABELS
+  on a detector's class ids, ``labels["of"] == "values"``). As tflite-support does, associated files are packed
   as a zip appended after the flatbuffer (the flatbuffer verifier ignores trailing bytes).
 - ``deploykit``: compact JSON with the bundle's name, version, sequence, variant and io, for apps
   that read ``Interpreter::metadata()`` directly.
@@ -37,10 +38,11 @@ from deploykit.formats.tflite.flatbuffer import read_model, write_model
 METADATA_NAME = b"TFLITE_METADATA"
 DEPLOYKIT_NAME = b"deploykit"
 LABELS_FILE = "labels.txt"
-_IMAGE, _FEATURE = 2, 1  # ContentProperties union tags
+_IMAGE, _FEATURE, _BOUNDING_BOX = 2, 1, 3  # ContentProperties union tags
 _RGB, _GRAY = 1, 2  # ColorSpaceType
 _NORMALIZATION = 1  # ProcessUnitOptions union tag
-_AXIS_LABELS = 2  # AssociatedFileType
+_AXIS_LABELS, _VALUE_LABELS = 2, 3  # AssociatedFileType: labels of an axis (class scores), of values (class ids)
+_BOUNDARIES, _RATIO = 1, 0  # BoundingBoxType, CoordinateType
 
 
 FLATBUFFER_LIMIT = 2**31 - 2**20  # a flatbuffer addresses 2 GB; keep room for the tables
@@ -148,11 +150,24 @@ def _model_metadata(meta: TfliteMetadata) -> bytes:
     def tensor(spec: dict[str, Any], description: str, labelled: bool) -> int:
         name, desc = b.CreateString(spec["name"]), b.CreateString(description)
         image = spec.get("layout") in ("NHWC", "NCHW") and _channels(spec) in (1, 3)
+        boxes = spec.get("content") == "boxes"  # detector boxes [1, M, 4]: ymin, xmin, ymax, xmax in 0..1
         if image:  # ImageProperties {color_space}
             props = table(2, {}, {0: _RGB if _channels(spec) == 3 else _GRAY})
+        elif boxes:  # BoundingBoxProperties {index, type, coordinate_type}: the order of left, top, right, bottom
+            b.StartVector(4, 4, 4)
+            for value in reversed((1, 0, 3, 2)):
+                b.PrependUint32(value)
+            props = table(3, {0: b.EndVector()}, {1: _BOUNDARIES, 2: _RATIO})
         else:  # FeatureProperties {}
             props = table(0, {})
-        content = table(3, {1: props}, {0: _IMAGE if image else _FEATURE})  # Content {type, value, range}
+        kind = _IMAGE if image else _BOUNDING_BOX if boxes else _FEATURE
+        parts = {1: props}
+        if boxes:  # ValueRange {min, max}: the dimensions a box spans, 2 of [1, M, 4]
+            b.StartObject(2)
+            b.PrependInt32Slot(0, 2, 0)
+            b.PrependInt32Slot(1, 2, 0)
+            parts[2] = b.EndObject()
+        content = table(3, parts, {0: kind})  # Content {type, value, range}
         fields = {0: name, 1: desc, 3: content}
         norm = spec.get("normalization")
         if norm:
@@ -161,7 +176,8 @@ def _model_metadata(meta: TfliteMetadata) -> bytes:
             fields[4] = vector([unit])
         if labelled:
             file_name, file_desc = b.CreateString(LABELS_FILE), b.CreateString("Class labels, one per line")
-            associated = table(4, {0: file_name, 1: file_desc}, {2: _AXIS_LABELS})  # AssociatedFile
+            kind = _VALUE_LABELS if spec["labels"].get("of") == "values" else _AXIS_LABELS
+            associated = table(4, {0: file_name, 1: file_desc}, {2: kind})  # AssociatedFile
             fields[6] = vector([associated])
         return table(7, fields)  # TensorMetadata
 
