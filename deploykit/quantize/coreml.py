@@ -44,7 +44,7 @@ def compress_coreml(base: Path, out_path: Path, scheme: str, options, float_weig
 
 
 def uncompressed_weights(package: Path) -> list[str]:
-    """Layers whose weight is still a plain fp16 const: kept on purpose, under the size threshold, or
+    """Layers whose weight is still a plain fp16 const (or an fp16 const cast to float32): kept on purpose, under the size threshold, or
     skipped by coremltools (int4 blocks of 32 need at least 32 input channels)."""
     from deploykit.formats.coreml.spec import load_spec, main_block
 
@@ -56,7 +56,12 @@ def uncompressed_weights(package: Path) -> list[str]:
             continue
         argument = op.inputs.get("weight") or op.inputs.get("y")
         names = [b.name for b in argument.arguments if b.WhichOneof("binding") == "name"] if argument else []
-        if names and producer.get(names[0]) == "const":
+        kind = producer.get(names[0]) if names else None
+        if kind == "cast":  # an fp16-weights program reads an fp16 const through a cast
+            cast = next(o for o in ops if any(out.name == names[0] for out in o.outputs))
+            read = [b.name for b in cast.inputs["x"].arguments if b.WhichOneof("binding") == "name"]
+            kind = producer.get(read[0]) if read else None
+        if kind == "const":
             left.append(op_name(op) or op.outputs[0].name)
     return left
 

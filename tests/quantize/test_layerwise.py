@@ -182,3 +182,12 @@ def test_a_class_read_only_in_the_margins_is_not_counted():
     assert metric.sequence_accuracy(fewer_margin_spaces, labels) > metric.sequence_accuracy(reference, labels)
     validation = metric.Validation(tuple(reference), tuple(reference), labels)
     assert metric.cost(metric.Budget(max_accuracy_drop=1.0), validation, fewer_margin_spaces) == 0.0
+
+
+def test_core_ml_choices_coremltools_would_skip_are_not_offered():
+    from deploykit.quantize.layerwise.layers import CoreMLLayers, Layer
+
+    assert not CoreMLLayers.allows(Layer("classifier", "linear", (6625, 120), 0), "lut8-g16")
+    assert CoreMLLayers.allows(Layer("conv", "conv", (64, 60, 1, 1), 0), "lut8-g16")
+    assert not CoreMLLayers.allows(Layer("conv", "conv", (64, 60, 1, 1), 0), "int4-block")
+    assert CoreMLLayers.allows(Layer("conv", "conv", (64, 60, 1, 1), 0), "lut8")

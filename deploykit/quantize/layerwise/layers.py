@@ -132,7 +132,12 @@ class CoreMLLayers:
         """int4 blocks of 32 need the input values of each output channel in multiples of 32: coremltools skips any
         other weight, and in an fp16-weights program its pipeline then folds that weight's cast into a float32
         constant (PP-OCRv4's recogniser, 60 % of whose weights have 60, 120 or 240 inputs: an int4 variant of 7.2 MB
-        against fp16's 7.5), so the search must not count on it."""
+        against fp16's 7.5), so the search must not count on it. Tables per 16 channels likewise need the weight's
+        first axis in multiples of 16: coremltools skips the others (PP-OCRv4's 6625-class classifier, 3.2 MB, was
+        left float32 in an auto variant whose search counted it as lut8-g16)."""
+        if "-g" in choice:
+            group = int(choice.rpartition("-g")[2])
+            return bool(layer.shape) and layer.shape[0] % group == 0
         if choice != "int4-block":
             return True
         inputs = layer.elements // max(layer.channels, 1)
