@@ -2,8 +2,10 @@
 
 This is the reference an app's preprocessing must reproduce: each picture is brought to the input's
 size with the manifest's (or record's) ``resize`` mode (``image_io.resize``), fed as the artifact takes
-pixels (``image_io.pixels``), and the classifier output's top-k printed with labels when there are any.
-``dump_input`` writes the exact tensors fed, for an app developer to compare byte for byte.
+pixels (``image_io.pixels``), and the classifier output's top-k printed with labels when there are any; a
+detector's (its record or manifest has a ``detector`` block) boxes in the picture's pixels instead, drawn on it
+with ``draw`` (``predict_detections``). ``dump_input`` writes the exact tensors fed, for an app developer to
+compare byte for byte.
 
 A bundle runs only after it verifies (signature, listing, every file's sha256) against ``trusted``
 keys, exactly as an app would; an artifact is described by the deploykit-report.json beside it.
@@ -40,6 +42,7 @@ class PredictOptions:
     output: str | None = None  # which output holds the class scores (default: the labelled one, else the only one)
     trusted_keys: tuple = ()  # PublicKey objects, for a bundle
     dump_input: Path | None = None
+    draw: Path | None = None  # a detector: write each picture with its boxes drawn into this folder (PNG)
 
 
 @dataclass(frozen=True)
@@ -51,21 +54,24 @@ class _Model:
     labels: tuple[str, ...] | None
     labelled_output: str | None
     cleanup: tuple = field(default=())
+    detector: dict | None = None  # the record's or manifest's detector block (detection.record)
 
 
-def predict(model_path, pictures, options: PredictOptions = PredictOptions()) -> list[Prediction]:
+def predict(model_path, pictures, options: PredictOptions = PredictOptions()) -> list:
+    """A ``Prediction`` per picture, or for a detector a ``predict_detections.Detected``."""
     if options.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {options.top_k}")
     files = _picture_files(pictures)
     model = _open(Path(model_path), options)
     try:
+        _check_detector_options(model, options)
         return _run(model, files, options)
     finally:
         for folder in model.cleanup:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Prediction]:
+def _run(model: _Model, files: list[Path], options: PredictOptions) -> list:
     from deploykit.core.atomic import write_bytes_atomic
     from deploykit.image_io.pixels import read_image, to_artifact
     from deploykit.targets import runner_for
@@ -74,15 +80,14 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
     feed = model.target.pixel_feed
     feeds = [to_artifact(read_image(f, model.image, height, width)[None], model.image, model.input_spec, feed)
              for f in files]
-    results = []
     with runner_for(model.path, model.target.name) as runner:
-        name = _output_name(runner.output_specs, options.output or model.labelled_output)
-        for path, feed in zip(files, feeds):
-            value = runner.infer({model.input_spec.name: feed})[name]
-            if _positions(value) > 1:
-                results.append(_top_classes(str(path), value, model.labels, options.top_k, name))
-            else:
-                results.append(_top(str(path), class_scores(value, model.labels), model.labels, options.top_k))
+        if model.detector is not None:
+            from deploykit.pipeline.predict_detections import detect
+
+            results = detect(runner, files, feeds, model.input_spec.name, model.image, model.detector, model.labels,
+                             options.draw)
+        else:
+            results = _classify(runner, model, files, feeds, options)
     if options.dump_input is not None:
         import io
 
@@ -90,6 +95,27 @@ def _run(model: _Model, files: list[Path], options: PredictOptions) -> list[Pred
         np.save(buffer, np.concatenate(feeds), allow_pickle=False)
         write_bytes_atomic(Path(options.dump_input), buffer.getvalue())
     return results
+
+
+def _classify(runner, model: _Model, files: list[Path], feeds: list, options: PredictOptions) -> list[Prediction]:
+    name = _output_name(runner.output_specs, options.output or model.labelled_output)
+    results = []
+    for path, feed in zip(files, feeds):
+        value = runner.infer({model.input_spec.name: feed})[name]
+        if _positions(value) > 1:
+            results.append(_top_classes(str(path), value, model.labels, options.top_k, name))
+        else:
+            results.append(_top(str(path), class_scores(value, model.labels), model.labels, options.top_k))
+    return results
+
+
+def _check_detector_options(model: _Model, options: PredictOptions) -> None:
+    if model.detector is None and options.draw is not None:
+        raise UsageError(f"--draw draws a detector's boxes; {model.path.name} is not a detector (no detector block)",
+                         hint="convert the model with --detector PRESET (docs/detection.md), or leave out --draw")
+    if model.detector is not None and options.output is not None:
+        raise UsageError("--output picks a classifier's score output; a detector's outputs are read as its "
+                         "detector block names them", hint="leave out --output")
 
 
 def class_scores(value, labels) -> np.ndarray:
@@ -184,10 +210,12 @@ def _open(path: Path, options: PredictOptions) -> _Model:
                          hint="predict the bundle instead, or keep the artifact next to the record `convert` wrote")
     spec = _image_spec([s.to_json() for s in recorded.inputs], path, key="image")
     image = ImageInput.from_json(spec["original_name"] if "original_name" in spec else spec["name"], spec["image"])
-    classifier = recorded.classifier
+    classifier, detector = recorded.classifier, recorded.detector
     labels = _read_labels(options.labels) if options.labels else (tuple(classifier["labels"]) if classifier else None)
+    if detector is not None and not options.labels and detector.get("labels"):
+        labels = tuple(detector["labels"])
     labelled = target.labelled_output(classifier, recorded.outputs) if classifier else None
-    return _Model(path, target, image, _spec_of(spec), labels, labelled)
+    return _Model(path, target, image, _spec_of(spec), labels, labelled, detector=detector)
 
 
 def _open_bundle(path: Path, options: PredictOptions) -> _Model:
@@ -208,11 +236,14 @@ def _open_bundle(path: Path, options: PredictOptions) -> _Model:
                            block["crop_fraction"], block["interpolation"], block["fill"])
         labelled = next((t for t in manifest["io"]["outputs"] if t.get("labels")), None)
         labels = _read_labels(folder / "bundle" / labelled["labels"]["path"]) if labelled else None
+        detector = manifest.get("detector")
+        if detector is not None and detector.get("labels"):
+            labels = tuple(detector["labels"])
         if options.labels:
             labels = _read_labels(options.labels)
         target, _ = for_bundle(manifest["platform"], manifest["variant"])
         return _Model(folder / "bundle" / manifest["model"], target, image, _spec_of(spec), labels,
-                      labelled["name"] if labelled else None, (folder,))
+                      labelled["name"] if labelled else None, (folder,), detector)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
