@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.bundle.archive import write_zip
+from deploykit.bundle.detector import bundle_labels, described_outputs, manifest_block
 from deploykit.bundle.manifest import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
@@ -187,16 +188,21 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
             raise UsageError(f"{path.name} was converted with other labels ({len(artifact.classifier['labels'])}); "
                              "a Core ML classifier carries them in its program", hint="leave out --labels when bundling it")
         labels = tuple(artifact.classifier["labels"])
-    io = _io(artifact, labels, options)
+    detector = None
+    if artifact.detector:  # --detector: the labels name the classes of the detections, not an output's axis
+        labels = bundle_labels(artifact.detector, labels, path.name)
+        detector = manifest_block(artifact.detector, labels)
+    io = _io(artifact, None if detector else labels, options)
     with tempfile.TemporaryDirectory(prefix="deploykit-bundle-") as scratch:
         meta = BundleMeta(name=options.name, version=options.version, description=options.description or options.name,
                           author=options.author, license=options.license, inputs=tuple(io["inputs"]),
-                          outputs=tuple(io["outputs"]), labels=labels, sequence=sequence,
+                          outputs=described_outputs(io["outputs"], detector, labels) if detector else tuple(io["outputs"]),
+                          labels=labels, sequence=sequence,
                           min_android_api=options.min_android_api, tool_versions=dict(report.tool_versions or {}))
         payload = target.bundle_payload(path, artifact, slot, Path(scratch), meta)
         compat, embedded = payload.compatibility, list(payload.embedded)
         files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in payload.files.items()}
-        if labels:
+        if labels and not detector:  # a detector's labels are in its manifest block and its helpers
             files["assets/labels.txt"] = ("labels", ("\n".join(labels) + "\n").encode("utf-8"))
         manifest = {
             "schema": MANIFEST_SCHEMA, "name": options.name, "version": options.version, "sequence": sequence,
@@ -211,11 +217,12 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
                 "parity": _parity_summary(artifact.parity), "embedded_metadata": embedded,
                 **({"measured": options.measured} if options.measured else {}),
             },
+            **({"detector": detector} if detector else {}),
         }
         bundle_file = f"{options.name}-{options.version}-{platform}-{variant}.zip"
         key = options.sign_keys[0].public if options.sign_keys else None
         listed = sorted([{"path": p, "role": r} for p, (r, _) in files.items()]
-                        + [{"path": p, "role": "integration"} for p in integration_paths(platform, fmt)], key=lambda f: f["path"])
+                        + [{"path": p, "role": "integration"} for p in integration_paths(platform, fmt, manifest)], key=lambda f: f["path"])
         rendered = integration_files(manifest, bundle_file, key.raw if key else None, key.keyid if key else None, root, listed)
         files.update({p: ("integration", data) for p, data in rendered.items()})
         manifest["files"] = [_entry(p, role, src) for p, (role, src) in sorted(files.items())]

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from deploykit.bundle.detector import SECTIONS, detector_context, detector_file, usage_calls
 from deploykit.core.errors import InputError
 from deploykit.core.version import __version__
 
@@ -57,8 +58,10 @@ def template_root(override: str | Path | None = None) -> Path:
     raise InputError(f"app integration templates not found (looked in {', '.join(map(str, candidates))})")
 
 
-def integration_paths(platform: str, fmt: str | None = None) -> list[str]:
-    return ["integration/README.md", *_templates(platform, fmt)[0]]
+def integration_paths(platform: str, fmt: str | None = None, manifest: dict[str, Any] | None = None) -> list[str]:
+    """The integration files of a bundle; ``manifest`` (so far) tells whether a detector helper joins them."""
+    extra = detector_file(manifest) if manifest is not None else None
+    return ["integration/README.md", *_templates(platform, fmt)[0], *([extra[0]] if extra else [])]
 
 
 def render(text: str, context: dict[str, str], source: str = "template") -> str:
@@ -76,6 +79,11 @@ def integration_files(manifest: dict[str, Any], bundle_file: str, trusted_key_ra
     """{archive path: bytes} of the integration files for ``manifest["platform"]``."""
     context = build_context(manifest, bundle_file, trusted_key_raw, trusted_keyid, listed_files)
     templates, usage = _templates(manifest["platform"], manifest["format"])
+    helper = detector_file(manifest)
+    if helper is not None:
+        templates = {**templates, helper[0]: helper[1]}
+        section = SECTIONS[manifest["platform"]]
+        context["detector_section"] = render(_read(root, section), context, section).strip()
     context["usage"] = render(_read(root, usage), context, usage).strip()
     files = {"integration/README.md": render(_read(root, "README.md.tmpl"), context, "README.md.tmpl")}
     for target, template in templates.items():
@@ -121,6 +129,9 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
     ctx.update(_runtime_context(manifest, first_in, first_out))
     ctx.update(_swift_image(first_in, outputs, ctx))
     ctx.update(_kotlin_image(first_in, ctx))
+    ctx["kotlin_usage_run"] = f"val output = Array(1) {{ FloatArray({out_size}) }}\ninterpreter.run(input, output)"
+    ctx.update(detector_context(manifest, _lit))
+    ctx.update(usage_calls(manifest, ctx))
     for lang, null in (("swift", "nil"), ("kotlin", "null")):
         ctx.update({
             f"{lang}_name": _lit(manifest["name"], lang), f"{lang}_version": _lit(manifest["version"], lang),
