@@ -210,12 +210,14 @@ def check_combinations(options: QuantizeOptions, coreml_target: str) -> None:
     if options.int8_io and "int8" not in tflite:
         raise UsageError("--int8-io applies to TFLite int8 only", hint="add --quantize tflite=int8")
     if options.needs_calibration and not options.calibration:
-        raise UsageError("int8 needs calibration data: --calibration FILE.npy / FILE.npz / IMAGE_FOLDER",
+        calibrated = [s for s in SCHEMES if SCHEMES[s].needs_calibration and s in schemes]
+        raise UsageError(f"{' and '.join(calibrated)} need{'s' if len(calibrated) == 1 else ''} calibration data: "
+                         "--calibration FILE.npy / FILE.npz / IMAGE_FOLDER",
                          hint="100 representative inputs are enough; see docs/quantization.md")
     if options.calibration and not options.needs_calibration:
-        raise UsageError("--calibration is only used by --quantize int8")
-    if options.per_tensor and not schemes & {"int8-weights", "int8"}:
-        raise UsageError("--per-tensor applies to int8-weights and int8")
+        raise UsageError("--calibration is only used by --quantize int8 and int16x8")
+    if options.per_tensor and not schemes & {"int8-weights", "int8", "int16x8"}:
+        raise UsageError("--per-tensor applies to int8-weights, int8 and int16x8")
     if options.lut_group_size is not None:
         if not any(s.startswith("lut") for s in schemes):
             raise UsageError("--lut-group-size applies to the lut schemes")
@@ -232,9 +234,9 @@ def check_combinations(options: QuantizeOptions, coreml_target: str) -> None:
     if options.calibration_samples < 1:
         raise UsageError("--calibration-samples must be at least 1")
     _check_auto(options, schemes)
-    if not options.bias_correction and not schemes - {"fp32", "fp16"}:
+    if not options.bias_correction and not schemes - {"fp32", "fp16", "int16x8"}:
         raise UsageError("--no-bias-correction applies to the compressed schemes (int8-weights, int8, int4, lut*, sparse*, "
-                         "auto)", hint="fp16 variants get no bias correction")
+                         "auto)", hint="fp16 and int16x8 variants get no bias correction")
     coreml = set(options.schemes("coreml")) if "coreml" in dict(options.plan) else set()
     needs_ios18 = ("int4" in coreml) or (options.lut_group_size is not None and any(s.startswith("lut") for s in coreml))
     if needs_ios18 and coreml_target not in ("iOS18", "macOS15"):

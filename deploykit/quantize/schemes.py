@@ -70,6 +70,12 @@ SCHEMES: dict[str, Scheme] = {
                 "executorch": "PT2E with the XNNPACK quantizer (per-channel symmetric int8 weights, per-tensor int8 "
                               "activations calibrated on --calibration), lowered to XNNPACK"},
                needs_calibration=True, min_coreml_target="iOS17"),
+        Scheme("int16x8", 8, "8-bit weights, 16-bit activations, calibrated: about int8's size, outputs close to fp32, "
+                             "but LiteRT's XNNPACK delegate has no 16x8 kernels: it runs on the reference kernels, "
+                             "20 to 40 times slower than fp32 on x86 (bench/results/int16x8.md)",
+               {"tflite": f"{_TFLITE_AEQ}: static 16x8 (int8 per-channel weights, int16 symmetric per-tensor "
+                          "activations), float I/O"},
+               needs_calibration=True),
         Scheme("int4", 4, "4-bit weights",
                {"tflite": f"{_TFLITE_AEQ}: weight-only int4 per-channel (CONV_2D / FULLY_CONNECTED; dequantized to float)",
                 "coreml": "fp16 program + linear_quantize_weights (int4 symmetric, per-block of 32) for iOS18 / macOS15"},

@@ -29,9 +29,9 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     from deploykit.formats.tflite.flatbuffer import compact
-    from deploykit.quantize import fp16, int4, int8, int8_weights
+    from deploykit.quantize import fp16, int4, int8, int8_weights, int16x8
 
-    module = {"fp16": fp16, "int8-weights": int8_weights, "int8": int8, "int4": int4}[scheme]
+    module = {"fp16": fp16, "int8-weights": int8_weights, "int8": int8, "int16x8": int16x8, "int4": int4}[scheme]
     algorithm, config, described = module.tflite_config(options, qtyping, AlgorithmName)
     engine = quantizer.Quantizer(str(base))
     engine.update_quantization_recipe(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
@@ -40,13 +40,17 @@ def quantize_tflite(base: Path, out_path: Path, scheme: str, options, calibratio
     for name in kept:  # ai-edge-quantizer scopes an op by its output names, each followed by ";"
         engine.update_quantization_recipe(regex=f"^{re.escape(name)};", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                           algorithm_key=AlgorithmName.NO_QUANTIZE)
-    if scheme == "int8" and not options.int8_io:
+    for op in getattr(module, "FLOAT_OPS", ()):  # op types a scheme leaves in float wherever they are (int16x8's softmax)
+        engine.update_quantization_recipe(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                          algorithm_key=AlgorithmName.NO_QUANTIZE)
+    if described.get("io") == "float32":  # full integer with float model I/O: a QUANTIZE / DEQUANTIZE at each end
         for end in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
             engine.update_quantization_recipe(regex=".*", operation_name=end, op_config=qtyping.OpQuantizationConfig(),
                                               algorithm_key=AlgorithmName.NO_QUANTIZE)
     result = None
     if engine.need_calibration:
-        result = engine.calibrate(_calibration_data(base, calibration))
+        ranges = getattr(module, "RANGES", "moving-average")
+        result = _calibrate(engine, base, _calibration_data(base, calibration), ranges)
     try:
         engine.quantize(result).export_model(str(out_path), overwrite=True)
     except Exception as exc:
@@ -87,6 +91,22 @@ def kept_float_tensors(data: bytes, keep) -> tuple[str, ...]:
                              hint=f"names look like: {examples}")
         chosen += hits
     return tuple(dict.fromkeys(graph.tensor_name(graph.output(i)) for i in chosen))
+
+
+def _calibrate(engine, base: Path, data: dict, ranges: str) -> dict:
+    """Each activation tensor's range over ``data``. ``moving-average`` is ai-edge-quantizer's own (min and max
+    averaged over the samples with smoothing 0.95: a rare peak is clipped, the rest gets finer steps); ``min-max``
+    takes the extremes of every sample, for schemes whose steps are fine enough that clipping is the larger error."""
+    if ranges == "moving-average":
+        return engine.calibrate(data)
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    recipe = recipe_manager.RecipeManager()
+    recipe.load_quantization_recipe(engine.get_quantization_recipe())
+    ranges_of = calibrator.Calibrator(str(base), qsv_update_func=qsv_utils.min_max_update)
+    ranges_of.calibrate(data, recipe)
+    return ranges_of.get_model_qsvs()
 
 
 def _calibration_data(base: Path, calibration) -> dict:

@@ -36,9 +36,12 @@ def test_impossible_scheme_is_a_usage_error(keras_probe_file, tmp_path):
     result = run("convert", keras_probe_file, "--to", "tflite", "--quantize", "lut4", "--out", tmp_path / "o")
     assert result.returncode == 2
     assert "usage error: tflite cannot do lut4" in result.stderr
-    assert "tflite can do: fp32, fp16, int8-weights, int8, int4" in result.stderr
+    assert "tflite can do: fp32, fp16, int8-weights, int8, int16x8, int4" in result.stderr
     missing = run("convert", keras_probe_file, "--quantize", "int8", "--out", tmp_path / "o")
     assert missing.returncode == 2 and "int8 needs calibration data" in missing.stderr
+    tflite_only = run("convert", keras_probe_file, "--to", "coreml", "--quantize", "int16x8", "--out", tmp_path / "o")
+    assert tflite_only.returncode == 2 and "usage error: coreml cannot do int16x8" in tflite_only.stderr
+    assert "(int16x8 is for tflite)" in tflite_only.stderr
     assert not (tmp_path / "o").exists()
 
 

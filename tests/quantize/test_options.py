@@ -26,7 +26,12 @@ def test_no_quantize_means_fp32_only():
 
 
 @pytest.mark.parametrize("value, targets, message, hint", [
-    ("tflite=lut4", BOTH, "tflite cannot do lut4", "tflite can do: fp32, fp16, int8-weights, int8, int4"),
+    ("tflite=lut4", BOTH, "tflite cannot do lut4", "tflite can do: fp32, fp16, int8-weights, int8, int16x8, int4"),
+    ("coreml=int16x8", BOTH, "coreml cannot do int16x8", "(int16x8 is for tflite)"),
+    ("int16x8", ("coreml",), "coreml cannot do int16x8", "(int16x8 is for tflite)"),
+    ("int16x8", ("executorch",), "executorch cannot do int16x8",
+     "executorch can do: fp32, fp16, int8 (int16x8 is for tflite)"),
+    ("int16x8", ("coreml", "executorch"), "no target of this conversion can do int16x8", "int16x8 is made for: tflite"),
     ("lut4", ("tflite",), "tflite cannot do lut4", "(lut4 is for coreml)"),
     ("lut3", BOTH, "unknown quantization scheme 'lut3'", "schemes: fp32, fp16"),
     ("coreml=lut4", ("tflite",), "'coreml' is not a target of this conversion", "--to"),
@@ -40,9 +45,17 @@ def test_impossible_combinations_name_what_the_target_can_do(value, targets, mes
 
 def test_supported_lists():  # the pruning schemes (sparse...) are listed in tests/quantize/test_sparsity.py
     assert tuple(s for s in supported("tflite") if not s.startswith("sparse")) == (
-        "fp32", "fp16", "int8-weights", "int8", "int4", "auto")
+        "fp32", "fp16", "int8-weights", "int8", "int16x8", "int4", "auto")
     assert tuple(s for s in supported("coreml") if not s.startswith("sparse")) == (
         "fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2", "auto")
+
+
+def test_int16x8_is_made_for_tflite_alone():
+    """A bare int16x8 asked of TFLite and Core ML is made for TFLite, with a note for Core ML."""
+    assert dict(parse_quantize("int16x8", BOTH)) == {"tflite": ("fp32", "int16x8"), "coreml": ("fp32",)}
+    assert skipped_schemes("int16x8", BOTH) == ["int16x8: not made for coreml (coreml has no int16x8)"]
+    options = build_options(BOTH, quantize="int16x8", calibration="x.npy", per_tensor=True)
+    assert options.needs_calibration and options.schemes("tflite") == ("fp32", "int16x8")
 
 
 def test_core_ml_int8_needs_ios17():
@@ -76,7 +89,10 @@ def test_keep_float_parsing():
     ({"quantize": "int8"}, "int8 needs calibration data"),
     ({"quantize": "int8-weights", "int8_io": True}, "--int8-io applies to TFLite int8 only"),
     ({"quantize": "fp16", "calibration": "x.npy"}, "--calibration is only used by --quantize int8"),
-    ({"quantize": "fp16", "per_tensor": True}, "--per-tensor applies to int8-weights and int8"),
+    ({"quantize": "fp16", "per_tensor": True}, "--per-tensor applies to int8-weights, int8 and int16x8"),
+    ({"quantize": "int16x8"}, "int16x8 needs calibration data"),
+    ({"quantize": "int8,int16x8"}, "int8 and int16x8 need calibration data"),
+    ({"quantize": "int16x8", "calibration": "x.npy", "int8_io": True}, "--int8-io applies to TFLite int8 only"),
     ({"quantize": "fp16", "lut_group_size": 16}, "--lut-group-size applies to the lut schemes"),
     ({"quantize": "coreml=int4"}, "needs --coreml-target iOS18"),
     ({"quantize": "coreml=lut4", "lut_group_size": 16}, "needs --coreml-target iOS18"),
