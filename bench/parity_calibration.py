@@ -8,6 +8,7 @@ weight perturbed by Gaussian noise of 2 %, 10 % and 50 % of the weight's std, th
 last layer's weight perturbed by 50 %, and the source with one middle batch norm (or ReLU) dropped.
 
     .venv/bin/python bench/parity_calibration.py [--full] [--only torch,keras,onnx|none] [--render]
+    .venv/bin/python bench/parity_calibration.py --schemes int16x8 --to tflite   # one scheme's rows, merged in
 
 Writes bench/results/parity_calibration.json and .md. Slow (minutes); run it when profiles change.
 """
@@ -20,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +37,11 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also the full-size keras.applications networks and torch MobileNetV2")
     parser.add_argument("--only", default="", help="comma-separated frameworks: torch,keras,onnx; 'none' for no small nets")
     parser.add_argument("--render", action="store_true", help="only re-judge the stored metrics with the current profiles")
+    parser.add_argument("--schemes", default=SCHEMES, help="the schemes to measure (rows of the others are kept); "
+                                                           "fp32 rows only when all of them are measured")
+    parser.add_argument("--to", default="tflite,coreml", help="the targets to convert to")
     args = parser.parse_args()
+    wanted = Wanted(args.schemes, args.to)
     out = REPO / "bench" / "results"
     stored = out / "parity_calibration.json"
     # Rows of earlier runs are kept (a run replaces the rows it measures again).
@@ -48,12 +54,12 @@ def main() -> None:
         frameworks = [] if args.only == "none" else args.only.split(",") if args.only else ["torch", "keras", "onnx"]
         for framework in frameworks:
             for net in (SMALL if framework != "onnx" else ("mobilenet", "resnet")):
-                rows = _merge(rows, calibrate(framework, net, work, small=True))
+                rows = _merge(rows, calibrate(framework, net, work, small=True, wanted=wanted))
                 _save(rows, out)
         if args.full:
             for framework, net in (("keras", "mobilenet_v2"), ("torch", "mobilenet_v2"), ("keras", "mobilenet_v3_small"),
                                    ("keras", "efficientnet_b0"), ("keras", "resnet50")):
-                rows = _merge(rows, calibrate(framework, net, work, small=False))
+                rows = _merge(rows, calibrate(framework, net, work, small=False, wanted=wanted))
                 _save(rows, out)
     _save(rows, out)
 
@@ -61,7 +67,18 @@ def main() -> None:
 SCHEMES = "fp16,int8-weights,int8,int4,lut8,lut6,lut4,lut2"
 
 
-def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict]:
+@dataclass(frozen=True)
+class Wanted:
+    """What one run measures: ``schemes`` (comma-separated, as --quantize takes them) on ``targets``."""
+
+    schemes: str = SCHEMES
+    targets: str = "tflite,coreml"
+
+    def measures(self, variant: str) -> bool:  # fp32 rows are the full run's: a one-scheme run leaves them as stored
+        return variant in self.schemes.split(",") or (variant == "fp32" and self.schemes == SCHEMES)
+
+
+def calibrate(framework: str, net: str, work: Path, *, small: bool, wanted: Wanted = Wanted()) -> list[dict]:
     """Every scheme deploykit convert makes for one network, against right and wrong sources."""
     import numpy as np
 
@@ -79,9 +96,10 @@ def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict
         shape = model.inputs[0].shape
         calibration = folder / "calibration.npy"  # the verify distribution, in the source's layout
         np.save(calibration, np.random.default_rng(99).uniform(-1, 1, (32, *shape[1:])).astype(np.float32))
-        right = deploykit.convert(sources[0], out=folder / "out0", name=f"{net}0", inputs=shapes, quantize=SCHEMES,
-                                  calibration=calibration, calibration_samples=32, coreml_target="iOS18")
-        wrong = deploykit.convert(sources[1], out=folder / "out1", name=f"{net}1", inputs=shapes)
+        right = deploykit.convert(sources[0], to=wanted.targets, out=folder / "out0", name=f"{net}0", inputs=shapes,
+                                  quantize=wanted.schemes, calibration=calibration, calibration_samples=32,
+                                  coreml_target="iOS18")
+        wrong = deploykit.convert(sources[1], to=wanted.targets, out=folder / "out1", name=f"{net}1", inputs=shapes)
     other = {a.target: folder / "out1" / a.path for a in wrong.artifacts}
     wrongs = [("other seed", None)]
     for relative in (0.02, 0.1, 0.5):
@@ -92,7 +110,7 @@ def calibrate(framework: str, net: str, work: Path, *, small: bool) -> list[dict
     if framework in ("torch", "keras"):
         wrongs.append(("dropped layer", variants.dropped(model)))
     rows = []
-    for artifact in right.artifacts:
+    for artifact in (a for a in right.artifacts if wanted.measures(a.variant)):
         path = folder / "out0" / artifact.path
         variant, target = artifact.variant, artifact.target
         rows.append(_row(framework, net, variant, target, "right", model, path, variant))
@@ -190,7 +208,7 @@ def _summary(rows: list[dict]) -> list[str]:
              "Wrong pairs: failed / measured (a failure is a catch).", "",
              "| profile | right pairs | worst SNR dB | worst cosine | worst max rel err | min top-1 | min top-5 | "
              + " | ".join(kinds) + " |", "| --- " * (7 + len(kinds)) + "|"]
-    order = ["fp32", "fp16", "int8-weights", "int8", "int4", "lut8", "lut6", "lut4", "lut2"]
+    order = ["fp32", "fp16", "int8-weights", "int8", "int16x8", "int4", "lut8", "lut6", "lut4", "lut2"]
     for variant in order:
         mine = [r for r in rows if r["variant"] == variant]
         right = [r for r in mine if r["pair"] == "right"]
