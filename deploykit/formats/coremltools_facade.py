@@ -164,6 +164,35 @@ def replace_constants(path, out_path, values: dict) -> None:
                 compute_units=model.compute_unit, model_description=spec.description, skip_model_load=True,
                 pass_pipeline=ct.PassPipeline.EMPTY).save(str(out_path))
 
+
+def edit_program(path, edit, *, passes: tuple[str, ...] = ()):
+    """The ML Program saved at ``path`` with ``edit(function)`` applied to its main MIL function (ops appended with
+    ``mil_builder()`` inside ``with function:``, outputs set with ``function.set_outputs``), converted back with no
+    pass but ``passes`` (coremltools pass names, "common::dead_code_elimination" say) at the package's own
+    specification version. Returns the in-memory ``MLModel``: ``get_spec()`` and its ``weights_dir`` (kept while the
+    object lives); compressed weights (``constexpr_*``) go through unchanged."""
+    ct = package()
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = model.get_spec()
+
+    class Edit(graph_pass_base()):
+        def apply(self, prog):
+            edit(prog.functions["main"])
+
+    program = apply_graph_pass(model, Edit(), spec_version=spec.specificationVersion, skip_model_load=True,
+                               return_pymil_prog=True)
+    pipeline = ct.PassPipeline(pass_names=list(passes)) if passes else ct.PassPipeline.EMPTY
+    return mil_convert(program, convert_to="mlprogram", convert_from="milinternal",
+                       specification_version=spec.specificationVersion, compute_units=model.compute_unit,
+                       skip_model_load=True, pass_pipeline=pipeline)
+
+
+def save_spec(spec, out_path, weights_dir=None) -> None:
+    """Save a ``Model`` protobuf of any type as a package at ``out_path`` (an ML Program, or a pipeline holding one,
+    with the weight files of ``weights_dir``)."""
+    package().models.MLModel(spec, weights_dir=weights_dir, skip_model_load=True).save(str(out_path))
+
+
 # -- 8-bit activations (W8A8) with statistics taken elsewhere -------------------------------------------
 # coremltools' linear_quantize_activations = activation statistics by MLModel.predict (macOS only) + the
 # three passes below. deploykit computes the statistics with its numpy evaluator and calls the same passes.

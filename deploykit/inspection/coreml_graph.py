@@ -3,6 +3,9 @@
 Weights are not decoded: shapes come from the declared types, stored bytes from each constant's type (a
 4-bit palette index counts half a byte). ``constexpr_*`` ops (palettized, quantized, sparse weights) are
 folded into the layer that reads them, counted at their decoded size.
+
+A pipeline (a detector: the ML Program, then Core ML's NonMaximumSuppression model) is inspected through its ML
+Program; the other models are named in the notes (they have no layers, weights or mult-adds to count).
 """
 
 from __future__ import annotations
@@ -26,14 +29,22 @@ _NAMES = {"fp16": "float16", "fp32": "float32", "fp64": "float64"}
 
 def inspect(path: Path) -> Inspection:
     from deploykit.formats.coreml.package import load_model, locate
+    from deploykit.formats.coreml.spec import stages
 
-    model = load_model(locate(path))
-    if model.WhichOneof("Type") != "mlProgram":
-        raise InputError(f"{path} holds a {model.WhichOneof('Type')}, not an ML Program",
-                         hint="deploykit inspects ML Program packages (convert_to='mlprogram')")
+    package = load_model(locate(path))
+    models = stages(package)
+    programs = [m for m in models if m.WhichOneof("Type") == "mlProgram"]
+    if len(programs) != 1:
+        raise InputError(f"{path} holds a {package.WhichOneof('Type')} with {len(programs)} ML Programs",
+                         hint="deploykit inspects ML Program packages (convert_to='mlprogram'), alone or in a pipeline")
+    model = programs[0]
     function = model.mlProgram.functions["main"]
     block = function.block_specializations[function.opset]
     builder = GraphBuilder(str(path), "mlpackage")
+    others = [m.WhichOneof("Type") for m in models if m.WhichOneof("Type") != "mlProgram"]
+    if others:
+        builder.notes.append(f"a pipeline: the ML Program's layers, then {', '.join(others)} (not counted as layers); "
+                             "the outputs listed are the ML Program's")
     decls: dict[str, tuple[tuple, str]] = {}
     for value in function.inputs:
         shape, dtype = _decl(value, path)

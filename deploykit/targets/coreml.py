@@ -106,6 +106,17 @@ class CoreML(Target):
         make_reproducible(path)
         return carried
 
+    def attach_detector(self, path, head, options, labels) -> dict:
+        """The decode and Core ML's NonMaximumSuppression model, in a pipeline Vision reads as recognized objects
+        (``detection.coreml_postprocess``); the package is made byte-reproducible again."""
+        from deploykit.detection.coreml_postprocess import append_postprocess
+        from deploykit.detection.record import detector_block
+        from deploykit.formats.coreml.reproducible import make_reproducible
+
+        description = append_postprocess(Path(path), head, options, labels)
+        make_reproducible(Path(path))
+        return detector_block(head, options, labels, "vision", description)
+
     def interface(self, path, model, workspace):
         from deploykit.formats.coreml import spec as coreml_spec
 

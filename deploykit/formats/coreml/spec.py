@@ -1,4 +1,10 @@
-"""Read an .mlpackage's interface and op histogram from its protobuf, without loading the model."""
+"""Read an .mlpackage's interface and op histogram from its protobuf, without loading the model.
+
+A package holds an ML Program, or a pipeline of models run in order (a detector: the ML Program, then Core ML's
+NonMaximumSuppression model, ``detection.coreml_postprocess``). The readers here take either: ``main_block`` is
+the main block of the package's one ML Program, ``op_histogram`` counts its MIL ops plus each other model of a
+pipeline under its model type, and ``signature`` reads the package's own description (what an app feeds and gets).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,31 @@ def load_spec(package: str | Path):
     return spec
 
 
+PIPELINES = ("pipeline", "pipelineClassifier", "pipelineRegressor")
+
+
+def stages(spec) -> list:
+    """The models a package runs, in order: the model itself, or every model of a pipeline (nested ones flattened)."""
+    kind = spec.WhichOneof("Type")
+    if kind not in PIPELINES:
+        return [spec]
+    pipeline = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+    return [stage for model in pipeline.models for stage in stages(model)]
+
+
+def ml_program(spec):
+    """The package's ML Program: the model itself, or the one ML Program of a pipeline."""
+    from deploykit.core.errors import InputError
+
+    programs = [model for model in stages(spec) if model.WhichOneof("Type") == "mlProgram"]
+    if len(programs) != 1:
+        raise InputError(f"the Core ML model holds {len(programs)} ML Programs ({spec.WhichOneof('Type')}); "
+                         "deploykit reads a package with exactly one")
+    return programs[0]
+
+
 def main_block(spec):
-    function = spec.mlProgram.functions["main"]
+    function = ml_program(spec).mlProgram.functions["main"]
     return function.block_specializations[function.opset]
 
 
@@ -33,7 +62,13 @@ def op_histogram(spec) -> dict[str, int]:
             for inner in op.blocks:
                 walk(inner)
 
-    walk(main_block(spec))
+    for model in stages(spec):
+        kind = model.WhichOneof("Type")
+        if kind == "mlProgram":
+            function = model.mlProgram.functions["main"]
+            walk(function.block_specializations[function.opset])
+        else:
+            counts[kind] += 1  # a pipeline's other models (nonMaximumSuppression) under their model type
     counts.pop("const", None)  # weights and scalars; not compute
     return dict(sorted(counts.items()))
 
@@ -71,20 +106,42 @@ def flexible_inputs(package) -> dict[str, dict]:
 
 
 def signature(spec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    return (tuple(_feature(f) for f in spec.description.input), tuple(_feature(f) for f in spec.description.output))
+    """(inputs, outputs) of the package's description. Optional inputs (a detector's ``iouThreshold`` and
+    ``confidenceThreshold``, which Core ML defaults when absent) are not among the inputs: these are the tensors a
+    caller must feed (``optional_inputs`` lists the others)."""
+    return (tuple(_feature(f) for f in spec.description.input if not f.type.isOptional),
+            tuple(_feature(f) for f in spec.description.output))
+
+
+def optional_inputs(spec) -> tuple[TensorSpec, ...]:
+    """The inputs a caller may leave out (``FeatureType.isOptional``)."""
+    return tuple(_feature(f) for f in spec.description.input if f.type.isOptional)
 
 
 def _feature(feature) -> TensorSpec:
     kind = feature.type.WhichOneof("Type")
     if kind == "multiArrayType":
         array = feature.type.multiArrayType
-        return TensorSpec(feature.name, tuple(int(d) for d in array.shape), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)),
+        return TensorSpec(feature.name, _array_shape(array), _ARRAY_DTYPES.get(array.dataType, str(array.dataType)),
                           flexible=accepted_shapes(array))
     if kind == "imageType":
         image = feature.type.imageType
         channels = 1 if image.colorSpace == _GRAYSCALE else 3
         return TensorSpec(feature.name, (1, channels, int(image.height), int(image.width)), "image", "NCHW")
+    if kind in _SCALARS:
+        return TensorSpec(feature.name, (), _SCALARS[kind])
     return TensorSpec(feature.name, (), kind or "unknown")
+
+
+_SCALARS = {"doubleType": "float64"}  # a detector's optional thresholds (classifier outputs: labels.outputs)
+
+
+def _array_shape(array) -> tuple:
+    """The declared shape; an array declared only by a shape range (an NMS model's outputs: [0..max boxes, K])
+    has its fixed dimensions, and None where the range spans several sizes."""
+    if len(array.shape) or array.WhichOneof("ShapeFlexibility") != "shapeRange":
+        return tuple(int(d) for d in array.shape)
+    return tuple(int(r.lowerBound) if r.lowerBound == r.upperBound else None for r in array.shapeRange.sizeRanges)
 
 
 def op_name(op) -> str:

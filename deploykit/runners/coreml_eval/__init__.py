@@ -9,6 +9,10 @@ with numpy, op by op as the MIL reference specifies them:
     ev = evaluate("model.mlpackage", {"x": x}, keep_intermediates=True)
     ev.outputs, ev.intermediates                                     # every op result by MIL name
 
+A package may also hold a pipeline (``pipeline``): its models run in order, ML Programs as above and Core ML's
+NonMaximumSuppression model (``suppression``) as NonMaximumSuppression.proto documents it; a detector
+(``detection.coreml_postprocess``) is such a pipeline.
+
 Design rules: an op type or argument value without an implementation raises
 ``UnsupportedOperatorError`` naming the op, its output and the argument (nothing is skipped
 silently); every result is checked against the shape the program declares and rounded to the
@@ -19,7 +23,7 @@ schema is loaded from coremltools' generated modules without importing coremltoo
 
 from __future__ import annotations
 
-from .api import Evaluation, evaluate, load_program, supported_ops
+from .api import Evaluation, evaluate, load_package, load_program, supported_ops
 from .runner import CoreMLEvaluatorRunner
 
-__all__ = ["CoreMLEvaluatorRunner", "Evaluation", "evaluate", "load_program", "supported_ops"]
+__all__ = ["CoreMLEvaluatorRunner", "Evaluation", "evaluate", "load_package", "load_program", "supported_ops"]

@@ -1,4 +1,9 @@
-"""``load_program`` / ``evaluate`` / ``supported_ops`` and the small cache of loaded programs."""
+"""``load_program`` / ``load_package`` / ``evaluate`` / ``supported_ops`` and the small cache of loaded packages.
+
+A package holds an ML Program (``program.Program``) or a pipeline of models (``pipeline.Pipeline``: a detector's ML
+Program and NonMaximumSuppression model). ``load_program`` is for callers that work on the program's ops (they take
+ML Programs only); ``load_package``, ``evaluate`` and the runner take either.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ import numpy as np
 from deploykit.formats.coreml.package import BlobStore, load_model, locate
 
 from . import ops
+from .pipeline import Pipeline, compile_pipeline, is_pipeline, run_pipeline
 from .program import Program, compile_model, run
 
 _CACHE_SIZE = 4
-_cache: OrderedDict[tuple, Program] = OrderedDict()
+_cache: OrderedDict[tuple, Program | Pipeline] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -36,19 +42,33 @@ class Evaluation:
 
 
 def load_program(path) -> Program:
-    """Read and compile a package (no caching): weights are decoded and decompressed here."""
+    """Read and compile an ML Program package (no caching): weights are decoded and decompressed here."""
     files = locate(path)
     return compile_model(load_model(files), BlobStore(files))
 
 
-def cached_program(path) -> Program:
-    """``load_program`` through a small LRU cache keyed by the package's files and their mtimes."""
+def load_package(path) -> Program | Pipeline:
+    """Read and compile a package, an ML Program or a pipeline (no caching)."""
+    files = locate(path)
+    model = load_model(files)
+    return compile_pipeline(model, BlobStore(files)) if is_pipeline(model) else compile_model(model, BlobStore(files))
+
+
+def run_package(loaded: Program | Pipeline, feeds, keep_intermediates: bool = False, threads: int | None = 1):
+    """``program.run`` or ``pipeline.run_pipeline``, whichever ``loaded`` is."""
+    if isinstance(loaded, Pipeline):
+        return run_pipeline(loaded, feeds, keep_intermediates, threads)
+    return run(loaded, feeds, keep_intermediates, threads)
+
+
+def cached_program(path) -> Program | Pipeline:
+    """``load_package`` through a small LRU cache keyed by the package's files and their mtimes."""
     key = _fingerprint(Path(path))
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    program = load_program(path)
+    program = load_package(path)
     with _lock:
         _cache[key] = program
         while len(_cache) > _CACHE_SIZE:
@@ -76,7 +96,7 @@ def evaluate(path, feeds: Mapping[str, Any], *, keep_intermediates: Literal[True
 
 
 def evaluate(path, feeds, *, keep_intermediates=False, threads=1):
-    """Run the ML Program saved at ``path`` (an .mlpackage) on ``feeds`` with numpy.
+    """Run the ML Program (or pipeline) saved at ``path`` (an .mlpackage) on ``feeds`` with numpy.
 
     Returns the outputs by the model's output names, in their declared dtypes. With
     ``keep_intermediates=True`` returns an ``Evaluation`` that also holds every op's result.
@@ -93,7 +113,7 @@ def evaluate(path, feeds, *, keep_intermediates=False, threads=1):
     implement, ``InputError`` for a missing or corrupt package, ``UsageError`` for bad feeds.
     """
     program = cached_program(path)
-    outputs, intermediates = run(program, feeds, keep_intermediates, threads)
+    outputs, intermediates = run_package(program, feeds, keep_intermediates, threads)
     if not keep_intermediates:
         return outputs
     return Evaluation(outputs=outputs, intermediates=intermediates, op_types=dict(program.op_types))
