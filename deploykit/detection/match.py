@@ -30,8 +30,10 @@ class Tolerance:
 
 
 # Measured on the corpus detectors (bench/results/detection.md): fp32 artifacts reproduce the reference's boxes to
-# IoU > 0.9999 and scores to 1e-5; the bounds leave room for other inputs, not for other boxes.
-TOLERANCES = {"fp32": Tolerance(0.99, 2e-3), "fp16": Tolerance(0.95, 0.02)}
+# IoU > 0.9999 and scores to 1e-5; the bounds leave room for other inputs, not for other boxes. fp16: TFLite's
+# (fp16 weights, float32 compute) kept every box at IoU >= 0.994; Core ML's computes in fp16 and moved one of
+# PicoDet's layout boxes to IoU 0.9487 (its distance bins go through a softmax), YOLOX's to 0.9746, scores by < 0.02.
+TOLERANCES = {"fp32": Tolerance(0.99, 2e-3), "fp16": Tolerance(0.9, 0.03)}
 QUANTIZED = Tolerance(0.85, 0.08)
 
 
