@@ -97,7 +97,8 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
                 raise errors[0]
             raise UsageError("nothing to write: every variant asked for is an intermediate")
         if detector is not None:
-            with progress.step(f"Appending the {detector.options.preset} decode and NMS"):
+            with progress.step(f"Appending the {detector.options.preset} decode and NMS"), \
+                    quiet(verbose, "appending the detector's post-process"):
                 artifacts = [with_detector(a, target_named(a.target), staging, model, workspace, detector)
                              for a in artifacts]
         if request.strict_graph:
