@@ -113,13 +113,14 @@ def convert(
     allow_h5: AllowH5 = False,
     quantize: Annotated[Optional[list[str]], typer.Option(
         "--quantize", "-Q", metavar="SCHEMES",
-        help="Also make quantized variants: fp16, int8-weights, int8, int4, lut8, lut6, lut4, lut2, and auto (per-layer "
+        help="Also make quantized variants: fp16, int8-weights, int8, int16x8 (TFLite: int16 activations, close to fp32, "
+             "slow on CPU), int4, lut8, lut6, lut4, lut2, and auto (per-layer "
              "choices, the smallest within --max-accuracy-drop or --max-error); pruned: sparse50, sparse75, sparse90 "
              "(that fraction of each conv / dense weight zeroed, first and small layers spared), sparse2:4 (Core ML), "
              "sparse50+lut4 (Core ML), sparse50+int8 (also with 75 / 90; Core ML joint schemes need iOS18); "
              "comma-separated, per target with coreml=lut4,tflite=int8. fp32 is always made.")] = None,
     calibration: Annotated[Optional[Path], typer.Option(
-        "--calibration", help="Samples for int8: a .npy (N x input shape), a .npz (one array per input) "
+        "--calibration", help="Samples for int8 and int16x8: a .npy (N x input shape), a .npz (one array per input) "
                               "or an image folder (resized, scaled to 0..1), in the source model's layout.")] = None,
     calibration_samples: Annotated[int, typer.Option(
         "--calibration-samples", help="How many calibration samples to use (evenly spaced).")] = 100,
@@ -128,7 +129,7 @@ def convert(
         "--keep-float", metavar="WHAT",
         help="Leave in float: first, last (first / last conv or dense layer), small or small=N "
              "(weights under N elements, default 2048), or parts of layer names. Comma-separated.")] = None,
-    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="int8-weights / int8: one scale per tensor instead of per channel.")] = False,
+    per_tensor: Annotated[bool, typer.Option("--per-tensor", help="int8-weights / int8 / int16x8: one scale per tensor instead of per channel.")] = False,
     lut_group_size: Annotated[Optional[int], typer.Option(
         "--lut-group-size", help="lut schemes: one table per group of N output channels everywhere (needs --coreml-target iOS18).")] = None,
     lut_budget: Annotated[Optional[float], typer.Option(
