@@ -92,7 +92,7 @@ def test_suppression_is_per_class_greedy_strict_and_capped():
 def test_matching_passes_equal_boxes_fails_moved_ones_and_excuses_threshold_and_ties():
     options = DetectorOptions("yolov8", iou=0.5, score_threshold=0.25)
     reference = Detections(_boxes([0, 0, 10, 10], [20, 20, 30, 30]), np.array([0, 1]), np.array([0.9, 0.6]))
-    candidates = Candidates(_boxes([0, 0, 10, 10], [20, 20, 30, 30], [0.5, 0, 10.5, 10]),
+    candidates = Candidates(_boxes([0, 0, 10, 10], [20, 20, 30, 30], [2, 0, 12, 10]),
                             np.array([[0.9, 0], [0, 0.6], [0.895, 0]]))
     fp32 = tolerance_for("fp32")
     same = match(reference, Detections(reference.boxes + 0.01, reference.classes, reference.scores + 1e-4),
@@ -105,7 +105,7 @@ def test_matching_passes_equal_boxes_fails_moved_ones_and_excuses_threshold_and_
                                           reference.scores), candidates, options, fp32, labels=["cat", "dog"])
     assert shifted.failures == ("dog at 0.600: IoU 0.8223 (min 0.99), score error 0.0000 (max 0.002)",)
     # the artifact kept the near-equal overlapping candidate instead of the reference's: a tie, excused
-    tie = match(reference, Detections(_boxes([0.5, 0, 10.5, 10], [20, 20, 30, 30]), reference.classes,
+    tie = match(reference, Detections(_boxes([2, 0, 12, 10], [20, 20, 30, 30]), reference.classes,
                                       np.array([0.8995, 0.6])), candidates, options, tolerance_for("fp16"))
     assert tie.passed and tie.excused
     near_threshold = Detections(_boxes([0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]), np.array([0, 1, 0]),
