@@ -27,7 +27,7 @@ from deploykit.core.errors import UsageError
 
 HELP = """Check that converted artifacts compute what the source model computes.
 
-Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, .pte, or an output folder of [bold]deploykit convert[/]) on the same inputs and compares every output: max abs / relative error, mean abs error, cosine similarity, SNR, top-1/top-5 agreement for classifier outputs, NaN/Inf. Thresholds come from the artifact's precision profile (fp32, fp16, int8-weights, int8, lut1..lut8), read from deploykit-report.json beside the artifact, else fp32. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere; ExecuTorch programs run with the ExecuTorch runtime in a child process.
+Runs SOURCE and each ARTIFACT (.tflite, .mlpackage, .pte, or an output folder of [bold]deploykit convert[/]) on the same inputs and compares every output (a detector artifact: its boxes, docs/detection.md): max abs / relative error, mean abs error, cosine similarity, SNR, top-1/top-5 agreement for classifier outputs, NaN/Inf. Thresholds come from the artifact's precision profile (fp32, fp16, int8-weights, int8, int16x8, int4, lut1..lut8, the sparse ones), read from deploykit-report.json beside the artifact, else fp32. Core ML runs with MLModel.predict on macOS and with deploykit's numpy evaluator elsewhere; ExecuTorch programs run with the ExecuTorch runtime in a child process.
 
 Inputs: 8 seeded random samples (--samples, --seed), float values uniform on [-1, 1) unless the model states its domain (a Keras Rescaling or Normalization first layer: e.g. 0-255 pixels; token ids of an embedding: [0, vocabulary)), or real data with --data: a .npy / .npz file, or a folder of images scaled to [0, 1] then (x - mean) / std.
 
@@ -61,7 +61,7 @@ def verify(
     std: Std = None,
     data_layout: Annotated[Optional[str], typer.Option("--data-layout", help="Layout of --data: NCHW or NHWC (default: the source's).")] = None,
     seed: Seed = 0,
-    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Tolerance profile: fp32, fp16, int8-weights, int8, lut1..lut8.")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Tolerance profile: fp32, fp16, int8-weights, int8, int16x8, int4, lut2..lut8, sparse50 / 75 / 90, sparse2of4 and the joint sparse ones (docs/verify.md lists them). A detector artifact is checked box by box (docs/detection.md).")] = None,
     tolerance: Annotated[Optional[list[str]], typer.Option("--tolerance", "-t", metavar="[OUTPUT:]METRIC=VALUE",
                                                            help="Override a threshold (repeatable); VALUE 'off' disables it. "
                                                                 "Metrics: max_abs_error, max_rel_error, mean_abs_error, "
