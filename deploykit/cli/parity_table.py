@@ -57,6 +57,16 @@ def print_report(report, console=None, verbose: bool = False) -> None:
     console.print(f"profile {report.profile}: {report.profile_origin}")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")
+    for output in report.outputs:  # a detector's box-level comparison (parity.detections)
+        if output.per_sample:
+            m = output.metrics
+            console.print(f"{output.name}: {m['matched']:g} box(es) matched, {m['missing']:g} missing, {m['extra']:g} "
+                          f"extra, {m['excused']:g} excused over {len(output.per_sample)} picture(s); least IoU "
+                          f"{m['min_iou']:.6f}, worst score error {fmt(m['worst_score_error'])}, worst corner error "
+                          f"{fmt(m['worst_coordinate_error_px'])} px")
+            for sample in output.per_sample if verbose or not output.passed else ():
+                for why in sample.get("excused", []) + sample.get("failures", []):
+                    console.print(f"[dim]  picture {sample['sample']}: {why}[/]")
     bounded = [o for o in report.outputs if o.value_range]
     if bounded:
         names = ", ".join(f"{o.name} [{o.value_range[0]:g}, {o.value_range[1]:g}]" for o in bounded)
