@@ -16,6 +16,8 @@ digits model's 297 held-out images the worst sample measured cosine 0.990 / 12.3
 
 from __future__ import annotations
 
+from deploykit.quantize.int8 import integer_config
+
 RANGES = "min-max"  # quantize.tflite._calibrate
 # LiteRT's int16 SOFTMAX reads exp from a table over [-10, 0], so a class further than 10 below the top still weighs
 # e^-10 and its output is at least one int16 step: over PP-OCRv4's 6625 classes that took 23 % of the mass (the top
@@ -25,15 +27,7 @@ FLOAT_OPS = ("SOFTMAX",)
 
 
 def tflite_config(options, qtyping, algorithms):
-    granularity = qtyping.QuantGranularity.TENSORWISE if options.per_tensor else qtyping.QuantGranularity.CHANNELWISE
-    config = qtyping.OpQuantizationConfig(
-        activation_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, symmetric=True,
-                                                                  granularity=qtyping.QuantGranularity.TENSORWISE),
-        weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=8, symmetric=True, granularity=granularity),
-        compute_precision=qtyping.ComputePrecision.INTEGER,
-        explicit_dequantize=False,
-        min_weight_elements=options.keep_float.small_for("tflite", "int16x8"),
-    )
+    config = integer_config(options, qtyping, "int16x8", activation_bits=16, symmetric_activations=True)
     per = "per-tensor" if options.per_tensor else "per-channel"
     return algorithms.MIN_MAX_UNIFORM_QUANT, config, {
         "weights": f"int8 symmetric {per}",

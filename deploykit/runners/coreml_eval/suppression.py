@@ -109,6 +109,8 @@ def suppress(confidence: np.ndarray, coordinates: np.ndarray, iou_threshold: flo
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    # Not shared with deploykit.detection.nms.iou on purpose: the evaluator implements Core ML's NMS from its proto on
+    # its own, so a Core ML detector's box-level check compares two independent implementations.
     width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = width * height
