@@ -11,6 +11,7 @@ itself and spends a small size budget where a layer loses most (deploykit/quanti
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
@@ -35,16 +36,10 @@ def top1(predict, x, y) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    sys.path.insert(0, str(REPO / "examples"))
-    from make_example_model import build_digits_model
-
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
+def trained(tmp_path_factory, trained_digits):
+    keras_file, accuracy, x, y = trained_digits
     folder = tmp_path_factory.mktemp("digits")
-    model, accuracy, (x, y) = build_digits_model()
-    model.save(folder / "digits.keras")
+    shutil.copyfile(keras_file, folder / "digits.keras")
     np.save(folder / "calibration.npy", digits_training_images())
     # verify=False: this test measures held-out accuracy itself (the parity check of these variants is
     # tests/quantize/test_digits_parity.py)

@@ -5,6 +5,7 @@ images; and how much closer to fp32 it stays than int8 on the same images (bench
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections import Counter
 
@@ -20,15 +21,13 @@ FLOAT32, INT32, INT64, INT16, INT8 = 0, 2, 4, 7, 9
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(tmp_path_factory, trained_digits):
     sys.path.insert(0, str(REPO / "examples"))
-    import tensorflow as tf
-    from make_example_model import build_digits_model, digits_split
+    from make_example_model import digits_split
 
-    tf.config.experimental.enable_op_determinism()
+    keras_file, _, x, y = trained_digits
     folder = tmp_path_factory.mktemp("digits16")
-    model, _, (x, y) = build_digits_model()
-    model.save(folder / "digits.keras")
+    shutil.copyfile(keras_file, folder / "digits.keras")
     np.save(folder / "calibration.npy", digits_split()[0][0][:200])  # training images only, as bench/accuracy/digits.py
     np.save(folder / "held_out.npy", x)
     report = convert(folder / "digits.keras", to="tflite", out=folder / "out", quantize="int8,int16x8",
