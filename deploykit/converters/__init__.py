@@ -26,6 +26,7 @@ class ConvertOptions:
     coreml_fp32_ops: tuple[str, ...] = ()  # ops (saved names) an fp16 program keeps in float32 (quantize.fp16_mixed)
     allow_flex: bool = False  # --allow-flex: keep a TFLite artifact that needs Select-TF (Flex) ops
     executorch_backend: str = "xnnpack"  # --executorch-backend: xnnpack | coreml | portable
+    ncnn_fp16: bool = False  # the fp16-storage NCNN variant: pnnx writes its weights as fp16 (targets.ncnn)
     routes: tuple[tuple[str, str], ...] = ()  # --route: (target or "*", route name) pairs (``parse_routes``)
 
 
@@ -69,6 +70,8 @@ PATHS: dict[tuple[str, str], str] = {
     ("onnx", "tflite"): "deploykit.converters.onnx_tflite",
     ("onnx", "coreml"): "deploykit.converters.onnx_coreml",
     ("torch", "executorch"): "deploykit.converters.torch_executorch",
+    ("torch", "ncnn"): "deploykit.converters.torch_ncnn",
+    ("onnx", "ncnn"): "deploykit.converters.onnx_ncnn",
 }
 # (framework, target) -> the distributions that path runs, for the record's tool versions.
 PATH_PACKAGES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -76,6 +79,8 @@ PATH_PACKAGES: dict[tuple[str, str], tuple[str, ...]] = {
     ("torch", "tflite"): ("litert-torch", "onnx2tf", "tensorflow"),
     ("onnx", "tflite"): ("onnx2tf", "onnxsim", "tensorflow"),
     ("onnx", "coreml"): ("onnx2coreml", "onnxsim", "onnx2tf", "tensorflow"),  # onnx2tf: the fallback rung
+    ("torch", "ncnn"): ("pnnx", "ncnn"),
+    ("onnx", "ncnn"): ("pnnx", "onnxsim", "ncnn"),
 }
 
 

@@ -52,12 +52,15 @@ SCHEMES: dict[str, Scheme] = {
     for s in (
         Scheme("fp32", 32, "float32 weights and compute (always produced)",
                {"tflite": "the converter's output", "coreml": "ML Program, compute_precision=FLOAT32",
-                "executorch": "torch.export + to_edge_transform_and_lower (XNNPACK partitioner by default)"}),
+                "executorch": "torch.export + to_edge_transform_and_lower (XNNPACK partitioner by default)",
+                "ncnn": "pnnx fp16=0: float32 weights, run with fp16 storage and arithmetic off"}),
         Scheme("fp16", 16, "half-precision weights",
                {"tflite": f"{_TFLITE_AEQ}: float16 weights, dequantized to float32 at load (float casting)",
                 "coreml": "ML Program, compute_precision=FLOAT16 (fp16 weights and compute)",
                 "executorch": "the module in half precision between float32 casts at its inputs and outputs, "
-                              "lowered to XNNPACK (or the Core ML delegate at FLOAT16)"}),
+                              "lowered to XNNPACK (or the Core ML delegate at FLOAT16)",
+                "ncnn": "pnnx fp16=1: float16 weights in the .bin, run with fp16 storage, packing and arithmetic on "
+                        "(as an app sets ncnn::Option for speed)"}),
         Scheme("int8-weights", 8, "8-bit weights, float activations",
                {"tflite": f"{_TFLITE_AEQ}: dynamic range (int8 per-channel weights, activations quantized at run time)",
                 "coreml": "fp16 program + linear_quantize_weights (int8 linear symmetric, per-channel)"}),
@@ -97,8 +100,13 @@ SCHEMES: dict[str, Scheme] = {
 # (target, scheme) pairs a target could make but not on this machine: why, and what to ask for instead.
 # Empty since Core ML int8 takes its activation ranges from deploykit's evaluator (quantize/coreml_w8a8.py)
 # instead of coremltools' MLModel.predict, which exists only on macOS.
-UNAVAILABLE: dict[tuple[str, str], str] = {}
-UNAVAILABLE_EXAMPLES: dict[tuple[str, str], str] = {}
+# NCNN's int8 (calibrated weights and activations) is made by ncnn's own tools, ncnn2table (the calibration
+# table) and ncnn2int8, which neither the ncnn nor the pnnx wheel ships and Debian does not package.
+_NCNN_INT8 = ("NCNN's int8 is made by ncnn2table (calibration table) and ncnn2int8, tools that neither the ncnn nor the "
+              "pnnx wheel ships; build them from ncnn's sources to quantize the fp32 pair")
+UNAVAILABLE: dict[tuple[str, str], str] = {("ncnn", "int8"): _NCNN_INT8, ("ncnn", "int8-weights"): _NCNN_INT8}
+UNAVAILABLE_EXAMPLES: dict[tuple[str, str], str] = {("ncnn", "int8"): "--quantize ncnn=fp16",
+                                                      ("ncnn", "int8-weights"): "--quantize ncnn=fp16"}
 
 
 def supported(target: str) -> tuple[str, ...]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.core.errors import InputError, UsageError
-from deploykit.targets import coreml, executorch, tflite
+from deploykit.targets import coreml, executorch, ncnn, tflite
 from deploykit.targets.base import BundleMeta, BundleSlot, Made, Payload, Target, VariantContext
 
-_CATALOGUE = (tflite.TARGET, coreml.TARGET, executorch.TARGET)
+_CATALOGUE = (tflite.TARGET, coreml.TARGET, executorch.TARGET, ncnn.TARGET)
 TARGETS: dict[str, Target] = {target.name: target for target in _CATALOGUE}
 DEFAULT = ("tflite", "coreml")  # what --to means when it is not given
 
