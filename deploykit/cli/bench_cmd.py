@@ -1,4 +1,4 @@
-"""``deploykit bench``: host latency and peak memory of TFLite artifacts with LiteRT (XNNPACK)."""
+"""``deploykit bench``: host latency and peak memory of TFLite, ExecuTorch and NCNN artifacts with their runtimes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from deploykit.cli.options import JsonOutput
 
-HELP = """Time TFLite artifacts on this machine with LiteRT (XNNPACK delegate) and ExecuTorch programs (.pte) with the ExecuTorch runtime, one child process each.
+HELP = """Time TFLite artifacts on this machine with LiteRT (XNNPACK delegate), ExecuTorch programs (.pte) with the ExecuTorch runtime and NCNN pairs (.ncnn folders) with the ncnn runtime on the CPU, one child process each.
 
 Reports median and p90 latency over --runs timed invocations after --warmup untimed ones, model
 load time and peak resident memory. Give several artifacts (or a convert --out folder) to see
@@ -20,6 +20,8 @@ variants side by side.
   deploykit bench dist/ --runs 100 --json > bench.json
 
   deploykit bench dist/model.int8.tflite dist/model.int8.pte --threads 2
+
+  deploykit bench dist/model.fp32.ncnn dist/model.fp16.ncnn
 """
 
 
@@ -28,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def bench(
-    artifacts: Annotated[list[Path], typer.Argument(help=".tflite or .pte files, or folders written by deploykit convert.")],
-    threads: Annotated[int, typer.Option("--threads", "-j", help="LiteRT CPU threads.")] = 1,
+    artifacts: Annotated[list[Path], typer.Argument(help=".tflite or .pte files, .ncnn folders, or folders written by deploykit convert.")],
+    threads: Annotated[int, typer.Option("--threads", "-j", help="CPU threads of the runtime.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed invocations first.")] = 10,
     runs: Annotated[int, typer.Option("--runs", "-n", help="Timed invocations.")] = 50,
     no_xnnpack: Annotated[bool, typer.Option("--no-xnnpack", help="LiteRT's builtin kernels instead of XNNPACK.")] = False,
@@ -46,7 +48,7 @@ def bench(
         else:
             paths.append(item)
     if not paths:
-        raise InputError("no .tflite or .pte artifacts to time", hint="give .tflite / .pte files or a folder that holds them")
+        raise InputError("no .tflite, .pte or .ncnn artifacts to time", hint="give artifacts or a folder that holds them")
     progress = StepProgress(quiet=json_output)
     results = []
     for path in paths:
@@ -73,7 +75,8 @@ def _print(results) -> None:
         else:
             table.add_column(column, justify="left" if column == "runtime" else "right")
     for r in results:
-        runtime = f"ExecuTorch, {r.delegate}" if r.artifact.endswith(".pte") else f"LiteRT, {r.delegate}"
+        runtime = {".pte": "ExecuTorch", ".ncnn": "ncnn", ".param": "ncnn"}.get(Path(r.artifact).suffix, "LiteRT")
+        runtime = f"{runtime}, {r.delegate}"
         table.add_row(Path(r.artifact).name, runtime, human_size(r.size_bytes), _ms(r.median_ms), _ms(r.p90_ms),
                       f"{r.load_ms:.0f} ms", f"{r.peak_rss_mb:.0f} MB (+{r.model_rss_mb:.0f})")
     Console(highlight=False).print(table)

@@ -126,10 +126,10 @@ def _expand(paths: list[Path]) -> list[Path]:
     expanded = []
     for path in paths:
         record = path / REPORT_FILENAME
-        if path.is_dir() and path.suffix != ".mlpackage":
+        if path.is_dir() and path.suffix not in (".mlpackage", ".ncnn"):  # directory artifacts are artifacts
             if not record.is_file():
                 raise InputError(f"{path} is a folder without {REPORT_FILENAME}",
-                                 hint="pass the .tflite / .mlpackage / .pte artifacts themselves")
+                                 hint="pass the .tflite / .mlpackage / .pte / .ncnn artifacts themselves")
             try:
                 entries = json.loads(record.read_text(encoding="utf-8"))["artifacts"]
                 expanded += [path / entry["path"] for entry in entries]

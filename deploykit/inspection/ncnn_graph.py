@@ -15,6 +15,7 @@ import numpy as np
 from deploykit.formats.ncnn import pair, param, weights
 from deploykit.inspection.graph import GraphBuilder
 from deploykit.inspection.model import Inspection
+from deploykit.inspection.rules import conv_layer_type
 
 # layer type -> (key of its weight count, key of its bias flag or None, key of its output channels)
 _WEIGHTED = {
@@ -23,11 +24,6 @@ _WEIGHTED = {
     "Deconvolution": (6, 5, 0), "DeconvolutionDepthWise": (6, 5, 0), "Deconvolution1D": (6, 5, 0),
     "Deconvolution3D": (6, 5, 0), "InnerProduct": (2, 1, 0), "Embed": (3, 2, 0),
 }
-_TYPES = {"Convolution": "conv", "Convolution1D": "conv", "Convolution3D": "conv", "ConvolutionDepthWise": "depthwise_conv",
-          "ConvolutionDepthWise1D": "depthwise_conv", "ConvolutionDepthWise3D": "depthwise_conv", "InnerProduct": "dense",
-          "Deconvolution": "conv_transpose", "DeconvolutionDepthWise": "conv_transpose", "Pooling": "pool",
-          "ReLU": "activation", "Clip": "activation", "Sigmoid": "activation", "Swish": "activation",
-          "HardSwish": "activation", "BatchNorm": "batchnorm", "Softmax": "softmax"}
 
 
 def inspect(path: Path) -> Inspection:
@@ -48,13 +44,28 @@ def inspect(path: Path) -> Inspection:
         out_shape = shapes.get(layer.outputs[0]) if layer.outputs else None
         for blob in layer.outputs:
             builder.activation(blob, shapes.get(blob, ()), "float32")
-        builder.layer(name=layer.name, op=layer.type, layer_type=_TYPES.get(layer.type, "other"),
+        in_shape = shapes.get(layer.inputs[0]) if layer.inputs else None
+        builder.layer(name=layer.name, op=layer.type, layer_type=_layer_type(layer, in_shape),
                       macs=_macs(layer, counts, out_shape, [shapes.get(b) for b in layer.inputs]),
                       reads=list(layer.inputs), weights=names, writes=list(layer.outputs), output_shape=out_shape)
     for blob in graph.output_blobs:
         builder.output(blob, shapes.get(blob, ()), "float32")
     builder.notes.append(f"weights stored as {storage}; NCNN blobs have no batch axis (shapes are c, d, h, w)")
     return builder.build()
+
+
+def _layer_type(layer: param.Layer, in_shape) -> str:
+    """The MobileNet table's row (``inspection.rules``): kernel from params 1 / 11, groups from 7 (depthwise)."""
+    if layer.type == "InnerProduct":
+        return "fully_connected"
+    if not layer.type.startswith(("Convolution", "Deconvolution")) or in_shape is None:
+        return "other"
+    if layer.type.startswith("Deconvolution"):
+        return "conv"
+    kernel_w = int(layer.param(1) or 1)
+    kernel = (int(layer.param(11) or kernel_w), kernel_w)
+    groups = int(layer.param(7) or 1) if "DepthWise" in layer.type else 1
+    return conv_layer_type(kernel, groups, in_shape[0], tuple(in_shape[1:]))
 
 
 def i_is_kernel(name: str) -> bool:

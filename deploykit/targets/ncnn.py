@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from deploykit.image_io.feeds import PixelFeed
 from deploykit.targets.base import FP32, BundleSlot, Made, Payload, Target, source_preparation_records
 
 # Minimum OS versions, each decision with its reason:
@@ -38,6 +39,17 @@ class Ncnn(Target):
     variant_prefix = "ncnn-"
     derives_from_fp32 = True  # fp16 is written from the fp32 pair (quantize.fp16_ncnn)
     plot_title, plot_colour, plot_marker = "NCNN", "#c05621", "D"
+    # The app normalizes (ncnn's Mat::from_pixels_resize + substract_mean_normalize, as the bundle's C++ does): the
+    # pair takes the source's float tensor and --image-input declares the pixels behind it (float32 only).
+    pixel_feed = PixelFeed("ncnn", "tensor")
+
+    def check_images(self, images) -> None:
+        from deploykit.core.errors import UsageError
+
+        if images and images.names and images.dtype.lower() != "float32":  # images: image_io.spec.ImageInputOptions
+            raise UsageError(f"--to ncnn takes image input {', '.join(images.names)} as the normalized float32 tensor: NCNN apps "
+                             "normalize pixels themselves (Mat::from_pixels_resize + substract_mean_normalize, in the "
+                             "bundle's C++), so the graph gets no uint8 preamble", hint="add --image-input-dtype float32")
 
     def check_source(self, model) -> None:
         super().check_source(model)
