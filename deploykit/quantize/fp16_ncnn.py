@@ -2,8 +2,8 @@
 when the all-fp16 pair fails its profile (``quantize.fp16_rescue``).
 
 deploykit writes the fp16 .bin from the fp32 one (``formats.ncnn.weights.to_fp16``) rather than running pnnx again
-with ``fp16=1``: the two have the same layout and differ by at most one unit in the last place of a few weights
-(pnnx rounds some halves the other way), and writing it here is what lets single layers stay float32: ncnn reads
+with ``fp16=1``: the two have the same layout and bytes, but for weights too small for a normal fp16, which pnnx
+flushes to zero and deploykit keeps (subnormal halves, which ncnn reads), and writing it here is what lets single layers stay float32: ncnn reads
 each weight's storage from its own tag, so a .bin may mix them. When the .bin holds a layer whose reads deploykit
 does not know, ``derivable`` says no and the target runs pnnx with ``fp16=1`` instead (no rescue then).
 """

@@ -18,7 +18,10 @@ INT8_TAG = 0x000D4B38
 
 def storage(path: str | Path) -> str:
     """"float16", "int8" or "float32": the storage of the .bin's tagged weights (float32 when none is tagged)."""
-    data = Path(path).read_bytes()
+    return storage_of(Path(path).read_bytes())
+
+
+def storage_of(data: bytes) -> str:
     words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<u4")
     if np.any(words == FP16_TAG):
         return "float16"
@@ -90,7 +93,8 @@ def _volume(layer) -> int:
 
 def to_fp16(data: bytes, spans: dict[str, list[tuple[int, int]]], keep=frozenset()) -> bytes:
     """The .bin with every tagged blob of the layers not in ``keep`` stored as fp16 (tag, halves, padding to 4 bytes),
-    as ``pnnx fp16=1`` writes them; raw blobs (biases, norms) stay float32, as ncnn reads them."""
+    as ``pnnx fp16=1`` writes them (it flushes subnormal halves to zero, numpy keeps them); raw blobs (biases,
+    norms) stay float32, as ncnn reads them."""
     starts = sorted((offset, count, name) for name, items in spans.items() for offset, count in items)
     out, cursor = bytearray(), 0
     for offset, count, name in starts:
