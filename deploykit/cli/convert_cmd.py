@@ -65,6 +65,12 @@ package.module:build returning an nn.Module (with --weights state_dict.pth, read
 
   deploykit convert model.pt2 --to executorch --executorch-backend coreml --quantize fp16
 
+[bold]NCNN[/] (the .param + .bin pair for Android, iOS and embedded apps; PyTorch and ONNX sources, batch 1; see docs/ncnn.md)
+
+  deploykit convert model.pt2 --to ncnn --quantize fp16
+
+  deploykit convert model.onnx --to ncnn --image-input images --image-input-dtype float32 --pixel-range 0-1
+
 [bold]Image inputs[/] (the app hands over pixels; see docs/image-inputs.md)
 
   deploykit convert mobilenet.pt2 --image-input x --pixel-range 0-1 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
@@ -103,7 +109,7 @@ def register(app: typer.Typer) -> None:
 
 def convert(
     source: Annotated[str, typer.Argument(help="Model file, SavedModel directory, or entry point FILE.py:FACTORY / MODULE:FACTORY.")],
-    to: Annotated[str, typer.Option("--to", "-t", help="Targets, comma-separated: tflite, coreml, executorch (PyTorch sources only).")] = "tflite,coreml",
+    to: Annotated[str, typer.Option("--to", "-t", help="Targets, comma-separated: tflite, coreml, executorch (PyTorch sources only), ncnn (PyTorch and ONNX sources).")] = "tflite,coreml",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("dist"),
     input_shapes: InputShapes = None,
     weights: Weights = None,
