@@ -124,6 +124,24 @@ class Ncnn(Target):
 
         return GraphReport(notes=tuple(_vulkan_notes(path)))
 
+    def compatibility(self, path, workspace=None) -> dict:
+        """The ``vulkan`` accelerator: layers whose type ncnn's registry says has no Vulkan implementation run on
+        the CPU when the app turns the GPU on (ncnn splits the graph there and copies blobs between them)."""
+        from deploykit.formats import ncnn_facade
+        from deploykit.formats.ncnn import pair, param
+
+        histogram = param.read(pair.files(path)[0]).histogram()
+        support = ncnn_facade.vulkan_support(sorted(histogram))
+        version = ncnn_facade.version()
+        refused = [{"op": kind, "count": histogram[kind],
+                    "reason": f"no Vulkan implementation in ncnn {version}: runs on the CPU when the GPU is used"}
+                   for kind, on in support.items() if not on]
+        total = sum(histogram.values())
+        return {"static": False, "checked_with": f"ncnn {version} layer registry (Layer::support_vulkan)",
+                "accelerators": [{"name": "vulkan", "title": "ncnn Vulkan", "ops": total,
+                                  "supported": total - sum(r["count"] for r in refused), "refused": refused}],
+                "notes": ["no GPU on the checking machine: the registry, not a run, says which layers have Vulkan code"]}
+
     # -- running ----------------------------------------------------------------------------------------------
     def runner(self, path, **options):
         """The ncnn runtime in this process, fp16 arithmetic on when the .bin stores fp16 weights."""
