@@ -13,6 +13,8 @@ HELP = """Count a model's parameters and mult-adds, from a source (Keras .keras,
 
 Prints the inputs and outputs, parameters, mult-adds (MACs: one multiply-accumulate counted once, in convolutions and matrix products; batch norm and activations are not counted, as in the MobileNet, ShuffleNet and SqueezeNet papers), the MobileNet paper's table of mult-adds and parameters per layer type (1x1 convolutions, depthwise convolutions, other convolutions, fully connected, everything else), the op histogram, weight bytes by stored dtype and an estimate of peak activation memory. A source and its artifacts give the same mult-adds; quantized weights count at their decoded size.
 
+An artifact also gets its accelerator compatibility: per accelerator of its target (LiteRT's GPU delegate and XNNPACK, ExecuTorch's delegate, Core ML read statically off macOS), the ops it takes and each refused op with the reason its analyzer gives (docs/compatibility.md).
+
   deploykit inspect mobilenet.keras
 
   deploykit inspect dist/mobilenet.fp16.tflite --per-layer
@@ -91,6 +93,42 @@ def print_inspection(result, *, per_layer: bool) -> None:
         console.print(layers)
     for note in (COUNTING_NOTE, MEMORY_NOTE, *result.notes):
         console.print(f"[dim]note: {note}[/]")
+    if result.compatibility is not None:
+        print_compatibility(console, result.compatibility)
+
+
+def print_compatibility(console, block: dict) -> None:
+    """The "Accelerator compatibility" section: per accelerator, the ops it takes and each refused op with the
+    analyzer's reason (docs/compatibility.md)."""
+    from rich.table import Table
+
+    if "unavailable" in block:
+        console.print(f"[bold]Accelerator compatibility[/]: unavailable ({block['unavailable']})")
+        return
+    static = " [yellow]static[/]" if block.get("static") else ""
+    table = Table(title=f"Accelerator compatibility{static}", title_justify="left",
+                  caption=f"checked with {block.get('checked_with', '?')}", caption_justify="left")
+    for column in ("accelerator", "ops taken", "refused (count: reason)"):
+        table.add_column(column, overflow="fold")
+    shown = set()
+    for entry in block.get("accelerators", []):
+        ops, supported = entry.get("ops"), entry.get("supported")
+        taken = f"{supported} of {ops}" if supported is not None else f"? of {ops if ops is not None else '?'}"
+        refused = [f"{r['op']} x{r['count']}: {r['reason']}" for r in entry.get("refused", [])]
+        if entry.get("unavailable"):
+            refused.append(f"[yellow]{entry['unavailable']}[/]")
+            shown.add(entry["unavailable"])
+        elif not refused:
+            refused.append("none" if supported is not None else "none named")
+        if entry.get("op_types"):
+            refused.append("ops: " + ", ".join(f"{op} {n}" for op, n in entry["op_types"].items()))
+        if entry.get("dtypes"):
+            refused.append("computes in: " + ", ".join(entry["dtypes"]))
+        table.add_row(f"{entry.get('title', entry['name'])} ({entry['name']})", taken, "\n".join(refused))
+    console.print(table)
+    for note in block.get("notes", []):
+        if note not in shown:
+            console.print(f"[dim]note: {note}[/]")
 
 
 def count(value: int) -> str:

@@ -123,6 +123,9 @@ class Artifact:
     # Host latency: {"source": "litert", "median_ms", ...} measured, or for Core ML {"source": "estimate", ...}
     # from the op-count cost model (deploykit.report.latency); {"unavailable": why} when neither could be had.
     latency: dict[str, Any] | None = None
+    # Per accelerator of the target, the ops it takes and those it refuses with the analyzer's reason
+    # (Target.compatibility, docs/compatibility.md); {"unavailable": why} when the analysis failed.
+    compatibility: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

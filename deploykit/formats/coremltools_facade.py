@@ -31,6 +31,13 @@ def package():
     return coremltools
 
 
+def version() -> str:
+    """The installed coremltools distribution's version (read from its metadata, without importing it)."""
+    from importlib import metadata
+
+    return metadata.version("coremltools")
+
+
 def optimize():
     """``coremltools.optimize.coreml``: palettization, linear quantization, pruning of a saved ML Program."""
     import coremltools.optimize.coreml as optimize_coreml

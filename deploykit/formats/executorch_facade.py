@@ -21,6 +21,13 @@ def wheel_file(relative: str) -> Path:
     raise FileNotFoundError(f"executorch/{relative} is not installed")
 
 
+def version() -> str:
+    """The installed executorch distribution's version (read from its metadata, without importing it)."""
+    from importlib import metadata
+
+    return metadata.version("executorch")
+
+
 def deserialize_pte(data: bytes):
     """The ``PTEFile`` of a serialized program (no runtime involved)."""
     from executorch.exir._serialize._program import deserialize_pte_binary

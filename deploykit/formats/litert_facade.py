@@ -1,8 +1,9 @@
 """The one seam between deploykit and ai-edge-litert (LiteRT's Python package, pinned in constraints.txt): every
 import of it goes through here, so a version bump touches this file only.
 
-Two things are used: the flatbuffer schema's object API (reading and editing ``.tflite`` files) and the
-interpreter (running them). Neither needs TensorFlow; both are imported only when a function asks.
+Three things are used: the flatbuffer schema's object API (reading and editing ``.tflite`` files), the
+interpreter (running them) and the model analyzer (``tf.lite.experimental.Analyzer``'s own C++ code, which
+ai-edge-litert ships too). None needs TensorFlow; each is imported only when a function asks.
 """
 
 from __future__ import annotations
@@ -29,3 +30,19 @@ def interpreter(path=None, content: bytes | None = None, *, threads: int | None 
 def preload() -> None:
     """Import the interpreter now (a benchmark's baseline memory then leaves the runtime out)."""
     from ai_edge_litert import interpreter  # noqa: F401
+
+
+def analyze(path, *, gpu_compatibility: bool = True) -> str:
+    """LiteRT's model analyzer on a file: the text ``tf.lite.experimental.Analyzer.analyze(model_path=...,
+    gpu_compatibility=...)`` prints, returned instead (the same C++ ``ModelAnalyzer``, without importing
+    TensorFlow). The wrapper is a private module of the package: a version bump that moves it changes only this."""
+    from ai_edge_litert import _pywrap_analyzer_wrapper
+
+    return _pywrap_analyzer_wrapper.ModelAnalyzer(str(path), True, gpu_compatibility)
+
+
+def version() -> str:
+    """The installed ai-edge-litert distribution's version, "2.3.0"."""
+    from importlib import metadata
+
+    return metadata.version("ai-edge-litert")

@@ -67,6 +67,8 @@ class Inspection:
     weight_bytes: Mapping[str, int]  # stored dtype -> bytes of constant tensors as the file stores them
     peak_activation_bytes: int
     notes: tuple[str, ...] = field(default=())
+    # An artifact's accelerator compatibility (Target.compatibility, docs/compatibility.md); None for a source
+    compatibility: Mapping[str, Any] | None = None
 
     @property
     def params(self) -> int:
@@ -101,6 +103,8 @@ class Inspection:
             "peak_activation_bytes": self.peak_activation_bytes,
             "notes": [COUNTING_NOTE, MEMORY_NOTE, *self.notes],
         }
+        if self.compatibility is not None:
+            data["compatibility"] = dict(self.compatibility)
         if per_layer:
             data["layers"] = [layer.to_json() for layer in self.layers]
         return data

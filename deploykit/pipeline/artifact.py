@@ -70,6 +70,19 @@ def describe(model: SourceModel, target: Target, scheme: str, produced: Produced
     )
 
 
+def compatibility_of(target: Target, path: Path, workspace, verbose: bool) -> dict | None:
+    """The artifact's ``compatibility`` block (``Target.compatibility``) on the finished file, its detector appended;
+    an analysis that fails costs only the block: ``{"unavailable": why}``, the conversion stands."""
+    from deploykit.core.noise import capture_output
+    from deploykit.runners.latency import why
+
+    try:
+        with capture_output(enabled=not verbose):  # the analyzers and delegates log to fds 1 and 2
+            return target.compatibility(path, workspace)
+    except Exception as exc:  # noqa: BLE001  (any upstream failure: the record says why instead)
+        return {"unavailable": f"the {target.title} analysis failed: {why(exc)}"}
+
+
 def _graph_and_size(model, target: Target, scheme: str, made: Made, size: int, workspace, source_records):
     """(pass records ending with the artifact check, size against parameters x bits / 8)."""
     from deploykit.passes.apply import converter_records

@@ -25,7 +25,7 @@ from deploykit.core.version import __version__
 from deploykit.image_io.wrap import with_pixel_inputs
 from deploykit.passes.apply import apply_source_passes
 from deploykit.pipeline.app_io import with_app_io
-from deploykit.pipeline.artifact import describe, produce, source_analysis
+from deploykit.pipeline.artifact import compatibility_of, describe, produce, source_analysis
 from deploykit.pipeline.detector_step import plan_detector, with_detector
 from deploykit.pipeline.latency_notes import with_latency_notes
 from deploykit.pipeline.outcome import after_partial, failure, raise_on_parity_failure, unchecked_flex
@@ -111,6 +111,9 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
         with progress.step("Measuring host latency"):
             artifacts = [replace(a, latency=target_named(a.target).latency(a, staging / a.path)) for a in artifacts]
             artifacts = with_latency_notes(artifacts, staging, target_named)  # variants slower than fp32, and why
+        with progress.step("Checking accelerator compatibility"):
+            artifacts = [replace(a, compatibility=compatibility_of(target_named(a.target), staging / a.path, workspace,
+                                                                   verbose)) for a in artifacts]
         with progress.step("Inspecting the source"):
             inspection = _inspection(loaded)
         with progress.step("Writing outputs"):

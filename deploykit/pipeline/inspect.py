@@ -9,7 +9,8 @@ from deploykit.core.errors import InputError
 
 def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = False):
     """Inspect a source model (Keras, PyTorch, ONNX) or an artifact (.tflite, .mlpackage, .pte): an
-    ``inspection.Inspection``. ``inputs`` are ``--input`` strings for sources whose sizes are not fixed."""
+    ``inspection.Inspection``, an artifact's with its accelerator compatibility (``Target.compatibility``).
+    ``inputs`` are ``--input`` strings for sources whose sizes are not fixed."""
     from deploykit.inspection import inspect_source_file
     from deploykit.targets import for_path
 
@@ -21,4 +22,9 @@ def inspect_model(path, inputs: list[str] | None = None, *, allow_h5: bool = Fal
         return inspect_source_file(path, inputs, allow_h5=allow_h5)  # a source model, or a file nothing reads
     if not Path(str(path)).exists():
         raise InputError(f"model not found: {path}")
-    return target.inspect(Path(str(path)))
+    from dataclasses import replace
+
+    from deploykit.pipeline.artifact import compatibility_of
+
+    found = target.inspect(Path(str(path)))
+    return replace(found, compatibility=compatibility_of(target, Path(str(path)), None, verbose=False))

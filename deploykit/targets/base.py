@@ -174,6 +174,14 @@ class Target:
         """``deploykit inspect`` of an artifact (``inspection.Inspection``)."""
         raise NotImplementedError
 
+    def compatibility(self, path: Path, workspace=None) -> dict | None:
+        """The record's ``compatibility`` block of a written artifact: per accelerator of this target, how many of
+        its ops the accelerator takes and which it refuses, with the analyzer's reason (docs/compatibility.md).
+        ``{"static", "checked_with", "accelerators": [{"name", "title", "ops", "supported", "refused": [{"op",
+        "count", "reason"}]}], "notes"}``; None when the target has no analysis. ``workspace``: the conversion's,
+        when there is one (what the export recorded)."""
+        return None
+
     def labelled_output(self, classifier: dict, outputs) -> str:
         """The artifact output holding the class scores the record's ``classifier`` labels."""
         source_name = classifier["output"]

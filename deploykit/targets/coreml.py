@@ -175,6 +175,12 @@ class CoreML(Target):
 
         return coreml_graph.inspect(Path(path))
 
+    def compatibility(self, path, workspace=None) -> dict:
+        """Static off macOS: the ML Program's ops and data types (Core ML's compute plan needs Apple's framework)."""
+        from deploykit.inspection.compat_coreml import compatibility
+
+        return compatibility(Path(path))
+
     def labelled_output(self, classifier: dict, outputs) -> str:
         if classifier.get("axis") is None:  # a Core ML classifier: its probability dictionary
             return classifier["probabilities_feature"]

@@ -124,6 +124,13 @@ class ExecuTorch(Target):
 
         return executorch_graph.inspect(Path(path))
 
+    def compatibility(self, path, workspace=None) -> dict:
+        """The delegate's ops and the portable kernel calls, read from the .pte; the export's own count as a note."""
+        from deploykit.inspection.compat_executorch import compatibility
+
+        record = workspace.products.get(("executorch", str(path))) if workspace is not None else None
+        return compatibility(Path(path), record)
+
     # -- bundles ----------------------------------------------------------------------------------------------
     def bundle_slots(self, artifact):
         """A program delegated to ExecuTorch's Core ML backend runs on Apple platforms only."""

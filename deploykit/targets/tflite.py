@@ -191,6 +191,12 @@ class TFLite(Target):
 
         return tflite_graph.inspect(Path(path))
 
+    def compatibility(self, path, workspace=None) -> dict:
+        """LiteRT's GPU delegate (the model analyzer's per-op check) and XNNPACK (the delegate applied)."""
+        from deploykit.inspection.compat_tflite import compatibility
+
+        return compatibility(Path(path))
+
     # -- bundles ----------------------------------------------------------------------------------------------
     def bundle_slots(self, artifact):
         return (BundleSlot("android", "litert", "tflite"),)
