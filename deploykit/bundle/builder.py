@@ -200,7 +200,10 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
                           labels=labels, sequence=sequence,
                           min_android_api=options.min_android_api, tool_versions=dict(report.tool_versions or {}))
         payload = target.bundle_payload(path, artifact, slot, Path(scratch), meta)
-        compat, embedded = payload.compatibility, list(payload.embedded)
+        compat, embedded = dict(payload.compatibility), list(payload.embedded)
+        accelerators = manifest_accelerators(getattr(artifact, "compatibility", None))
+        if accelerators:
+            compat["accelerators"] = accelerators
         files: dict[str, tuple[str, bytes | Path]] = {name: ("model", src) for name, src in payload.files.items()}
         if labels and not detector:  # a detector's labels are in its manifest block and its helpers
             files["assets/labels.txt"] = ("labels", ("\n".join(labels) + "\n").encode("utf-8"))
@@ -247,6 +250,23 @@ def _entry(path: str, role: str, src: bytes | Path) -> dict[str, Any]:
 
         return {"path": path, "role": role, "length": len(src), "sha256": hashlib.sha256(src).hexdigest()}
     return {"path": path, "role": role, "length": Path(src).stat().st_size, "sha256": sha256_file(src)}
+
+
+def manifest_accelerators(block: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The record's compatibility analysis as a manifest carries it: per accelerator its name, title, ops, how many
+    it takes (None for a static reading or one not checked), the op types it refuses with their counts, whether the
+    reading was static (no runtime asked) and, for an accelerator the analyzer could not check, why. The analyzer's
+    per-op reasons and notes stay in the record and the report: an app acts on the counts. Empty when the whole
+    analysis was unavailable or not made."""
+    if not block or "unavailable" in block:
+        return []
+    static = bool(block.get("static"))
+    return [{"name": a["name"], "title": a.get("title") or a["name"], "ops": a.get("ops"),
+             "supported": a.get("supported"),
+             "static": (static or bool(a.get("static")) or a.get("supported") is None) and not a.get("unavailable"),
+             "refused": [{"op": str(r["op"]), "count": int(r["count"])} for r in a.get("refused") or []],
+             **({"unavailable": a["unavailable"]} if a.get("unavailable") else {})}
+            for a in block.get("accelerators") or []]
 
 
 def _without_timings(record: Any) -> Any:

@@ -124,7 +124,7 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "normalization_note": _normalization_note(first_in),
         "preprocessing_section": preprocessing_section(inputs),
         "flexible_section": flexible_section(inputs, manifest["platform"]),
-        "requirements": _requirements(manifest),
+        "requirements": _requirements(manifest) + _accelerators(manifest),
     }
     ctx.update(_runtime_context(manifest, first_in, first_out))
     ctx.update(_swift_image(first_in, outputs, ctx))
@@ -348,6 +348,24 @@ def preprocessing_section(inputs) -> str:
                      "`deploykit predict` is the reference implementation):\n\n| step | value |\n| --- | --- |\n"
                      + "\n".join(f"| {k} | {v} |" for k, v in rows))
     return "\n\n".join(parts)
+
+
+def _accelerators(manifest: dict[str, Any]) -> str:
+    """The manifest's ``compatibility.accelerators`` as one sentence of the README's requirements."""
+    parts = []
+    for a in manifest["compatibility"].get("accelerators") or []:
+        if a.get("unavailable"):
+            parts.append(f"{a['title']}: {a['unavailable']}")
+            continue
+        if a["static"]:
+            parts.append(f"{a['title']}: {a['ops'] if a['ops'] is not None else '?'} ops read statically (no runtime "
+                         "was asked, so nothing proves they run there)")
+            continue
+        refused = ", ".join(f"`{r['op']}` × {r['count']}" for r in a["refused"][:8]) \
+            + (f" and {len(a['refused']) - 8} more op types" if len(a["refused"]) > 8 else "")
+        parts.append(f"{a['title']} takes {a['supported']} of {a['ops']} ops" + (f" (refuses {refused})" if refused else ""))
+    return ("\n\nAccelerators (deploykit's compatibility analysis, `compatibility.accelerators`): " + "; ".join(parts) + ".") \
+        if parts else ""
 
 
 def _requirements(manifest: dict[str, Any]) -> str:

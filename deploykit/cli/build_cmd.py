@@ -17,6 +17,8 @@ With --publish the bundles go to the config's \\[publish] repository and channel
 
 With --baseline the build is compared with a previous one: per job, parity must pass, and accuracy on the validation data, artifact size and host latency may not regress beyond the limits in \\[models.gates] (accuracy_drop in points, size_growth and latency_growth in percent); --junit writes one test case per job and gate.
 
+require_accelerators in a model's section (e.g. \\["gpu"], or per target { tflite = \\["gpu"], executorch = \\["delegate"] }) is a gate without a baseline: every op of each artifact must run on that accelerator by the conversion's compatibility analysis; a static analysis (Core ML off macOS) or an unavailable one fails it.
+
 Exit codes: 0 every job built, passed parity and its gates, 1 a parity or gate failure, 2 a bad config, 3 a conversion failure.
 
 [bold]Examples[/]

@@ -33,7 +33,7 @@ class ConfigError(UsageError):
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # "str" | "int" | "float" | "bool" | "list[str]" | "floats" | "table" | "variants"
+    kind: str  # "str" | "int" | "float" | "bool" | "list[str]" | "floats" | "table" | "variants" | "per-target"
     required: bool = False
     allowed: tuple = ()
     minimum: float | None = None
@@ -77,6 +77,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "tolerances": Field("list[str]", help='parity threshold overrides as in `verify --tolerance`, e.g. ["logits:snr_db=30"]'),
         "data": Field("str", help="parity data (.npy, .npz or an image folder)"),
         "coreml_target": Field("str", help="minimum deployment target, e.g. iOS16"),
+        "require_accelerators": Field("per-target", help='accelerators every op of each artifact must run on, e.g. ["gpu"] '
+                                      'for every target, or { tflite = ["gpu"], executorch = ["delegate"] }'),
         "image": Field("table"), "labels": Field("table"), "bundle": Field("table"), "gates": Field("table"),
     },
     "models.image": {
@@ -144,10 +146,11 @@ def _build(data: dict, path: Path, lines: dict) -> BuildConfig:
                 _check_tolerances(entry["tolerances"], path, index)
             targets = tuple(entry.get("targets", DEFAULT_TARGETS))
             variants = _variants(entry.get("variants", ["fp32"]), targets, path, index)
+            accelerators = _accelerators(entry.get("require_accelerators", []), targets, path, index)
         except ConfigError as exc:
-            key = "tolerances" if ".tolerances:" in exc.message else "variants"
+            key = next((k for k in ("tolerances", "require_accelerators") if f".{k}:" in exc.message), "variants")
             raise _error(path, lines, ("models", index, key), exc.message.split(": ", 1)[1]) from None
-        models.append(model_config(entry, targets, variants))
+        models.append(model_config(entry, targets, variants, accelerators))
     build = data.get("build", {})
     root = path.resolve().parent
     out = Path(build.get("out", "build"))
@@ -187,6 +190,42 @@ def _variants(value, targets, path: Path, index: int) -> dict[str, tuple[str, ..
     return result
 
 
+def _accelerators(value, targets, path: Path, index: int) -> dict[str, tuple[str, ...]]:
+    """``require_accelerators`` per target: a list asks it of every target, a table names them per target. Each name
+    must be one of the target's accelerators (``Target.accelerators``, what its compatibility analysis reports),
+    checked here when the target declares them and otherwise once a job has analysed an artifact
+    (``run._check_accelerator_names``)."""
+    from deploykit.targets import get
+
+    per_target = value if isinstance(value, dict) else {t: value for t in targets}
+    where = f"models[{index}].require_accelerators"
+    unknown = [t for t in per_target if t not in targets]
+    if unknown:
+        raise ConfigError(f"{path}: {where}: {unknown[0]!r} is not one of this model's targets ({', '.join(targets)})")
+    result = {}
+    for target, names in per_target.items():
+        if not names:
+            continue
+        known = getattr(get(target), "accelerators", None)
+        for name in names:
+            if known is not None and name not in known:
+                table = "" if isinstance(value, dict) else "; name them per target, e.g. { tflite = [\"gpu\"] }"
+                raise ConfigError(f"{path}: {where}: {name!r} is not an accelerator of {target} ("
+                                  + (_suggest(name, known) if known else f"{target} has none") + f"){table}")
+        result[target] = tuple(dict.fromkeys(names))
+    return result
+
+
+def accelerator_error(config: BuildConfig, model: str, target: str, name: str, known: tuple[str, ...]) -> ConfigError:
+    """``require_accelerators`` names ``name`` for ``target``, whose analysis has only ``known``: found after a job ran
+    (the target declares no ``accelerators`` to check it against before), reported as ``load_config`` would."""
+    index = next(i for i, m in enumerate(config.models) if m.name == model)
+    lines = key_lines(config.path.read_text("utf-8")) if config.path.is_file() else {}
+    return _error(config.path, lines, ("models", index, "require_accelerators"),
+                  f"models[{index}].require_accelerators: {name!r} is not an accelerator of {target} "
+                  f"({_suggest(name, known) if known else f'{target} has none'})")
+
+
 def _check_table(table: dict, kind: str, where: tuple, path: Path, lines: dict) -> None:
     fields = FIELDS[kind]
     for key, value in table.items():
@@ -214,11 +253,12 @@ def _check_value(spec: Field, value, kind: str, dotted: tuple, path: Path, lines
             fail("is not a table")
         _check_table(value, "models." + dotted[-1] if kind.startswith("models.") else dotted[-1], dotted, path, lines)
         return
-    if spec.kind == "variants":
+    if spec.kind in ("variants", "per-target"):
         ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) or (
             isinstance(value, dict) and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()))
         if not ok:
-            fail("is not a list of variants or a table of them per target")
+            fail("is not a list of variants or a table of them per target" if spec.kind == "variants"
+                 else "is not a list of names or a table of them per target")
         return
     checks = {"str": lambda v: isinstance(v, str) and v != "", "bool": lambda v: isinstance(v, bool),
               "int": lambda v: isinstance(v, int) and not isinstance(v, bool),

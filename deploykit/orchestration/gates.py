@@ -5,7 +5,10 @@ Per job (model, target, variant) and gate:
   when the verdict is inconclusive: docs/verify.md);
 - ``accuracy``: top-1 on the validation data dropped by at most ``gates.accuracy_drop`` points;
 - ``size``: the artifact grew by at most ``gates.size_growth`` percent;
-- ``latency``: host latency grew by at most ``gates.latency_growth`` percent.
+- ``latency``: host latency grew by at most ``gates.latency_growth`` percent;
+- ``accelerator:NAME`` (``require_accelerators``, no baseline needed): every op of the artifact runs on that
+  accelerator: the record's compatibility analysis lists it with no refused op. A static analysis (Core ML off
+  macOS: no runtime was asked) or an unavailable one cannot show that, so it fails the gate and says why.
 A gate the config does not set is not checked; one the baseline has no figure for is skipped (and
 says so). Decision: no default thresholds. What counts as a regression is the team's call, written in
 the reviewed config, and a host-latency gate is only meaningful on a quiet, fixed CI machine.
@@ -21,7 +24,8 @@ from xml.sax.saxutils import quoteattr
 from deploykit.core.errors import InputError
 from deploykit.orchestration.settings import GateLimits
 
-GATES = ("parity", "accuracy", "size", "latency")
+GATES = ("parity", "accuracy", "size", "latency", "accelerator")
+SHOWN_REFUSED = 6  # op types named in a failed accelerator gate's message; the report lists them all
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,61 @@ def _parity_gate(job: dict) -> GateResult:
                       "" if passed else "parity failed against the source")
 
 
-def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict) -> list[GateResult]:
-    """Every gate of every job that made an artifact; ``gates_by_model``: model name -> ``GateLimits``."""
+def accelerator_gate(job: dict, name: str) -> GateResult:
+    """Whether every op of the job's artifact runs on accelerator ``name``, from the record's ``compatibility`` block
+    (job.json carries the artifact's). Only a runtime's own analysis with an empty refused list passes."""
+    block = job.get("compatibility") or {}
+    entry = next((a for a in block.get("accelerators") or [] if a.get("name") == name), None)
+    title = (entry or {}).get("title") or name
+    gate, limit = f"accelerator:{name}", f"every op on {title}"
+
+    def failed(message: str) -> GateResult:  # no baseline and no single figure: the message has the counts
+        return GateResult(job["id"], gate, "failed", None, None, limit, message)
+
+    if not block:
+        return failed("the record has no compatibility analysis (made before deploykit analysed artifacts?): "
+                      "rebuild the job with --force")
+    if "unavailable" in block:
+        return failed(f"the compatibility analysis was unavailable ({block['unavailable']}), so nothing shows the ops "
+                      f"run on {name}")
+    if entry is None:
+        known = ", ".join(str(a.get("name")) for a in block.get("accelerators") or []) or "none"
+        return failed(f"the analysis has no {name!r} entry (it has: {known})")
+    if entry.get("unavailable"):
+        return failed(f"{title}: {entry['unavailable']}")
+    if block.get("static") or entry.get("static") or entry.get("supported") is None:
+        return failed(f"{title} is a static reading of the file ({block.get('checked_with') or 'no runtime asked'}): it "
+                      "cannot show that every op runs there; only an analysis that asks the runtime passes this gate")
+    refused = entry.get("refused") or []
+    ops, supported = entry.get("ops"), entry.get("supported")
+    if not refused and (ops is None or supported == ops):
+        return GateResult(job["id"], gate, "passed", None, None, limit, f"{supported} of {ops} ops")
+    count = sum(int(r.get("count") or 0) for r in refused) or (int(ops) - int(supported))
+    named = ", ".join(f"{r.get('op')} × {int(r.get('count') or 0)}" + (f" ({r['reason']})" if r.get("reason") else "")
+                      for r in refused[:SHOWN_REFUSED])
+    more = f", and {len(refused) - SHOWN_REFUSED} more op types" if len(refused) > SHOWN_REFUSED else ""
+    return failed(f"{title} refuses {count} of {ops} ops" + (f": {named}{more}" if named else ""))
+
+
+def unknown_accelerators(jobs, accelerators_by_model: dict) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(model, target, name, the names it has) for each required accelerator that a job's analysis shows its target
+    does not have: a config error (exit 2) found after the run when the target does not declare its accelerators."""
+    found = {}
+    for job in jobs:
+        block = job.get("compatibility") or {}
+        if not job.get("artifact") or not block.get("accelerators"):
+            continue
+        known = tuple(a.get("name") for a in block["accelerators"])
+        for name in ((accelerators_by_model or {}).get(job["model"]) or {}).get(job.get("target"), ()):
+            if name not in known:
+                found.setdefault((job["model"], job["target"], name), known)
+    return [(*key, known) for key, known in found.items()]
+
+
+def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict,
+                accelerators_by_model: dict | None = None) -> list[GateResult]:
+    """Every gate of every job that made an artifact; ``gates_by_model``: model name -> ``GateLimits``;
+    ``accelerators_by_model``: model name -> {target: accelerator names every op must run on}."""
     results = []
     for job in jobs:
         if not job.get("artifact"):
@@ -121,6 +178,8 @@ def check_gates(jobs, baseline: dict[str, dict] | None, gates_by_model: dict) ->
         base = (baseline or {}).get(job["id"])
         current = _figures(job)
         results.append(_parity_gate(job))
+        for name in ((accelerators_by_model or {}).get(job["model"]) or {}).get(job.get("target"), ()):
+            results.append(accelerator_gate(job, name))
         if baseline is None:
             continue  # without a baseline only parity is a gate
         for gate, key, limit_key, drop in (("accuracy", "accuracy", "accuracy_drop", True),
@@ -153,7 +212,7 @@ def junit_xml(results: list[GateResult], name: str = "deploykit build gates") ->
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              f'<testsuite name={quoteattr(name)} tests="{len(results)}" failures="{failures}" skipped="{skipped}">']
     for r in results:
-        detail = f"baseline {r.baseline} -> {r.current} ({r.limit})"
+        detail = f"baseline {r.baseline} -> {r.current} ({r.limit})" if r.baseline is not None else r.limit
         lines.append(f"  <testcase classname={quoteattr(r.job)} name={quoteattr(r.gate)}>")
         if r.status == "failed":
             lines.append(f"    <failure message={quoteattr(r.message or 'failed')}>{_escape(detail)}</failure>")

@@ -179,4 +179,6 @@ def _artifact(report) -> dict:
              "parity": parity}
     if summary.get("status") == "inconclusive":  # the parity gate neither passes nor fails it (gates.py)
         found["parity_status"] = "inconclusive"
+    if getattr(artifact, "compatibility", None) is not None:  # what require_accelerators gates on (gates.py)
+        found["compatibility"] = artifact.compatibility
     return found

@@ -2,7 +2,8 @@
 
 A job's key hashes everything its outputs depend on: the source's bytes (a file, a folder, or an entry
 point's Python file and its ``--weights``), the bytes of every data file the model section names
-(calibration, validation, parity data, labels), the model's config section itself, the target and
+(calibration, validation, parity data, labels), the model's config section itself (but
+``require_accelerators``, a gate on the recorded analysis), the target and
 variant, and the versions of deploykit and of every conversion tool. Same key, same outputs: the job
 is skipped and its previous outputs reused.
 """
@@ -20,6 +21,7 @@ from deploykit.orchestration.settings import BuildConfig, ModelConfig
 TOOLS = ("tensorflow", "torch", "coremltools", "onnx", "onnxruntime", "onnx2tf", "onnx2coreml", "litert-torch",
          "ai-edge-litert", "ai-edge-quantizer", "numpy", "scikit-learn")
 DATA_KEYS = ("calibration", "validation", "data", "weights")
+GATE_ONLY_KEYS = ("require_accelerators",)  # [[models]] keys left out of a job's key
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ def model_fingerprint(config: BuildConfig, model: ModelConfig) -> dict:
     labels = model.labels_file
     if labels:
         files["labels"] = _hash_or_missing(config.resolve(labels), sha256_path, f"models.{model.name}.labels.file")
-    return {"section": model.section, "files": files}
+    # A gate decides nothing about the outputs: requiring an accelerator re-checks the recorded analysis, it does
+    # not convert again.
+    section = {k: v for k, v in model.section.items() if k not in GATE_ONLY_KEYS}
+    return {"section": section, "files": files}
 
 
 def _source_hash(config: BuildConfig, source: str) -> str:

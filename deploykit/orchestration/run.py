@@ -92,6 +92,7 @@ def build(config: BuildConfig, options: BuildOptions = BuildOptions(), progress=
     ordered = tuple(records[job.id] for job in plan(config, options.only))
     bundles = tuple(_bundles(config, ordered, progress)) if options.bundle else ()
     gates = _gates(config, ordered, baseline)
+    _check_accelerator_names(config, ordered)
     failed = tuple(r for r in ordered if r["status"] != "ok")
     published = _publish(config, bundles, failed, gates, progress) if options.publish else None
     result = BuildResult(ordered, bundles, round(time.perf_counter() - started, 1), workers,
@@ -141,7 +142,20 @@ def _publish(config: BuildConfig, bundles, failed, gates, progress) -> dict:
 def _gates(config: BuildConfig, jobs, baseline) -> tuple:
     from deploykit.orchestration.gates import check_gates
 
-    return tuple(check_gates(jobs, baseline, {m.name: m.gates for m in config.models}))
+    return tuple(check_gates(jobs, baseline, {m.name: m.gates for m in config.models},
+                             {m.name: m.require_accelerators for m in config.models}))
+
+
+def _check_accelerator_names(config: BuildConfig, jobs) -> None:
+    """A required accelerator the target has no analysis of is a config error (exit 2), not a failed gate. Config
+    checks the names before anything runs when the target declares its accelerators; the others are known once a
+    job has analysed an artifact. Raised before anything is published."""
+    from deploykit.orchestration.config import accelerator_error
+    from deploykit.orchestration.gates import unknown_accelerators
+
+    unknown = unknown_accelerators(jobs, {m.name: m.require_accelerators for m in config.models})
+    if unknown:
+        raise accelerator_error(config, *unknown[0])
 
 
 def _workers(config: BuildConfig, options: BuildOptions, count: int) -> int:

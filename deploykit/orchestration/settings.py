@@ -4,7 +4,7 @@ folder; ``BuildConfig.resolve`` makes them absolute where they are used."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class ModelConfig:
     labels_output: str | None = None
     bundle: BundleSettings | None = None
     gates: GateLimits = GateLimits()
+    require_accelerators: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> accelerator names
 
     def files(self) -> dict[str, str]:
         """The data files the section names (key -> path as written): what a job's content key hashes."""
@@ -114,8 +115,9 @@ class BuildConfig:
         return file_part if file_part.is_file() else None
 
 
-def model_config(entry: dict[str, Any], targets: tuple[str, ...], variants: dict[str, tuple[str, ...]]) -> ModelConfig:
-    """The typed record of one checked ``[[models]]`` entry."""
+def model_config(entry: dict[str, Any], targets: tuple[str, ...], variants: dict[str, tuple[str, ...]],
+                 accelerators: dict[str, tuple[str, ...]] | None = None) -> ModelConfig:
+    """The typed record of one checked ``[[models]]`` entry (``accelerators``: ``require_accelerators`` per target)."""
     image = entry.get("image")
     labels = entry.get("labels") or {}
     bundle = entry.get("bundle")
@@ -129,7 +131,7 @@ def model_config(entry: dict[str, Any], targets: tuple[str, ...], variants: dict
         image=ImageSettings(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in image.items()}) if image else None,
         labels_file=labels.get("file"), labels_output=labels.get("output"),
         bundle=BundleSettings(**bundle) if bundle else None,
-        gates=GateLimits(**{k: float(v) for k, v in gates.items()}),
+        gates=GateLimits(**{k: float(v) for k, v in gates.items()}), require_accelerators=dict(accelerators or {}),
     )
 
 

@@ -24,6 +24,7 @@ variants = ["fp32", "fp16"]              # or per target: {{ tflite = ["fp16", "
 # inputs = ["x=1x3x224x224"]             # fix dynamic dimensions (flexible sizes: docs/flexible-sizes.md)
 # calibration = "data/calibration"       # for int8: .npy, .npz or an image folder
 # data = "data/pictures"                 # parity inputs (default: seeded noise, or generated pictures)
+# require_accelerators = {{ tflite = ["xnnpack"] }}   # fail unless every op runs there (docs/build.md)
 
 # [models.image]                         # the app hands over pixels (docs/image-inputs.md)
 # input = "x"

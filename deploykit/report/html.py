@@ -6,8 +6,9 @@ machine without network. Every string from the record is escaped: model, layer a
 from untrusted files.
 
 Stable hooks for tests and tools: ``section#source``, ``section#variants`` with one ``tr.variant`` per
-artifact (``data-*`` attributes hold the record's numbers), and ``figure.plot#plot-...`` per plot. A build
-page with several models suffixes the ids with ``-MODEL``.
+artifact (``data-*`` attributes hold the record's numbers), ``section#compatibility`` with one ``tr.accelerator``
+per artifact and accelerator (``report.compatibility``), and ``figure.plot#plot-...`` per plot. A build page with
+several models suffixes the ids with ``-MODEL``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from deploykit.inspection.model import LAYER_TYPE_TITLES
 from deploykit.inspection.model import LAYER_TYPES as INSPECTED_TYPES
-from deploykit.report import cells, plots
+from deploykit.report import cells, compatibility, plots
 from deploykit.report.style import STYLE
 
 METRICS = (  # (record key, column title, format)
@@ -95,8 +96,9 @@ def _model(record: dict, inspection: dict | None, measurements: dict | None, suf
     for artifact in record.get("artifacts", []):
         measured = measurements.get(artifact["path"], {})
         rows.append(Row(artifact, measured.get("latency") or artifact.get("latency"), measured.get("accuracy")))
-    return "\n".join([_source(record.get("source", {}), inspection, suffix), _variants(rows, record, suffix),
-                      _plots(rows, suffix)])
+    parts = [_source(record.get("source", {}), inspection, suffix), _variants(rows, record, suffix),
+             compatibility.section(record.get("artifacts", []), suffix), _plots(rows, suffix)]
+    return "\n".join(part for part in parts if part)
 
 
 def _source(source: dict, inspection: dict | None, suffix: str) -> str:

@@ -30,5 +30,9 @@ section.plots>h2,section.plots>p{grid-column:1/-1}
 figure.plot{margin:14px 0;padding:10px;background:#fff;border:1px solid #e2e8f0;border-radius:6px;max-width:780px}
 figure.plot svg{display:block;width:100%;height:auto}
 figcaption{font-size:12.5px;color:#4a5568;margin-top:6px}
+table.compatibility{width:100%}table.compatibility .op{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
+tr.accelerator.refused{background:#fff5f5}tr.accelerator.static,tr.accelerator.unavailable{background:#fffaf0;color:inherit}
+span.static{color:#975a16;background:#fffaf0;border:1px solid #f6e05e;border-radius:3px;padding:0 4px;font-size:11.5px;
+font-weight:600;white-space:nowrap}table.compatibility div.unavailable{padding:2px 6px}
 footer{color:#718096;font-size:12px;margin-top:24px}
 """
