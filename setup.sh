@@ -39,4 +39,43 @@ install_system_package() {  # $1: command that the package provides, $2: Debian 
 }
 install_system_package kotlinc kotlin
 install_system_package chromium chromium
+# ncnn's C++ headers, for tests/bundle/test_ncnn_templates.py: it compiles the C++ and JNI code of NCNN bundles with
+# `g++ -fsyntax-only` against them (and the system JDK's jni.h). No wheel ships them and Debian has no ncnn package,
+# so they come from the ncnn sdist on PyPI, the version constraints.txt pins: pip downloads it (by its file URL and
+# sha256: the sdist computes its version from the build date, so `pip download ncnn==...` fails on any other day),
+# then CMake configures it twice, as ncnn-android-vulkan / ncnn-apple-vulkan are built (NCNN_VULKAN with ncnn's
+# own simplevk loader, no Vulkan SDK needed) and CPU-only, to generate platform.h and the other headers CMake writes.
+# Result: .venv/share/ncnn-include/{vulkan,cpu}/ncnn/*.h (a build input, never committed). Needs cmake and g++;
+# without them, or offline, the test skips.
+NCNN_SDIST="https://files.pythonhosted.org/packages/b7/50/32b5172afe7d3e0dce410b7d8f4a5b7b84b942a0d69affbaedf669de52bc/ncnn-1.0.20261020.tar.gz#sha256=ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325ffccfca200"
+install_ncnn_headers() {
+    local dest=.venv/share/ncnn-include version tmp flavour vulkan
+    [ -f "$dest/vulkan/ncnn/net.h" ] && [ -f "$dest/cpu/ncnn/net.h" ] && return 0
+    if ! command -v cmake >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
+        echo "note: cmake or g++ not found; the NCNN template compile test will skip"
+        return 0
+    fi
+    version=$(sed -n 's/^ncnn==\(.*\)$/\1/p' constraints.txt)
+    case "$NCNN_SDIST" in *"ncnn-$version.tar.gz"*) ;; *) echo "note: NCNN_SDIST in setup.sh is not ncnn $version"; return 0 ;; esac
+    tmp=$(mktemp -d)
+    if ! .venv/bin/python -m pip download --quiet --no-deps --no-binary :all: "ncnn @ $NCNN_SDIST" -d "$tmp" >/dev/null 2>&1; then
+        echo "note: could not download the ncnn $version sdist; the NCNN template compile test will skip"
+        rm -rf "$tmp"
+        return 0
+    fi
+    tar -xzf "$tmp/ncnn-$version.tar.gz" -C "$tmp"
+    for flavour in vulkan cpu; do
+        if [ "$flavour" = vulkan ]; then vulkan=ON; else vulkan=OFF; fi
+        cmake -S "$tmp/ncnn-$version" -B "$tmp/build-$flavour" -DNCNN_VERSION="${version##*.}" -DNCNN_VULKAN=$vulkan \
+            -DNCNN_SIMPLEVK=ON -DNCNN_BUILD_TOOLS=OFF -DNCNN_BUILD_EXAMPLES=OFF -DNCNN_BUILD_BENCHMARK=OFF \
+            -DNCNN_BUILD_TESTS=OFF -DNCNN_PYTHON=OFF >/dev/null 2>&1 || { echo "note: cmake could not configure ncnn"; rm -rf "$tmp"; return 0; }
+        mkdir -p "$dest/$flavour/ncnn"
+        cp "$tmp/ncnn-$version"/src/*.h "$tmp/build-$flavour"/src/{platform,ncnn_export,layer_type_enum,layer_shader_type_enum}.h \
+            "$dest/$flavour/ncnn/"
+    done
+    cp "$tmp/ncnn-$version/LICENSE.txt" "$dest/"
+    rm -rf "$tmp"
+    echo "ncnn $version headers in $dest"
+}
+install_ncnn_headers
 echo "deploykit is installed in .venv: run .venv/bin/deploykit --help"

@@ -36,11 +36,30 @@ _EXECUTORCH_FILES = {
     "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitExecuTorchModel.swift.tmpl"},
 }
 _EXECUTORCH_USAGE = {"ios": "swift/USAGE-executorch.md.tmpl", "android": "kotlin/USAGE-executorch.md.tmpl"}
+# NCNN bundles: one C++ class over ncnn::Net for both platforms; Android adds its JNI glue, the Kotlin class calling
+# it and a CMakeLists.txt beside the same updater and verifier; iOS gets the updater without a compile step (the
+# ExecuTorch pattern) and an Objective-C++ bridge Swift calls through a bridging header.
+_NCNN_CPP = {"integration/cpp/DeployKitNcnn.h": "cpp/DeployKitNcnn.h.tmpl",
+             "integration/cpp/DeployKitNcnn.cpp": "cpp/DeployKitNcnn.cpp.tmpl"}
+_NCNN_FILES = {
+    "android": {**_FILES["android"], "integration/kotlin/DeployKitNcnn.kt": "kotlin/DeployKitNcnn.kt.tmpl", **_NCNN_CPP,
+                "integration/cpp/deploykit_ncnn_jni.cpp": "cpp/deploykit_ncnn_jni.cpp.tmpl",
+                "integration/cpp/CMakeLists.txt": "cpp/CMakeLists.txt.tmpl"},
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitNcnnModel.swift.tmpl", **_NCNN_CPP,
+            "integration/objc/DeployKitNcnnBridge.h": "objc/DeployKitNcnnBridge.h.tmpl",
+            "integration/objc/DeployKitNcnnBridge.mm": "objc/DeployKitNcnnBridge.mm.tmpl"},
+}
+_NCNN_USAGE = {"ios": "swift/USAGE-ncnn.md.tmpl", "android": "kotlin/USAGE-ncnn.md.tmpl"}
+# The Swift updater of the runtimes whose model needs no compile step on the device (ExecuTorch, NCNN): one
+# fragment, rendered into each runtime's DeployKitModel.swift as {{swift_updater}}.
+_SWIFT_UPDATER = "swift/DeployKitUpdater.swift.tmpl"
 
 
 def _templates(platform: str, fmt: str | None) -> tuple[dict[str, str], str]:
     if fmt == "executorch":
         return _EXECUTORCH_FILES[platform], _EXECUTORCH_USAGE[platform]
+    if fmt == "ncnn":
+        return _NCNN_FILES[platform], _NCNN_USAGE[platform]
     return _FILES[platform], _USAGE[platform]
 
 
@@ -84,6 +103,8 @@ def integration_files(manifest: dict[str, Any], bundle_file: str, trusted_key_ra
         templates = {**templates, helper[0]: helper[1]}
         section = SECTIONS[manifest["platform"]]
         context["detector_section"] = render(_read(root, section), context, section).strip()
+    if manifest["platform"] == "ios" and manifest["format"] in ("executorch", "ncnn"):
+        context["swift_updater"] = render(_read(root, _SWIFT_UPDATER), context, _SWIFT_UPDATER).strip()
     context["usage"] = render(_read(root, usage), context, usage).strip()
     files = {"integration/README.md": render(_read(root, "README.md.tmpl"), context, "README.md.tmpl")}
     for target, template in templates.items():
@@ -127,6 +148,12 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
         "requirements": _requirements(manifest) + _accelerators(manifest),
     }
     ctx.update(_runtime_context(manifest, first_in, first_out))
+    ctx.update(_variant_context(manifest["platform"], manifest["variant"]))
+    ctx["swift_format"] = _lit(manifest["format"], "swift")
+    if manifest["format"] == "ncnn":
+        from deploykit.bundle.ncnn_code import ncnn_context
+
+        ctx.update(ncnn_context(manifest, listed_files, _lit))
     ctx.update(_swift_image(first_in, outputs, ctx))
     ctx.update(_kotlin_image(first_in, ctx))
     ctx["kotlin_usage_run"] = f"val output = Array(1) {{ FloatArray({out_size}) }}\ninterpreter.run(input, output)"
@@ -149,7 +176,8 @@ def build_context(manifest: dict[str, Any], bundle_file: str, key_raw: bytes | N
 # dtype -> (Kotlin array type, org.pytorch.executorch.Tensor getter, Swift scalar type): the types
 # Tensor.fromBlob / Tensor<T> take for each dtype a deploykit TensorSpec can carry.
 _KOTLIN_RUNTIME = {"litert": "LiteRT (org.tensorflow.lite.Interpreter)",
-                   "executorch": "ExecuTorch (org.pytorch.executorch.Module)"}
+                   "executorch": "ExecuTorch (org.pytorch.executorch.Module)",
+                   "ncnn": "NCNN (DeployKitNcnn.kt over the C++ wrapper in integration/cpp/)"}
 _ET_TYPES = {"float32": ("FloatArray", "dataAsFloatArray", "Float"),
              "float64": ("DoubleArray", "dataAsDoubleArray", "Double"),
              "int32": ("IntArray", "dataAsIntArray", "Int32"), "int64": ("LongArray", "dataAsLongArray", "Int64"),
@@ -174,6 +202,25 @@ def _runtime_context(manifest: dict[str, Any], first_in: dict[str, Any], first_o
                         f"swift_{role}_scalar": swift_scalar, f"{role}_dtype": tensor["dtype"]})
         ctx["kotlin_input_factory"] = "fromBlobUnsigned" if first_in["dtype"] == "uint8" else "fromBlob"
     return ctx
+
+
+def _variant_context(platform: str, variant: str) -> dict[str, str]:
+    """How the updaters tell this runtime's bundles from the other runtimes' in a release: the catalogue's rule
+    (``targets.for_bundle``), the longest variant prefix names the runtime. LiteRT's and Core ML's prefix is empty,
+    so their variants are those that begin with none of the longer prefixes of the platform's other runtimes."""
+    from deploykit.targets import TARGETS, for_bundle
+
+    own = for_bundle(platform, variant)[0]
+    others = sorted(t.variant_prefix for t in TARGETS.values()
+                    if t is not own and len(t.variant_prefix) > len(own.variant_prefix)
+                    and t.variant_prefix.startswith(own.variant_prefix)
+                    and for_bundle(platform, t.variant_prefix + "fp32")[0] is t)
+    return {"kotlin_variant_prefix": _lit(own.variant_prefix, "kotlin"),
+            "kotlin_other_variant_prefixes": (f"listOf({', '.join(_lit(p, 'kotlin') for p in others)})" if others
+                                              else "listOf<String>()"),
+            "swift_variant_prefix": _lit(own.variant_prefix, "swift"),
+            "swift_other_variant_prefixes": "[" + ", ".join(_lit(p, "swift") for p in others) + "]",
+            "runtime_title": own.title, "swift_runtime_title": _lit(own.title, "swift")}
 
 
 def _swift_image(first_in: dict[str, Any], outputs, ctx: dict[str, str]) -> dict[str, str]:
@@ -375,6 +422,10 @@ def _requirements(manifest: dict[str, Any]) -> str:
         os_line = f"iOS {c['min_ios']}+" if manifest["platform"] == "ios" else f"Android API {c['min_android_api']}+"
         return (f"{os_line}, ExecuTorch runtime {r['min_version']}+ with the {r['backend']} backend linked "
                 f"(delegates: {', '.join(r['delegates']) or 'none, portable kernels only'}).")
+    if manifest["format"] == "ncnn":
+        from deploykit.bundle.ncnn_code import requirements
+
+        return requirements(manifest)
     if manifest["platform"] == "ios":
         return f"iOS {c.get('min_ios')}+ (Core ML, deployment target {c.get('deployment_target')})."
     return f"Android API {c.get('min_android_api')}+, LiteRT runtime {c.get('min_runtime') or 'any'}+."
