@@ -39,6 +39,7 @@ install_system_package() {  # $1: command that the package provides, $2: Debian 
 }
 install_system_package kotlinc kotlin
 install_system_package chromium chromium
+install_system_package cmake cmake  # configures ncnn's sources for its headers (below)
 # ncnn's C++ headers, for tests/bundle/test_ncnn_templates.py: it compiles the C++ and JNI code of NCNN bundles with
 # `g++ -fsyntax-only` against them (and the system JDK's jni.h). No wheel ships them and Debian has no ncnn package,
 # so they come from the ncnn sdist on PyPI, the version constraints.txt pins: pip downloads it (by its file URL and
