@@ -11,6 +11,9 @@ from deploykit.passes import fold_batchnorm  # noqa: F401  (source: every framew
 from deploykit.passes import coreml_fuse_activation, coreml_names  # noqa: F401  (coreml: MIL passes)
 from deploykit.passes import coreml_exact_reciprocal  # noqa: F401
 from deploykit.passes import tflite_fuse_activation, tflite_names  # noqa: F401  (tflite: flatbuffer passes)
+from deploykit.passes import tflite_gather_as_slice, tflite_int64_as_int32  # noqa: F401  (tflite: for the GPU delegate)
+from deploykit.passes import tflite_slices_for_gpu, tflite_split_relu_0_to_1  # noqa: F401
+from deploykit.passes import tflite_fold_constant_broadcast  # noqa: F401
 from deploykit.passes import decompose_prelu, drop_alias  # noqa: F401  (source: PyTorch)
 from deploykit.passes import onnx_constant_lhs, onnx_single_axis_slices  # noqa: F401  (onnx: ladder rewrites)
 from deploykit.passes import onnx_subgraph_constants, onnx_average_pool_pads  # noqa: F401

@@ -77,7 +77,10 @@ def test_cli_strict_graph_and_passes_command(keras_probe_file, tmp_path):
     rows = {(r["name"], r["stage"]): r for r in json.loads(listed.stdout)}
     assert set(rows) == {("fold_batchnorm", "source"), ("decompose_prelu", "source"), ("drop_alias", "source"),
                          ("fuse_activation", "tflite"), ("fuse_activation", "coreml"), ("exact_reciprocal", "coreml"),
-                         ("shorten_names", "tflite"), ("shorten_names", "coreml")}
+                         ("shorten_names", "tflite"), ("shorten_names", "coreml"), ("gather_as_slice", "tflite"),
+                         ("int64_as_int32", "tflite"), ("slices_for_gpu", "tflite"), ("split_relu_0_to_1", "tflite"),
+                         ("fold_constant_broadcast", "tflite")}
+    assert rows[("gather_as_slice", "tflite")]["auto"] == "any->tflite"
     assert rows[("fold_batchnorm", "source")]["auto"] == "keras->coreml, onnx->coreml, torch->coreml"
     doc = run("passes", "--doc", "fold_batchnorm")
     assert "Given:" in doc.stdout and "Result:" in doc.stdout
