@@ -3,8 +3,8 @@
 TFLiteConverter fuses ``min(max(x, 0), 1)`` into RELU_0_TO_1 (builtin 152, TFLite 2.14), and onnx2tf's HardSigmoid
 (``Clip(x * 0.2 + 0.5, 0, 1)``, every squeeze-excitation block of PP-OCR's and PicoDet's LCNet backbones) comes out
 that way. The TFLite GPU delegate's compatibility rules (``gpu_compatibility.cc``) have no case for it ("Not supported
-op RELU_0_TO_1"), so each one cuts the GPU graph: ten partitions' borders on PP-OCRv4's detector. LiteRT's newer
-ML Drift GPU accelerator takes it; RELU and MINIMUM run on both.
+op RELU_0_TO_1"), so each one cuts the GPU graph and runs on the CPU: ten cuts in PP-OCRv4's detector. LiteRT's
+newer ML Drift GPU accelerator takes it; RELU and MINIMUM run on both.
 """
 
 from __future__ import annotations
