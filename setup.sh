@@ -79,4 +79,28 @@ install_ncnn_headers() {
     echo "ncnn $version headers in $dest"
 }
 install_ncnn_headers
+# LiteRT's GPU-delegate compatibility check: the model analyzer of ai-edge-litert 2.3.0 (and TensorFlow 2.21) checks
+# no op for the GPU delegate, so deploykit's compatibility report asks TensorFlow 2.16.2's, the last one found that
+# does (deploykit.formats.tflite.analyzer). Only its analyzer module is kept (2.6 MB, out of a 214 MB wheel that pip
+# downloads here once and deletes); without it the report's GPU entry says "not checked".
+install_gpu_analyzer() {
+    local dest=.venv/share/litert-gpu-analyzer/tf-2.16.2 tmp
+    [ -f "$dest/_pywrap_analyzer_wrapper.so" ] && return 0
+    tmp=$(mktemp -d)
+    if ! .venv/bin/python -m pip download --quiet --no-deps --only-binary=:all: "tensorflow-cpu==2.16.2" -d "$tmp" >/dev/null 2>&1; then
+        echo "note: could not download tensorflow-cpu 2.16.2; the compatibility report's GPU entry will say 'not checked'"
+        rm -rf "$tmp"; return 0
+    fi
+    mkdir -p "$dest"
+    .venv/bin/python - "$tmp" "$dest" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("tensorflow_cpu-2.16.2-*.whl"))
+with zipfile.ZipFile(wheel) as archive:
+    data = archive.read("tensorflow/lite/python/analyzer_wrapper/_pywrap_analyzer_wrapper.so")
+(pathlib.Path(sys.argv[2]) / "_pywrap_analyzer_wrapper.so").write_bytes(data)
+PY
+    rm -rf "$tmp"
+    echo "LiteRT GPU analyzer (TensorFlow 2.16.2) in $dest"
+}
+install_gpu_analyzer
 echo "deploykit is installed in .venv: run .venv/bin/deploykit --help"

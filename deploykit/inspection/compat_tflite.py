@@ -2,8 +2,9 @@
 
 GPU: LiteRT's model analyzer asked for GPU compatibility (``formats.tflite.analyzer``), its per-op warnings as
 the refused ops' reasons. The installed analyzer is first checked to check anything at all (a custom op no
-delegate knows must be refused); when it does not, the GPU entry says so and counts nothing as supported,
-rather than repeat a "looks compatible" it prints for every model.
+delegate knows must be refused); when it does not (ai-edge-litert 2.3.0), TensorFlow 2.16.2's analyzer, which
+setup.sh extracts, gives the verdicts; without it the GPU entry says it was not checked and counts nothing as
+supported, rather than repeat a "looks compatible" the installed one prints for every model.
 
 XNNPACK: the interpreter with LiteRT's default delegate applied (``formats.tflite.delegation``): the model's
 nodes that no XNNPACK partition took run on LiteRT's builtin kernels. XNNPACK gives no reason per node; the
@@ -34,8 +35,13 @@ def compatibility(path: Path) -> dict:
 
     version = litert_facade.version()
     analysis = analyzer.analyze(path)
-    checks = analyzer.checks_gpu_ops()
+    checker = analyzer.gpu_analyzer()
+    checks = checker is not None
     notes = []
+    if checker is not None and checker[1] is not None:  # the installed analyzer checks nothing: an older one does
+        analysis = analyzer.analyze_with(checker[1], path)
+        notes.append(f"GPU verdicts from {checker[0]} (the GPU delegate's rules of that release), since the "
+                     f"analyzer of ai-edge-litert {version} checks no op")
     gpu = gpu_entry(analysis, checks)
     if not checks:
         notes.append(gpu["unavailable"])
@@ -44,10 +50,10 @@ def compatibility(path: Path) -> dict:
                  "LiteRT's builtin CPU kernels, with a copy at each border")
     asked = [f"TFLite runtime {analysis.runtime_version}"] if analysis.runtime_version else []
     asked.append("gpu_compatibility" if checks else "gpu_compatibility, which this version does not check per op")
+    who = f"LiteRT {version} model analyzer" if checker is None or checker[1] is None else checker[0]
     return {
         "static": False,
-        "checked_with": f"LiteRT {version} model analyzer ({'; '.join(asked)}) + XNNPACK delegate in ai-edge-litert "
-                        f"{version}",
+        "checked_with": f"{who} ({'; '.join(asked)}) + XNNPACK delegate in ai-edge-litert {version}",
         "accelerators": [gpu, xnnpack],
         "notes": notes,
     }

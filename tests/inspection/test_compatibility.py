@@ -152,7 +152,11 @@ def test_tflite_record_names_the_op_xnnpack_refuses(cumsum):
     assert block["static"] is False and "XNNPACK delegate in ai-edge-litert" in block["checked_with"]
     gpu, xnnpack = block["accelerators"]
     ops = sum(artifacts["tflite"]["op_histogram"].values())
-    assert (gpu["name"], gpu["ops"], gpu["supported"]) == ("gpu", ops, None) and "not checked" in gpu["unavailable"]
+    if gpu_checked():  # TensorFlow 2.16.2's analyzer (setup.sh): its GPU rules take a cumulative sum
+        assert (gpu["name"], gpu["ops"], gpu["supported"], gpu["refused"]) == ("gpu", ops, ops, [])
+        assert "TensorFlow 2.16.2's model analyzer" in block["checked_with"]
+    else:
+        assert (gpu["name"], gpu["ops"], gpu["supported"]) == ("gpu", ops, None) and "not checked" in gpu["unavailable"]
     assert (xnnpack["name"], xnnpack["ops"], xnnpack["supported"]) == ("xnnpack", ops, ops - 1)
     assert [(r["op"], r["count"]) for r in xnnpack["refused"]] == [("CUMSUM", 1)]
     assert "runs on LiteRT's builtin kernels" in xnnpack["refused"][0]["reason"]
@@ -199,7 +203,40 @@ def test_a_net_xnnpack_takes_whole_refuses_nothing(tmp_path, model_dir):
     report = deploykit.convert(save_pt2("mobilenet", model_dir), to="tflite", out=tmp_path, verify=False)
     gpu, xnnpack = report.artifacts[0].compatibility["accelerators"]
     assert xnnpack["supported"] == xnnpack["ops"] == sum(report.artifacts[0].op_histogram.values()) > 0
-    assert xnnpack["refused"] == [] and gpu["supported"] is None
+    assert xnnpack["refused"] == [] and gpu["supported"] == (gpu["ops"] if gpu_checked() else None)
+
+
+def gpu_checked() -> bool:
+    from deploykit.formats.tflite import analyzer
+
+    return analyzer.gpu_analyzer() is not None
+
+
+def test_the_gpu_delegate_refuses_top_k_with_the_analyzers_reason(tmp_path):
+    """A TFLite graph ending in TOPK_V2 (written by TensorFlow's converter): LiteRT's GPU delegate has no TOPK_V2
+    (TensorFlow 2.16.2's analyzer, which setup.sh extracts, says so in its own words; the installed one checks
+    nothing), while XNNPACK's refusals come from the interpreter as usual."""
+    import tensorflow as tf
+
+    from deploykit.inspection.compat_tflite import compatibility
+
+    if not gpu_checked():
+        pytest.skip("no analyzer here checks GPU compatibility (setup.sh extracts TensorFlow 2.16.2's)")
+
+    class TopK(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+        def top(self, x):
+            return tf.math.top_k(tf.nn.relu(x), k=3).values
+
+    module = TopK()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.top.get_concrete_function()], module)
+    path = tmp_path / "topk.tflite"
+    path.write_bytes(converter.convert())
+    block = compatibility(path)
+    gpu, xnnpack = block["accelerators"]
+    assert "TensorFlow 2.16.2's model analyzer" in block["checked_with"]
+    assert [(r["op"], r["count"], r["reason"]) for r in gpu["refused"]] == [("TOPK_V2", 1, "Not supported op TOPK_V2")]
+    assert gpu["supported"] == gpu["ops"] - 1 and "TOPK_V2" in {r["op"] for r in xnnpack["refused"]}
 
 
 # -- a failing analysis ------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ code) no longer runs the per-op check: it prints the "looks compatible" line for
 finds out which kind is installed by analysing a one-op model no GPU delegate can take (a custom op): an
 analyzer that passes it did not check anything, and its verdict on a real model says nothing.
 
+When the installed analyzer does not check, ``gpu_analyze`` asks the last one found that does: TensorFlow
+2.16.2's ``_pywrap_analyzer_wrapper.so`` (a self-contained pybind module, the GPU delegate's compatibility rules of
+that release), which ``setup.sh`` takes out of the ``tensorflow-cpu==2.16.2`` wheel into
+``.venv/share/litert-gpu-analyzer/``. It runs in a child process, so it never meets the TensorFlow 2.21 and LiteRT
+2.3 symbols loaded here, and a native crash costs only the figure. Nothing is downloaded at run time: without the
+file the GPU entry says it was not checked.
+
 ``parse`` is pure (text in, ``Analysis`` out), so it is tested on the analyzer's own output.
 """
 
@@ -84,6 +91,58 @@ def analyze(path) -> Analysis:
     with capture_output():  # the flatbuffer reader may log to fd 2
         text = litert_facade.analyze(path, gpu_compatibility=True)
     return parse(text)
+
+
+FALLBACK_RELEASE = "2.16.2"  # the TensorFlow release whose analyzer setup.sh extracts (tensorflow-cpu wheel)
+_CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_pywrap_analyzer_wrapper", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+sys.stdout.write(module.ModelAnalyzer(sys.argv[2], True, True))
+"""
+
+
+def fallback_analyzer() -> Path | None:
+    """TensorFlow 2.16.2's analyzer module as setup.sh placed it, or None."""
+    import sys
+
+    path = Path(sys.prefix) / "share" / "litert-gpu-analyzer" / f"tf-{FALLBACK_RELEASE}" / "_pywrap_analyzer_wrapper.so"
+    return path if path.is_file() else None
+
+
+def analyze_with(module: Path, path) -> Analysis:
+    """The analyzer module at ``module`` on ``path``, in a child process, parsed."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(module), str(path)], capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"the analyzer {module.name} failed: {lines[-1] if lines else done.returncode}")
+    return parse(done.stdout)
+
+
+@functools.cache
+def gpu_analyzer() -> tuple[str, Path | None] | None:
+    """Which analyzer checks GPU compatibility here: ("installed", None), ("tensorflow 2.16.2", module) or None.
+    Each is asked about the canary model first: one that passes it checks nothing."""
+    if checks_gpu_ops():
+        return "installed", None
+    module = fallback_analyzer()
+    if module is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="deploykit-canary-") as folder:
+        probe = Path(folder) / "canary.tflite"
+        probe.write_bytes(canary_model())
+        try:
+            found = analyze_with(module, probe)
+        except (RuntimeError, OSError, ValueError):
+            return None
+    if found.gpu_verdict == "incompatible" or found.refused:
+        return f"TensorFlow {FALLBACK_RELEASE}'s model analyzer", module
+    return None
 
 
 @functools.cache
