@@ -8,9 +8,9 @@ graph in; for the second, what each pass rewrote and the record's parity verdict
 byte-identical outputs on seeded inputs (the rewrites are exact).
 
 The analyzer: the one ai-edge-litert 2.3.0 and TensorFlow 2.21 ship checks no op for the GPU delegate (it calls
-every model, even one made of a custom op, compatible), so this uses TensorFlow 2.16.2's, the last one found that
-checks: its ``_pywrap_analyzer_wrapper.so`` alone, fetched once with ``pip download tensorflow-cpu==2.16.2 --no-deps``
-into ~/.cache/deploykit-bench (214 MB wheel, one 2.6 MB file kept), or given with ``--analyzer PATH``.
+every model, even one made of a custom op, compatible), so this uses the one deploykit's compatibility report uses
+(``formats.tflite.analyzer.gpu_analyzer``): TensorFlow 2.16.2's, which setup.sh extracts into the venv, or the
+module given with ``--analyzer PATH``.
 
 Models: PP-OCRv4's recogniser and detector and the PicoDet layout detector (onnx2tf), the transformers ViT and
 DistilBERT (.pt2, litert-torch; the ViT also as torch.onnx exported it, through onnx2tf), and IndexNet, a small
@@ -24,14 +24,12 @@ Writes bench/results/compatibility-passes.json and .md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -42,8 +40,6 @@ CORPUS = REPO / "bench" / "corpus" / "models"
 RESULTS = REPO / "bench" / "results"
 CLI = str(REPO / ".venv" / "bin" / "deploykit")
 PASSES = ("gather_as_slice", "int64_as_int32", "slices_for_gpu", "split_relu_0_to_1", "fold_constant_broadcast")
-ANALYZER_WHEEL = "tensorflow-cpu==2.16.2"
-ANALYZER_MEMBER = "tensorflow/lite/python/analyzer_wrapper/_pywrap_analyzer_wrapper.so"
 
 # name -> (source, --input values, what it is)
 MODELS = {
@@ -65,32 +61,25 @@ CLEAN = {
 
 # ---- the analyzer ---------------------------------------------------------------------------------------------
 
-def analyzer_module(path: str | None):
-    """TensorFlow 2.16.2's analyzer wrapper (a self-contained pybind module), fetched once when no path is given."""
-    if path is None:
-        cache = Path.home() / ".cache" / "deploykit-bench" / "analyzer-tf2.16.2"
-        target = cache / "_pywrap_analyzer_wrapper.so"
-        if not target.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as folder:
-                subprocess.run([sys.executable, "-m", "pip", "download", ANALYZER_WHEEL, "--no-deps",
-                                "--only-binary=:all:", "-d", folder], check=True, capture_output=True)
-                wheel = next(Path(folder).glob("*.whl"))
-                with zipfile.ZipFile(wheel) as archive:
-                    target.write_bytes(archive.read(ANALYZER_MEMBER))
-        path = str(target)
-    spec = importlib.util.spec_from_file_location("_pywrap_analyzer_wrapper", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gpu_analyzer(path: str | None) -> tuple[str, Path | None]:
+    """(its title, its module or None for the installed one): the analyzer that checks GPU compatibility here."""
+    from deploykit.formats.tflite import analyzer
+
+    if path is not None:
+        return f"the analyzer module {path}", Path(path)
+    found = analyzer.gpu_analyzer()
+    if found is None:
+        raise SystemExit("no model analyzer here checks GPU compatibility: run setup.sh (it extracts TensorFlow "
+                         f"{analyzer.FALLBACK_RELEASE}'s) or give --analyzer PATH")
+    return found
 
 
-def gpu_refused(analyzer, tflite: Path) -> dict:
+def gpu_refused(module: Path | None, tflite: Path) -> dict:
     """{ops, refused: [[op, reason, count]]}: the analyzer's per-op GPU warnings, read by deploykit's own parser
     (``formats.tflite.analyzer.parse``: each warning belongs to the op printed above it)."""
-    from deploykit.formats.tflite.analyzer import parse
+    from deploykit.formats.tflite import analyzer
 
-    analysis = parse(analyzer.ModelAnalyzer(str(tflite), True, True))
+    analysis = analyzer.analyze(tflite) if module is None else analyzer.analyze_with(module, tflite)
     refused = Counter((op.op, op.gpu_warning) for op in analysis.refused)
     return {"ops": len(analysis.ops), "analyzer_runtime": analysis.runtime_version,
             "refused": [[op, reason, n] for (op, reason), n in sorted(refused.items())]}
@@ -244,15 +233,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated names (default: every model that needs a rewrite)")
     parser.add_argument("--clean", action="store_true", help="add corpus models the GPU delegate already takes whole")
-    parser.add_argument("--analyzer", help="path of a _pywrap_analyzer_wrapper.so that checks GPU compatibility")
+    parser.add_argument("--analyzer", help="path of a _pywrap_analyzer_wrapper.so that checks GPU compatibility "
+                                           "(default: the one deploykit's compatibility report uses)")
     parser.add_argument("--work", help="folder for the artifacts (default: a temporary one)")
     args = parser.parse_args()
     catalogue = {**MODELS, **CLEAN}
     names = args.models.split(",") if args.models else list(MODELS) + (list(CLEAN) if args.clean else [])
-    analyzer = analyzer_module(args.analyzer)
-    note = ("LiteRT's model analyzer of TensorFlow 2.16.2 (`gpu_compatibility=True`: the GPU delegate's "
-            "`gpu_compatibility.cc` rules, one warning per refused op); the analyzer of ai-edge-litert 2.3.0 / "
-            "TensorFlow 2.21 checks no op.")
+    title, analyzer = gpu_analyzer(args.analyzer)
+    note = (f"{title} (`gpu_compatibility=True`: the GPU delegate's `gpu_compatibility.cc` rules of its release, "
+            "one warning per refused op); the analyzer of ai-edge-litert 2.3.0 / TensorFlow 2.21 checks no op.")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="deploykit-compat-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
