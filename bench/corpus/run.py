@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,8 +44,9 @@ DEPLOYKIT = [sys.executable, "-m", "deploykit.cli.app"]
 TIMEOUT = 1800
 
 
-# Which source formats a target takes (deploykit convert --help: executorch is for PyTorch sources).
-TARGET_SOURCES = {"executorch": (".pt2",)}
+# Which source formats a target takes (deploykit convert --help: executorch is for PyTorch sources, ncnn for
+# PyTorch and ONNX ones).
+TARGET_SOURCES = {"executorch": (".pt2",), "ncnn": (".pt2", ".onnx")}
 
 
 def source_format(source: Path) -> str:
@@ -58,7 +60,7 @@ def takes(target: str, source: Path) -> bool:
 
 
 def run_one(folder: Path, source: Path, target: str, work: Path, extra: list[str], quantize: str = "fp16",
-            data: bool = True) -> dict:
+            data: bool = True, timeout: int = TIMEOUT) -> dict:
     entry = json.loads((folder / "entry.json").read_text())
     fmt = source_format(source)
     out = work / f"{folder.name}-{fmt}-{target}"
@@ -71,12 +73,16 @@ def run_one(folder: Path, source: Path, target: str, work: Path, extra: list[str
         command += ["--data", str((folder / entry["data"]).resolve())]
     command += extra
     started = time.perf_counter()
+    # its own process group, so a timeout also ends what it started (pnnx, onnx2tf's workers)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, start_new_session=True)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=work,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        code, stderr = done.returncode, done.stderr
+        _, stderr = process.communicate(timeout=timeout)
+        code = process.returncode
     except subprocess.TimeoutExpired:
-        code, stderr = -1, f"timed out after {TIMEOUT} s"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        code, stderr = -1, f"timed out after {timeout} s"
     seconds = round(time.perf_counter() - started, 1)
     row = {"model": folder.name, "format": fmt, "target": target, "exit": code, "seconds": seconds,
            "error": _message(stderr) if code else None}
@@ -113,6 +119,7 @@ def _from_report(report: dict, target: str) -> dict:
                                       "parity_inputs": parity.get("inputs"),
                                       "converter": artifact.get("converter"), "attempts": artifact.get("attempts"),
                                       "size_bytes": artifact.get("size_bytes"),
+                                      "latency_ms": (artifact.get("latency") or {}).get("median_ms"),
                                       "mixed": None if not mixed else {k: mixed.get(k) for k in (
                                           "search", "kept_float32", "float32_weight_share", "estimate", "verdict")}}
     failures = [f for f in report.get("failures", []) if f.get("target") == target]

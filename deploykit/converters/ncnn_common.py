@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deploykit.core.errors import ConversionError, UsageError
+from deploykit.core.errors import ConversionError, InputError, UsageError
 from deploykit.formats.ncnn import pair, param
 
 _NUMBERED = re.compile(r"^(in|out)(\d+)$")
@@ -66,11 +66,16 @@ def write_artifact(output, source, folder: Path, label: str) -> None:
     """pnnx's pair as the artifact folder ``folder`` (model.ncnn.param, model.ncnn.bin)."""
     from deploykit.formats import ncnn_facade
 
-    graph = param.parse(output.param_text, f"{label}: pnnx's .param")
+    try:
+        graph = param.parse(output.param_text, f"{label}: pnnx's .param")
+    except InputError as exc:  # pnnx wrote it: a conversion failure (the ladder goes on), not the user's input
+        raise ConversionError(exc.message) from None
     support = ncnn_facade.vulkan_support(sorted({layer.type for layer in graph.layers}))
     unknown = sorted(kind for kind, known in support.items() if known is None)
+    left = _left_by_pnnx(output.log)
     if unknown:
-        raise ConversionError(f"{label}: pnnx left op(s) NCNN has no layer for: {', '.join(unknown)}",
+        raise ConversionError(f"{label}: pnnx left op(s) NCNN has no layer for: "
+                              f"{'; '.join(_described(kind, graph, left) for kind in unknown)}",
                               hint="NCNN cannot run this model as exported; try another target or rewrite those ops")
     mapping = blob_mapping(graph, source)
     shapes = {mapping[blob]: tuple(spec.shape[1:]) for blob, spec in zip(
@@ -79,3 +84,41 @@ def write_artifact(output, source, folder: Path, label: str) -> None:
     folder.mkdir(parents=True)
     (folder / pair.PARAM).write_text(text, encoding="ascii")
     (folder / pair.BIN).write_bytes(output.weights)
+    # a layer of a known type can still be one ncnn refuses (an op pnnx left as it was, under an NCNN layer's name),
+    # or one that crashes ncnn's native code: tried in a child process, a conversion failure (the ladder tries its
+    # next route), never a bad-input error about a file deploykit wrote nor a crash of deploykit itself
+    problem = ncnn_facade.probe(folder / pair.PARAM, folder / pair.BIN)
+    if problem is not None:
+        raise ConversionError(f"{label}: ncnn cannot run the pair pnnx wrote: {problem}{_which_layer(problem, graph, left)}",
+                              hint="NCNN cannot run this model as exported; try another target or rewrite that op")
+
+
+def _left_by_pnnx(log: str) -> dict[str, list[str]]:
+    """Op name -> the parameters pnnx dropped when it left the op unconverted (its log: ``ignore TYPE NAME param K=V``)."""
+    left: dict[str, list[str]] = {}
+    for line in log.splitlines():
+        words = line.split(maxsplit=4)
+        if len(words) == 5 and words[0] == "ignore" and words[3] == "param":
+            left.setdefault(words[2], []).append(words[4].strip())
+    return left
+
+
+def _described(kind: str, graph: param.Graph, left: dict[str, list[str]]) -> str:
+    """``Tensor.slice x4 (Tensor.slice_23: dims=(2,3) steps=(2,2) ...)``: the type, how many, the first one's parameters."""
+    names = [layer.name for layer in graph.layers if layer.type == kind]
+    text = f"{kind} x{len(names)}" if len(names) > 1 else kind
+    first = next((name for name in names if name in left), None)
+    if first is not None:
+        text += f" ({first}: {' '.join(left[first])})"[:200]
+    return text
+
+
+def _which_layer(problem: str, graph: param.Graph, left: dict[str, list[str]]) -> str:
+    """ncnn's loader names a layer by its index: which one that is, with its blob counts."""
+    found = re.search(r"layer (\d+)", problem)
+    if found is None or int(found.group(1)) >= len(graph.layers):
+        return ""
+    layer = graph.layers[int(found.group(1))]
+    note = f"; pnnx left it unconverted: {' '.join(left[layer.name])}" if layer.name in left else ""
+    return (f" ({layer.type} {layer.name!r} with {len(layer.inputs)} input(s) and {len(layer.outputs)} output(s)"
+            f"{note})")[:300]

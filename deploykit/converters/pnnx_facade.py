@@ -9,6 +9,8 @@ its working directory: everything is written in a scratch folder and only the NC
 from __future__ import annotations
 
 import importlib.util
+import re
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -73,9 +75,26 @@ def convert(model_file: Path, specs, *, fp16: bool, label: str) -> PnnxOutput:
 
 
 def _reason(log: str, code: int) -> str:
-    """The last lines of pnnx's log that say something (it prints its passes as '#### pass_...')."""
-    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("####")]
+    """The last lines of pnnx's log that say something (it prints its passes as '#### pass_...'), one line: terminal
+    colour codes and onnxruntime's own warnings (which pnnx runs to fold constants) left out; a crash says so."""
+    text = _ANSI.sub("", log)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith("####") and not _ORT_LOG.search(line)]
     meaningful = [line for line in lines if any(w in line.lower() for w in ("error", "unsupported", "not supported", "failed",
                                                                             "ignore", "unknown"))]
-    text = "; ".join((meaningful or lines)[-3:])[:400]
-    return text or f"exit code {code}"
+    reason = "; ".join((meaningful or lines)[-3:])[:400]
+    if code < 0:  # killed by a signal: pnnx crashed
+        crash = f"pnnx crashed ({_signal_name(-code)})"
+        return f"{crash}: {reason}" if reason else crash
+    return reason or f"exit code {code}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ORT_LOG = re.compile(r"\[[WIEV]:onnxruntime:")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -2,8 +2,8 @@
 
 NCNN tensors have no batch axis: an input of the source's shape ``(1, C, H, W)`` is fed as ``(C, H, W)``, and
 each output comes back without it and is given the source's shape again. Integer inputs (token ids) are fed
-as floats, the only element type an NCNN blob holds. The .param is parsed and checked by deploykit before
-ncnn (native code) reads it.
+as int32, what ncnn's Embed layer reads from a blob (whose 4-byte elements each layer reads as it means them).
+The .param is parsed and checked by deploykit before ncnn (native code) reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from deploykit.core.types import TensorSpec
 from deploykit.formats import ncnn_facade
 from deploykit.formats.ncnn import pair, param
 from deploykit.runners.base import Runner
+
+_INT32 = np.iinfo(np.int32)
 
 
 class NcnnRunner(Runner):
@@ -54,6 +56,24 @@ class NcnnRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self._net = None
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Integer feeds (token ids) go to ncnn as int32: a blob's elements are 4 bytes that each layer reads as it
+        means them, and Embed reads int32 indices (the same ids as floats index garbage). Their shapes are checked
+        like any input's."""
+        specs = {t.name: t for t in self.input_specs}
+        ints, checked = {}, {}
+        for name, value in feeds.items():
+            value = np.asarray(value)
+            if value.dtype.kind in "iub":
+                if value.size and (value.min() < _INT32.min or value.max() > _INT32.max):
+                    raise UsageError(f"NCNN takes input {name!r} as int32, which cannot hold {value.min()}..{value.max()}")
+                ints[name] = value.astype(np.int32)
+                spec = specs.get(name)
+                if spec is None or np.dtype(spec.dtype).kind not in "iub":  # a float32 Input layer: checked as one
+                    value = ints[name].view(np.float32)
+            checked[name] = value
+        return {name: ints.get(name, value) for name, value in super().check_feeds(checked).items()}
 
     def infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         ncnn_feeds = {}

@@ -66,21 +66,65 @@ def tagged_blobs(graph, data: bytes) -> dict[str, list[tuple[int, int]]] | None:
     for layer in graph.layers:
         if layer.type in _WEIGHTLESS or (layer.type in _BLOBS and layer.param(19) == "1"):  # 19: dynamic weight
             continue
-        reads = _BLOBS.get(layer.type)
+        computed = _COMPUTED.get(layer.type)
+        reads = _BLOBS.get(layer.type) if computed is None else computed(layer)
         if reads is None:
             return None
         for kind, key, flag in reads:
             if flag is not None and (layer.param(flag) or "0") == "0":
                 continue
-            count = _volume(layer) if key == "volume" else int(float(layer.param(key) or 0))
+            count = key if computed is not None else _volume(layer) if key == "volume" else _int(layer, key)
             if kind == "raw":
                 offset += 4 * count
                 continue
             if offset + 4 > len(data) or int.from_bytes(data[offset:offset + 4], "little") != 0:
                 return None  # not a float32 tagged blob
-            spans.setdefault(layer.name, []).append((offset, count))
+            if kind == "tagged":  # "tagged-float32": a bias ncnn reads tagged, left float32 like the raw ones
+                spans.setdefault(layer.name, []).append((offset, count))
             offset += 4 + 4 * count
     return spans if offset == len(data) else None
+
+
+def _int(layer, key: int, default: int = 0) -> int:
+    value = layer.param(key)
+    return default if value is None else int(float(value))
+
+
+def _gemm(layer):
+    """ncnn's ``Gemm::load_model``: constant A (K x M) and B (K x N), tagged; constant C (the bias, as many values
+    as its broadcast type says), tagged too but left float32 like every bias. Params: 4/5/6 constant A/B/C, 7/8/9
+    M/N/K, 10 C's broadcast type, 18 quantized (not walked)."""
+    if _int(layer, 18):
+        return None
+    m, n, k = _int(layer, 7), _int(layer, 8), _int(layer, 9)
+    reads = []
+    if _int(layer, 4):
+        reads.append(("tagged", k * m, None))
+    if _int(layer, 5):
+        reads.append(("tagged", k * n, None))
+    broadcast = _int(layer, 10)
+    if _int(layer, 6) and broadcast != -1:
+        count = {0: 1, 1: m, 2: m, 3: n * m, 4: n}.get(broadcast)
+        if count is None:
+            return None
+        reads.append(("tagged-float32", count, None))
+    return tuple(reads)
+
+
+def _multi_head_attention(layer):
+    """ncnn's ``MultiHeadAttention::load_model``: the q, k, v and out projections, each a tagged weight and a raw bias.
+    Params: 0 embed_dim, 2 weight_data_size (embed_dim x qdim), 3 kdim, 4 vdim (both embed_dim by default), 18
+    quantized (not walked)."""
+    embed, size = _int(layer, 0), _int(layer, 2)
+    if _int(layer, 18) or embed <= 0 or size % embed:
+        return None
+    qdim, kdim, vdim = size // embed, _int(layer, 3, embed), _int(layer, 4, embed)
+    return (("tagged", embed * qdim, None), ("raw", embed, None), ("tagged", embed * kdim, None), ("raw", embed, None),
+            ("tagged", embed * vdim, None), ("raw", embed, None), ("tagged", qdim * embed, None), ("raw", qdim, None))
+
+
+# Layer types whose reads are computed from several parameters: layer -> ((kind, count, None), ...) or None.
+_COMPUTED = {"Gemm": _gemm, "MultiHeadAttention": _multi_head_attention}
 
 
 def _volume(layer) -> int:
