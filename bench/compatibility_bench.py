@@ -97,15 +97,15 @@ def write(results: list[dict], canary: dict) -> None:
              "Written by `bench/compatibility_bench.py`: each detector converted with `deploykit convert model.onnx "
              "--to tflite`, the network alone and with `--detector` (decode + NMS appended); the figures are the "
              "record's `compatibility` block (docs/compatibility.md).", "",
-             "## LiteRT's GPU analyzer checks nothing in this version", "",
+             "## Where the GPU verdicts come from", "",
              f"The model analyzer of ai-edge-litert {canary['ai_edge_litert']} (TFLite runtime "
              f"{canary['runtime_version']}; TensorFlow 2.21's `tf.lite.experimental.Analyzer` loads the same code), "
              f"asked with `gpu_compatibility=True` about a model whose one op is the custom op `{canary['op']}` (no "
-             f"delegate has it), answers **{canary['verdict']}**. Its source (google-ai-edge/LiteRT, "
-             "tflite/python/analyzer_wrapper/model_analyzer.cc) no longer calls the GPU compatibility check: the list "
-             "of incompatible nodes is never filled, and every model \"looks compatible\". So no GPU op is recorded "
-             "as supported or refused (`supported: null`, `unavailable` says why); the GPU delegate itself (the "
-             "WebGPU accelerator in ai-edge-litert) needs a GPU adapter, which this machine lacks.", "",
+             f"delegate has it), answers **{canary['verdict']}**: its source (google-ai-edge/LiteRT, "
+             "tflite/python/analyzer_wrapper/model_analyzer.cc) no longer calls the GPU compatibility check. The GPU "
+             "column is therefore TensorFlow 2.16.2's analyzer (the GPU delegate's rules of that release), which "
+             "setup.sh extracts and deploykit asks in a child process after the same probe "
+             "(`formats/tflite/analyzer.py`: `gpu_analyzer`); the record's `checked_with` names it.", "",
              "## Per artifact", "",
              "| model | graph | ops | XNNPACK takes | XNNPACK pieces | refused by XNNPACK | GPU delegate | parity |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
