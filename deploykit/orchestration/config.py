@@ -58,6 +58,9 @@ FIELDS: dict[str, dict[str, Field]] = {
     "signing": {
         "key": Field("str", help="path of the Ed25519 private key (PEM)"),
         "key_env": Field("str", help="environment variable holding the private key (PEM)"),
+        "model_signing_key": Field("str", help="path of the ECDSA key from `deploykit keygen --model-signing` (PEM): "
+                                               "also an OpenSSF model-signing signature in each bundle"),
+        "model_signing_key_env": Field("str", help="environment variable holding the model-signing key (PEM)"),
     },
     "publish": {
         "repository": Field("str", required=True, help="a static repository folder"),
@@ -80,6 +83,14 @@ FIELDS: dict[str, dict[str, Field]] = {
         "require_accelerators": Field("per-target", help='accelerators every op of each artifact must run on, e.g. ["gpu"] '
                                       'for every target, or { tflite = ["gpu"], executorch = ["delegate"] }'),
         "image": Field("table"), "labels": Field("table"), "bundle": Field("table"), "gates": Field("table"),
+        "detector": Field("table"),
+    },
+    "models.detector": {  # convert --detector and its flags (docs/detection.md)
+        "preset": Field("str", required=True, help="yolov8, yolox, picodet, ssd or boxes-scores"),
+        "iou": Field("float", minimum=0.0, maximum=1.0), "score_threshold": Field("float", minimum=0.0, maximum=1.0),
+        "max_detections": Field("int", minimum=1, maximum=1000), "class_agnostic": Field("bool"),
+        "boxes_output": Field("str"), "scores_output": Field("str"),
+        "box_format": Field("str", allowed=("xyxy", "xywh", "cxcywh", "yxyx")), "normalized_boxes": Field("bool"),
     },
     "models.image": {
         "input": Field("str", required=True),
@@ -139,6 +150,11 @@ def _build(data: dict, path: Path, lines: dict) -> BuildConfig:
     signing = data.get("signing", {})
     if "key" in signing and "key_env" in signing:
         raise _error(path, lines, ("signing",), "signing: give key or key_env, not both")
+    if "model_signing_key" in signing and "model_signing_key_env" in signing:
+        raise _error(path, lines, ("signing",), "signing: give model_signing_key or model_signing_key_env, not both")
+    if {"model_signing_key", "model_signing_key_env"} & set(signing) and not {"key", "key_env"} & set(signing):
+        raise _error(path, lines, ("signing",), "signing: model_signing_key needs key or key_env too (deploykit's own "
+                                                "signature is the one apps check; the model-signing one is a second)")
     models = []
     for index, entry in enumerate(data["models"]):
         try:

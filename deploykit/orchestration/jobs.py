@@ -143,6 +143,12 @@ def _request(config: BuildConfig, model, target: str, variant: str):
         from deploykit.parity.profiles import parse_tolerances
 
         tolerances = parse_tolerances(list(model.tolerances))
+    detector = None
+    if model.detector:
+        from deploykit.detection.options import DetectorOptions
+
+        given = dict(model.detector)
+        detector = DetectorOptions(given.pop("preset"), normalized=given.pop("normalized_boxes", False), **given)
     checks = VerifyOptions(samples=model.samples, tolerances=tolerances,
                            data=str(config.resolve(model.data)) if model.data else None)
     return request(_source(config, model.source), to=target, inputs=list(model.inputs) if model.inputs else None,
@@ -151,7 +157,7 @@ def _request(config: BuildConfig, model, target: str, variant: str):
                    quantize=None if variant == "fp32" else variant,
                    calibration=config.resolve(model.calibration) if model.calibration else None,
                    verify_options=checks, image_inputs=images, classifier=classifier, all_or_nothing=True,
-                   write_fp32=variant == "fp32")
+                   write_fp32=variant == "fp32", detector=detector)
 
 
 def _measure(spec: JobSpec, artifact: Path) -> dict:

@@ -69,6 +69,7 @@ class ModelConfig:
     bundle: BundleSettings | None = None
     gates: GateLimits = GateLimits()
     require_accelerators: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> accelerator names
+    detector: dict[str, Any] | None = None  # [models.detector]: convert --detector and its flags
 
     def files(self) -> dict[str, str]:
         """The data files the section names (key -> path as written): what a job's content key hashes."""
@@ -88,10 +89,13 @@ class PublishSettings:
 
 @dataclass(frozen=True)
 class SigningSettings:
-    """``[signing]``: the private key's file, or the environment variable that holds it (CI: a secret)."""
+    """``[signing]``: the private key's file, or the environment variable that holds it (CI: a secret); likewise the
+    optional ECDSA key of the OpenSSF model-signing signature."""
 
     key: str | None = None
     key_env: str | None = None
+    model_signing_key: str | None = None
+    model_signing_key_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def model_config(entry: dict[str, Any], targets: tuple[str, ...], variants: dict
         labels_file=labels.get("file"), labels_output=labels.get("output"),
         bundle=BundleSettings(**bundle) if bundle else None,
         gates=GateLimits(**{k: float(v) for k, v in gates.items()}), require_accelerators=dict(accelerators or {}),
+        detector=dict(entry["detector"]) if entry.get("detector") else None,
     )
 
 

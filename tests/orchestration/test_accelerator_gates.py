@@ -157,3 +157,37 @@ def test_a_target_that_declares_its_accelerators_is_checked_before_anything_runs
         load_config(config)
     config.write_text(config.read_text().replace('["gpu"]', '{ tflite = ["gpu"] }'))
     assert load_config(config).models[0].require_accelerators == {"tflite": ("gpu",)}
+
+
+DETECTOR_CONFIG = """[[models]]
+name = "det"
+source = "det.onnx"
+targets = ["tflite"]
+require_accelerators = ["gpu"]
+
+[models.detector]
+preset = "yolov8"
+iou = 0.5
+class_agnostic = true
+"""
+
+
+def test_a_model_table_asks_for_a_detector_as_convert_does(tmp_path):
+    """``[models.detector]`` is ``convert --detector`` and its flags: a build can require the GPU delegate of a
+    detector's whole artifact, decode and NMS included (bench/results/compatibility.md: the NMS is what it refuses)."""
+    from deploykit.orchestration.jobs import _request
+
+    (tmp_path / "det.onnx").write_bytes(b"")
+    config = tmp_path / "deploykit.toml"
+    config.write_text(DETECTOR_CONFIG)
+    loaded = load_config(config)
+    request = _request(loaded, loaded.models[0], "tflite", "fp32")
+    detector = request.detector
+    assert (detector.preset, detector.iou, detector.class_agnostic, detector.score_threshold) == ("yolov8", 0.5, True, 0.25)
+    config.write_text(DETECTOR_CONFIG.replace('preset = "yolov8"', 'preset = "yolo99"'))
+    with pytest.raises(Exception, match="yolo99"):
+        loaded = load_config(config)
+        _request(loaded, loaded.models[0], "tflite", "fp32")
+    config.write_text(DETECTOR_CONFIG.replace("iou = 0.5", "iou = 2.0"))
+    with pytest.raises(ConfigError, match="iou"):
+        load_config(config)
