@@ -14,6 +14,18 @@ PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 # move torch. What its export and runtime import besides the stack above is ruamel.yaml (coremltools imports
 # executorch.exir once executorch is installed, so without ruamel.yaml Core ML conversion fails too).
 .venv/bin/python -m pip install --quiet --no-deps -c constraints.txt "executorch==1.5.1" "ruamel.yaml==0.19.1"
+# OpenSSF model signing (`bundle --model-signing-key`, docs/bundles.md "Two signatures") is installed without its
+# dependencies too: model-signing 1.1.1 needs sigstore 4.x, which needs sigstore-models 0.0.6, which declares
+# pydantic>=2.12 and typing-extensions>=4.14.1, and the stack holds pydantic 2.11.10 and typing-extensions 4.12.2
+# (litert-converter pins xdsl 0.28.0, which needs typing-extensions<4.13): pip finds no solution. The list is what
+# `import model_signing` imports (its __init__ loads every signer, the Sigstore one included), pyOpenSSL among them
+# although model-signing does not declare it; sigstore-models runs on pydantic 2.11 (the settings it uses came in
+# 2.11) and tests/bundle/test_model_signing.py signs and verifies with it. Left out: asn1crypto (PKCS#11 signing
+# only) and email-validator (sigstore's keyless signing only).
+.venv/bin/python -m pip install --quiet --no-deps -c constraints.txt "model-signing==1.1.1" "sigstore==4.5.1" \
+    "sigstore-models==0.0.6" "sigstore-rekor-types==0.0.18" "in-toto-attestation==0.9.3" "blake3==1.0.11" \
+    "pyOpenSSL==26.4.0" "tuf==7.0.1" "securesystemslib==1.6.0" "rfc8785==0.1.4" "rfc3161-client==1.0.9" "id==1.6.1" \
+    "PyJWT==2.15.1" "platformdirs==4.14.9"
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__ == "2.13.0+cpu", f"torch moved off the pinned CPU build: {torch.__version__}"

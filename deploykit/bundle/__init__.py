@@ -3,6 +3,8 @@
 One module per responsibility, read top to bottom in the order data flows:
 
     signing.py      Ed25519 keys, key ids, DSSE envelopes (sign / verify before parsing)
+    openssf.py      the second signature: OpenSSF model signing over model/ and assets/, its ECDSA key
+                    (model_signing_facade.py: the one place model-signing is called)
     manifest.py     the manifest's JSON Schema (schemas/), canonical JSON, the typed view
     templates.py    Swift / Kotlin / README integration files rendered from the manifest
     archive.py      deterministic zip writing; defensive zip reading with limits
@@ -23,11 +25,13 @@ from __future__ import annotations
 from deploykit.bundle.archive import Limits
 from deploykit.bundle.builder import BuiltBundle, BundleOptions, bundle
 from deploykit.bundle.client import PullResult, pull
+from deploykit.bundle.openssf import generate_model_signing_keypair, load_model_signing_key
 from deploykit.bundle.repository import PublishResult, publish
 from deploykit.bundle.signing import generate_keypair, load_public_key, load_signing_key
 from deploykit.bundle.verify import VerifiedBundle, verify_bundle
 
 __all__ = [
     "BundleOptions", "BuiltBundle", "Limits", "PublishResult", "PullResult", "VerifiedBundle", "bundle",
-    "generate_keypair", "load_public_key", "load_signing_key", "publish", "pull", "verify_bundle",
+    "generate_keypair", "generate_model_signing_keypair", "load_model_signing_key", "load_public_key",
+    "load_signing_key", "publish", "pull", "verify_bundle",
 ]

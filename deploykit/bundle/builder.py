@@ -7,7 +7,8 @@ Per artifact, top to bottom: find its entry in the sibling deploykit-report.json
 provenance come from there, never from hand-typed flags: a shape typed by hand drifts from the real
 model, the report was measured on it), check the file still has the hash the report recorded, let the
 target embed metadata into a private copy (``Target.bundle_payload``; a .pte has no metadata section, its
-target only derives its runtime requirements), render the app integration files, list every file with
+target only derives its runtime requirements), with a model-signing key sign model/ and assets/ the OpenSSF way
+(openssf.py: a second signature, listed as a file), render the app integration files, list every file with
 role, length and sha256, validate the manifest against its schema, sign it, and write the zip (temporary
 name, then rename). Signed bundles are verified once more after writing.
 """
@@ -31,6 +32,7 @@ from deploykit.bundle.manifest import (
     default_sequence,
     validate,
 )
+from deploykit.bundle.openssf import SIGNATURE_PATH, ModelSigningKey, covered, model_signature
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, SigningKey, sign_envelope
 from deploykit.bundle.templates import integration_files, integration_paths, template_root
 from deploykit.core.errors import InputError, UsageError
@@ -57,6 +59,7 @@ class BundleOptions:
     templates: Path | None = None
     report: Path | None = None
     measured: dict | None = None  # deploykit build's figures for the manifest's provenance (one artifact per bundle)
+    model_signing_key: ModelSigningKey | None = None  # also write model-signing/model.sig (openssf.py)
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,14 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
         }
         bundle_file = f"{options.name}-{options.version}-{platform}-{variant}.zip"
         key = options.sign_keys[0].public if options.sign_keys else None
+        code = integration_paths(platform, fmt, manifest)
+        if options.model_signing_key is not None:  # over model/ and assets/, so before the integration code lists it
+            signed = {p: src for p, (_, src) in files.items() if covered(p)}
+            others = [p for p in files if not covered(p)] + list(code) + [SIGNATURE_PATH]
+            files[SIGNATURE_PATH] = ("signature", model_signature(signed, others, Path(bundle_file).stem,
+                                                                  options.model_signing_key))
         listed = sorted([{"path": p, "role": r} for p, (r, _) in files.items()]
-                        + [{"path": p, "role": "integration"} for p in integration_paths(platform, fmt, manifest)], key=lambda f: f["path"])
+                        + [{"path": p, "role": "integration"} for p in code], key=lambda f: f["path"])
         rendered = integration_files(manifest, bundle_file, key.raw if key else None, key.keyid if key else None, root, listed)
         files.update({p: ("integration", data) for p, data in rendered.items()})
         manifest["files"] = [_entry(p, role, src) for p, (role, src) in sorted(files.items())]

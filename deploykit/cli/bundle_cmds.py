@@ -19,9 +19,13 @@ KEYGEN_HELP = """Create an Ed25519 signing key pair: DIR/NAME.key (private, mode
 
 Keep the .key secret (a CI secret store); ship the .pub inside your app and give it to `pull --trusted-key`.
 
+With --model-signing, create the second pair instead: DIR/NAME.ms.key and DIR/NAME.ms.pub, ECDSA on P-256, for `bundle --model-signing-key` (an OpenSSF model-signing signature over the model files, which a security team checks with `model_signing verify key`). model-signing takes elliptic-curve keys (P-256, P-384, P-521) only, so the Ed25519 key cannot make it.
+
 [bold]Examples[/]
 
   deploykit keygen --out keys/
+
+  deploykit keygen --out keys/ --model-signing
 
   deploykit keygen --out keys/ --name release-2026 --json
 """
@@ -36,6 +40,10 @@ The sequence (the anti-rollback counter apps compare) defaults to major*1e6 + mi
 
   deploykit bundle dist/net.fp32.tflite dist/net.fp32.mlpackage --name com.example.classifier \\
       --version 1.2.0 --labels labels.txt --mean 127.5 --std 127.5 --sign-key keys/deploykit.key --out bundles/
+
+  # also an OpenSSF model-signing signature over model/ and assets/ (model-signing/model.sig in each zip)
+  deploykit bundle dist/net.fp32.tflite --name com.example.classifier --version 1.2.0 \\
+      --sign-key keys/deploykit.key --model-signing-key keys/deploykit.ms.key --out bundles/
 
   # roll back to 1.1.0: the old artifacts under a higher sequence
   deploykit bundle old/net.fp32.tflite --name com.example.classifier --version 1.1.0 --sequence 1002001 \\
@@ -113,8 +121,17 @@ def keygen(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for NAME.key and NAME.pub.")],
     name: Annotated[str, typer.Option("--name", help="File name stem.")] = "deploykit",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
+    model_signing: Annotated[bool, typer.Option("--model-signing", help="Make the ECDSA P-256 pair for OpenSSF model signing (NAME.ms.key, NAME.ms.pub) instead.")] = False,
     json_output: JsonOutput = False,
 ) -> None:
+    if model_signing:
+        from deploykit.bundle.openssf import generate_model_signing_keypair
+
+        private, public, hint = generate_model_signing_keypair(out, name, force=force)
+        _emit({"private_key": str(private), "public_key": str(public), "type": "ecdsa-p256", "hint": hint}, json_output,
+              [f"private key {private} (ECDSA P-256 for model-signing, mode 0600: keep it secret)",
+               f"public key  {public}", f"key hint    {hint} (sha256 of the .ms.pub, recorded in each signature)"])
+        return
     from deploykit.bundle.signing import generate_keypair
 
     private, public, keyid = generate_keypair(out, name, force=force)
@@ -132,6 +149,7 @@ def bundle(
     mean: Annotated[Optional[str], typer.Option("--mean", help="Input normalization mean: one value or one per channel, comma-separated.")] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Input normalization std, like --mean.")] = None,
     sign_key: Annotated[Optional[list[Path]], typer.Option("--sign-key", help="Private key from `deploykit keygen` (repeat to co-sign).")] = None,
+    model_signing_key: Annotated[Optional[Path], typer.Option("--model-signing-key", help="ECDSA key from `deploykit keygen --model-signing`: also sign model/ and assets/ with OpenSSF model signing (model-signing/model.sig).")] = None,
     author: Annotated[str, typer.Option("--author", help="Embedded in the model metadata.")] = "",
     license_: Annotated[str, typer.Option("--license", help="Embedded in the model metadata.")] = "",
     description: Annotated[str, typer.Option("--description", help="Embedded in the model metadata.")] = "",
@@ -142,6 +160,7 @@ def bundle(
 ) -> None:
     from deploykit.bundle.builder import BundleOptions
     from deploykit.bundle.builder import bundle as build
+    from deploykit.bundle.openssf import load_model_signing_key
     from deploykit.bundle.signing import load_signing_key
 
     options = BundleOptions(
@@ -149,11 +168,16 @@ def bundle(
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
         sign_keys=tuple(load_signing_key(k) for k in sign_key or ()), author=author, license=license_,
         description=description, min_android_api=min_android_api, templates=templates, report=report,
+        model_signing_key=load_model_signing_key(model_signing_key) if model_signing_key else None,
     )
     built = build(artifacts, options)
     lines = [f"{b.path}  {b.length} bytes  sha256 {b.sha256[:16]}  sequence {b.manifest['sequence']}" for b in built]
     if not options.sign_keys:
         lines.append("warning: bundles are unsigned; `publish`, `pull` and `verify-bundle` will refuse them")
+    if model_signing_key:
+        pub = model_signing_key.with_suffix(".pub") if model_signing_key.suffix == ".key" else "PUB"
+        lines.append(f"model-signing/model.sig in each: unzip a bundle into DIR, then `model_signing verify key DIR "
+                     f"--signature DIR/model-signing/model.sig --public_key {pub}`")
     _emit({"bundles": [b.to_json() for b in built]}, json_output, lines)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from deploykit.orchestration.jobs import job_dir, previous, run_job, spec_for
 from deploykit.orchestration.plan import Job, plan
 from deploykit.orchestration.settings import BuildConfig
-from deploykit.orchestration.signing import signing_keys
+from deploykit.orchestration.signing import model_signing_key, signing_keys
 
 BUILD_RECORD = "deploykit-build.json"
 
@@ -202,7 +202,7 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
     """One signed bundle per built artifact of each model with a [models.bundle] table."""
     from deploykit.bundle.builder import BundleOptions, bundle
 
-    keys = signing_keys(config)
+    keys, ms_key = signing_keys(config), model_signing_key(config)
     made = []
     for model in config.models:
         meta = model.bundle
@@ -216,7 +216,7 @@ def _bundles(config: BuildConfig, records, progress) -> list[dict]:
                 built = bundle([artifact], BundleOptions(
                     name=meta.name, version=meta.version, out=config.out / "bundles", sequence=meta.sequence,
                     sign_keys=keys, author=meta.author, license=meta.license, description=meta.description,
-                    measured=_measured(record)))
+                    measured=_measured(record), model_signing_key=ms_key))
             made.extend({"job": record["id"], **b.to_json()} for b in built)
     return made
 

@@ -15,6 +15,7 @@ jobs = 0               # worker processes; 0 = one per core
 # [signing]
 # key = "keys/deploykit.key"         # an Ed25519 key from `deploykit keygen`, or:
 # key_env = "DEPLOYKIT_SIGNING_KEY"  # an environment variable holding it (CI secrets); never the key itself
+# model_signing_key = "keys/deploykit.ms.key"   # also an OpenSSF model-signing signature (`keygen --model-signing`)
 
 [[models]]
 name = "{name}"
