@@ -15,6 +15,8 @@ One module per responsibility, read top to bottom in the order data flows:
     repository.py   static repository, signed channel index, rollouts  (deploykit publish)
     fetch.py        capped HTTP / directory reads
     client.py       the reference client                               (deploykit pull)
+    experiment.py   experiments in the channel index: arms, shares, assignment (deploykit experiment start | end)
+    events.py       the experiment event log and its per-arm summary      (deploykit experiment report)
 
 Heavy imports (cryptography, jsonschema, ai_edge_litert, coremltools protobufs) happen inside the
 functions that need them, so importing this package costs almost nothing.
@@ -24,14 +26,17 @@ from __future__ import annotations
 
 from deploykit.bundle.archive import Limits
 from deploykit.bundle.builder import BuiltBundle, BundleOptions, bundle
-from deploykit.bundle.client import PullResult, pull
+from deploykit.bundle.client import ArmReport, PullResult, pull, record_event
+from deploykit.bundle.events import summarize
+from deploykit.bundle.experiment import ArmSpec, ExperimentOptions, end_experiment, start_experiment
 from deploykit.bundle.openssf import generate_model_signing_keypair, load_model_signing_key
 from deploykit.bundle.repository import PublishResult, publish
 from deploykit.bundle.signing import generate_keypair, load_public_key, load_signing_key
 from deploykit.bundle.verify import VerifiedBundle, verify_bundle
 
 __all__ = [
-    "BundleOptions", "BuiltBundle", "Limits", "PublishResult", "PullResult", "VerifiedBundle", "bundle",
-    "generate_keypair", "generate_model_signing_keypair", "load_model_signing_key", "load_public_key",
-    "load_signing_key", "publish", "pull", "verify_bundle",
+    "ArmReport", "ArmSpec", "BundleOptions", "BuiltBundle", "ExperimentOptions", "Limits", "PublishResult", "PullResult",
+    "VerifiedBundle", "bundle", "end_experiment", "generate_keypair", "generate_model_signing_keypair",
+    "load_model_signing_key", "load_public_key", "load_signing_key", "publish", "pull", "record_event",
+    "start_experiment", "summarize", "verify_bundle",
 ]

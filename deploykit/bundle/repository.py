@@ -23,6 +23,8 @@ Rules (each with its reason):
 - Staged rollout: a device is in when ``bucket(salt, device id) < percent``; the salt is the release
   hash, so buckets are stable while a rollout grows and reshuffled for the next release. Devices
   outside get ``previous`` (the release that was current before).
+- An experiment (``experiment.py``: ``deploykit experiment start``) sits in a model's entry and pins its arms'
+  own releases, so publishing a new release keeps it; ``amend_channel`` is how it gets in and out.
 """
 
 from __future__ import annotations
@@ -95,13 +97,36 @@ def publish(bundles: Sequence[str | Path], repo: str | Path, channel: str, sign_
         models = dict(current["models"]) if current else {}
         for name, group in _group(verified).items():
             models[name] = _update_entry(models.get(name), _store_release(repo, name, group), rollout, name)
-        version = (current["version"] if current else 0) + 1
-        index = {"schema": CHANNEL_SCHEMA, "channel": channel, "version": version,
-                 "expires": format_time(now() + dt.timedelta(days=expires_days)), "models": models}
-        validate(index, "channel", f"channel index {channel}", error=DeployKitError)
-        envelope = sign_envelope(canonical_json(index), CHANNEL_PAYLOAD_TYPE, [sign_key])
-        _write_atomic(repo / "keys" / f"{sign_key.keyid}.pub", _public_pem(sign_key))
-        _write_atomic(index_path, envelope)  # the one step that makes the release visible
+        return _sign_index(repo, channel, sign_key, current, models, expires_days, now)
+
+
+def amend_channel(repo: str | Path, channel: str, sign_key: SigningKey,
+                  change: Callable[[dict[str, Any]], dict[str, Any]], *, expires_days: float = 7.0,
+                  now: Clock = utc_now) -> PublishResult:
+    """Re-sign ``channel``'s index with ``change(models)`` applied, under the publish lock (experiments use it)."""
+    if expires_days <= 0:
+        raise UsageError("--expires-days must be positive")
+    _check_channel(channel)
+    repo = Path(repo)
+    if not (repo / "channels").is_dir():
+        raise InputError(f"{repo} is not a deploykit repository (no channels/)", hint="publish a release first")
+    with _lock(repo):
+        current = _read_index(repo / "channels" / f"{channel}.json", sign_key.public, channel)
+        if current is None:
+            raise InputError(f"channel {channel!r} has no index in {repo}", hint="publish a release to it first")
+        return _sign_index(repo, channel, sign_key, current, change(dict(current["models"])), expires_days, now)
+
+
+def _sign_index(repo: Path, channel: str, sign_key: SigningKey, current: dict[str, Any] | None,
+                models: dict[str, Any], expires_days: float, now: Clock) -> PublishResult:
+    """Write the next version of the index (the caller holds the lock): the one step that makes a change visible."""
+    version = (current["version"] if current else 0) + 1
+    index = {"schema": CHANNEL_SCHEMA, "channel": channel, "version": version,
+             "expires": format_time(now() + dt.timedelta(days=expires_days)), "models": models}
+    validate(index, "channel", f"channel index {channel}", error=DeployKitError)
+    envelope = sign_envelope(canonical_json(index), CHANNEL_PAYLOAD_TYPE, [sign_key])
+    _write_atomic(repo / "keys" / f"{sign_key.keyid}.pub", _public_pem(sign_key))
+    _write_atomic(repo / "channels" / f"{channel}.json", envelope)
     return PublishResult(repo=repo, channel=channel, version=version, expires=index["expires"], models=models)
 
 
@@ -159,7 +184,8 @@ def _update_entry(current: dict[str, Any] | None, new: dict[str, Any], rollout: 
                          hint="clients refuse lower sequences; to roll back, bundle the old artifacts with "
                               f"--sequence {current['sequence'] + 1} and publish those")
     previous = {k: current[k] for k in ("version", "sequence", "release")} if current else None
-    return {**new, "rollout": {"percent": rollout, "salt": ref["sha256"]}, "previous": previous}
+    kept = {"experiment": current["experiment"]} if current and "experiment" in current else {}  # arms pin their own releases
+    return {**new, "rollout": {"percent": rollout, "salt": ref["sha256"]}, "previous": previous, **kept}
 
 
 def read_channel(repo: str | Path, channel: str, key: PublicKey) -> dict[str, Any] | None:

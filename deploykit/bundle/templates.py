@@ -23,17 +23,20 @@ from deploykit.core.errors import InputError
 from deploykit.core.version import __version__
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+# Every updater picks an experiment's arm and logs its events with the same helper, shipped beside it.
+_SWIFT_EXPERIMENT = {"integration/swift/DeployKitExperiment.swift": "swift/DeployKitExperiment.swift.tmpl"}
 _FILES = {
-    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitModel.swift.tmpl"},
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitModel.swift.tmpl", **_SWIFT_EXPERIMENT},
     "android": {"integration/kotlin/DeployKitModel.kt": "kotlin/DeployKitModel.kt.tmpl",
-                "integration/kotlin/BundleVerifier.kt": "kotlin/BundleVerifier.kt.tmpl"},
+                "integration/kotlin/BundleVerifier.kt": "kotlin/BundleVerifier.kt.tmpl",
+                "integration/kotlin/DeployKitExperiment.kt": "kotlin/DeployKitExperiment.kt.tmpl"},
 }
 _USAGE = {"ios": "swift/USAGE.md.tmpl", "android": "kotlin/USAGE.md.tmpl"}
 # ExecuTorch bundles: the Android updater and verifier are the same (they install whatever MODEL_PATH names),
 # plus a runner on org.pytorch.executorch.Module; iOS gets its own updater (no Core ML compile step).
 _EXECUTORCH_FILES = {
     "android": {**_FILES["android"], "integration/kotlin/DeployKitExecuTorch.kt": "kotlin/DeployKitExecuTorch.kt.tmpl"},
-    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitExecuTorchModel.swift.tmpl"},
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitExecuTorchModel.swift.tmpl", **_SWIFT_EXPERIMENT},
 }
 _EXECUTORCH_USAGE = {"ios": "swift/USAGE-executorch.md.tmpl", "android": "kotlin/USAGE-executorch.md.tmpl"}
 # NCNN bundles: one C++ class over ncnn::Net for both platforms; Android adds its JNI glue, the Kotlin class calling
@@ -45,7 +48,7 @@ _NCNN_FILES = {
     "android": {**_FILES["android"], "integration/kotlin/DeployKitNcnn.kt": "kotlin/DeployKitNcnn.kt.tmpl", **_NCNN_CPP,
                 "integration/cpp/deploykit_ncnn_jni.cpp": "cpp/deploykit_ncnn_jni.cpp.tmpl",
                 "integration/cpp/CMakeLists.txt": "cpp/CMakeLists.txt.tmpl"},
-    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitNcnnModel.swift.tmpl", **_NCNN_CPP,
+    "ios": {"integration/swift/DeployKitModel.swift": "swift/DeployKitNcnnModel.swift.tmpl", **_SWIFT_EXPERIMENT, **_NCNN_CPP,
             "integration/objc/DeployKitNcnnBridge.h": "objc/DeployKitNcnnBridge.h.tmpl",
             "integration/objc/DeployKitNcnnBridge.mm": "objc/DeployKitNcnnBridge.mm.tmpl"},
 }

@@ -11,6 +11,7 @@ from deploykit.cli import (
     build_cmd,
     bundle_cmds,
     convert_cmd,
+    experiment_cmds,
     inspect_cmd,
     passes_cmd,
     predict_cmd,
@@ -52,6 +53,7 @@ def _root(
 convert_cmd.register(app)
 build_cmd.register(app)
 bundle_cmds.register(app)
+experiment_cmds.register(app)
 verify_cmd.register(app)
 predict_cmd.register(app)
 bench_cmd.register(app)

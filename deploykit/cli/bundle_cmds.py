@@ -67,6 +67,8 @@ PULL_HELP = """Install the channel's current model the way an app should: the re
 
 Checks the index signature, that versions only grow and the index has not expired, then the release and bundle hashes and lengths while streaming, every file against the signed manifest; unpacks into a temporary directory and switches DEST/NAME/current to it in one step. Remembers the highest versions seen in DEST/.deploykit-state.json.
 
+When the channel runs an experiment on the model (`deploykit experiment start`), the device's arm decides before the rollout; the output names the arm, and --events appends an install event (once per device and arm) to a JSONL log that `deploykit experiment record` and `report` continue.
+
 [bold]Examples[/]
 
   deploykit pull --repo https://models.example.com/repo --channel stable --name com.example.classifier \\
@@ -74,6 +76,9 @@ Checks the index signature, that versions only grow and the index has not expire
 
   deploykit pull --repo site/models --name com.example.classifier --trusted-key deploykit.pub --dest ./models \\
       --platform ios --device-id test-device-7 --json
+
+  deploykit pull --repo site/models --name com.example.classifier --trusted-key deploykit.pub --dest ./models \\
+      --platform android --events events.jsonl
 """
 
 VERIFY_HELP = """Verify a bundle: exit 0 only if it is intact and signed by a trusted key, else exit 4.
@@ -213,19 +218,24 @@ def pull(
     channel: Annotated[str, typer.Option("--channel", help="Channel name.")] = "stable",
     device_id: Annotated[Optional[str], typer.Option("--device-id", help="Stable id for rollout buckets (default: a random id kept in DEST).")] = None,
     platform: Annotated[Optional[str], typer.Option("--platform", help="android or ios, when the release has both.")] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Variant, when the release has several.")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Variant, when the release has several (an experiment's arm sets its own).")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="JSONL event log: an install event when the device's experiment arm is in place.")] = None,
     json_output: JsonOutput = False,
 ) -> None:
     from deploykit.bundle.client import pull as run
     from deploykit.bundle.signing import load_public_key
 
     result = run(repo, channel, name, [load_public_key(k) for k in trusted_key], dest, device_id=device_id,
-                 platform=platform, variant=variant)
+                 platform=platform, variant=variant, events=events)
     if result.status == "not-in-rollout":
         line = f"{name}: this device (bucket {result.bucket:.2f}) is outside the rollout and there is no previous release"
     else:
         line = (f"{name} {result.version} (sequence {result.sequence}, {result.platform}/{result.variant}) "
                 f"{result.status}: {result.path}")
+        if result.arm:
+            line += f" [experiment {result.experiment}, arm {result.arm}]"
+        elif result.status == "kept":
+            line += " (the installed model, from an experiment arm, is newer than the channel's offer)"
     _emit(result.to_json(), json_output, [line])
 
 
