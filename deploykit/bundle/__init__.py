@@ -8,12 +8,14 @@ One module per responsibility, read top to bottom in the order data flows:
     manifest.py     the manifest's JSON Schema (schemas/), canonical JSON, the typed view
     templates.py    Swift / Kotlin / README integration files rendered from the manifest
     archive.py      deterministic zip writing; defensive zip reading with limits
+    chunking.py     where files are cut into content-addressed chunks (per tensor, content-defined elsewhere)
     builder.py      artifacts + report -> bundles; each artifact's target says which bundles it gives and
                     embeds its metadata (formats/tflite/metadata.py, formats/coreml/metadata.py)
                                                                         (deploykit bundle)
     verify.py       full verification and safe unpacking               (deploykit verify-bundle)
     repository.py   static repository, signed channel index, rollouts  (deploykit publish)
     fetch.py        capped HTTP / directory reads
+    delta.py        delta updates: the repository's chunk store, the client's rebuild from chunks
     client.py       the reference client                               (deploykit pull)
     experiment.py   experiments in the channel index: arms, shares, assignment (deploykit experiment start | end)
     events.py       the experiment event log and its per-arm summary      (deploykit experiment report)

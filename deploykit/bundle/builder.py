@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deploykit.bundle.archive import write_zip
+from deploykit.bundle.chunking import add_chunks
 from deploykit.bundle.detector import bundle_labels, described_outputs, manifest_block
 from deploykit.bundle.manifest import (
     MANIFEST_NAME,
@@ -238,6 +239,8 @@ def _bundle_one(path: Path, artifact: Artifact, report: ConversionReport, slot: 
         rendered = integration_files(manifest, bundle_file, key.raw if key else None, key.keyid if key else None, root, listed)
         files.update({p: ("integration", data) for p, data in rendered.items()})
         manifest["files"] = [_entry(p, role, src) for p, (role, src) in sorted(files.items())]
+        sources = {p: src for p, (_, src) in files.items()}
+        add_chunks(manifest["files"], sources, target.weight_spans(sources))  # what a delta update fetches (chunking.py)
         validate(manifest, "manifest", f"manifest of {bundle_file}", error=InputError)
         envelope = sign_envelope(canonical_json(manifest), MANIFEST_PAYLOAD_TYPE, options.sign_keys)
         target = Path(options.out) / bundle_file

@@ -14,6 +14,12 @@ Order of checks (each refusal is an IntegrityError, exit 4, and leaves the insta
 
 Layout of ``--dest``: ``.deploykit-state.json``, ``<name>/current -> versions/<sequence>-<sha12>``.
 The previous version directory is kept (an app may still have it open) and older ones are removed.
+``<name>/manifests/`` keeps the installed versions' manifests: where the next delta update looks for chunks.
+
+Delta updates (delta.py): when a version is installed and the release stores the bundle's manifest, step 3
+fetches that signed manifest instead, then only the chunks no installed file holds, rebuilds every file into
+the temporary directory and checks each against the manifest; when the delta would not be smaller than the
+bundle, the bundle is fetched as above. ``delta=False`` (``pull --no-delta``) always fetches the bundle.
 
 Experiments: while a model's entry carries a running experiment, the device's group (``experiment.assign``)
 decides before the rollout: an arm's device installs the arm's release and variant; holdout devices follow the
@@ -30,12 +36,13 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from deploykit.bundle import events as event_log
 from deploykit.bundle.archive import Limits
+from deploykit.bundle.delta import Delivery, fetch_delta, remember
 from deploykit.bundle.experiment import HOLDOUT, assign, check_index, is_active
 from deploykit.bundle.fetch import Source
 from deploykit.bundle.manifest import parse_json
@@ -61,6 +68,7 @@ class PullResult:
     bucket: float | None = None
     experiment: str | None = None  # the running experiment whose group's model is installed
     arm: str | None = None  # that group: an arm's name or "holdout"
+    transfer: dict[str, Any] | None = None  # an update's download: method (delta or bundle), bytes, chunks, fallback
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -90,7 +98,7 @@ class ArmReport:
 
 def pull(repo: str | Path, channel: str, name: str, trusted: Sequence[PublicKey], dest: str | Path, *,
          device_id: str | None = None, platform: str | None = None, variant: str | None = None,
-         now: Clock = utc_now, limits: Limits = Limits(), on_arm: Callable[[ArmReport], None] | None = None,
+         now: Clock = utc_now, limits: Limits = Limits(), delta: bool = True, on_arm: Callable[[ArmReport], None] | None = None,
          events: str | Path | None = None) -> PullResult:
     source, dest = Source(repo), Path(dest).absolute()
     state = _load_state(dest)
@@ -149,19 +157,17 @@ def pull(repo: str | Path, channel: str, name: str, trusted: Sequence[PublicKey]
     versions = model_dir / "versions"
     fresh = [d for d in (model_dir, versions) if not d.exists()]
     versions.mkdir(parents=True, exist_ok=True)
-    download = versions / f".download-{uuid.uuid4().hex}.zip"
-    try:
-        source.download_pinned(item["path"], item["length"], item["sha256"], download)
-        verified, staging = unpack_to_temp(download, trusted, versions, limits)
-    except BaseException:
-        download.unlink(missing_ok=True)
-        for directory in reversed(fresh):  # a refused first install leaves no empty directories behind
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    finally:
-        download.unlink(missing_ok=True)
-    manifest = verified.manifest
+    expected = (name, release["version"], release["sequence"], item["platform"], item["variant"])
+    delivery = (fetch_delta(source, item, expected, trusted, model_dir, versions, limits) if delta and installed
+                else "delta updates are off" if installed else "nothing installed yet")
+    if isinstance(delivery, Delivery):
+        manifest, staging = delivery.manifest, delivery.staging
+        transfer = {"method": "delta", "chunks": delivery.chunks, "chunks_fetched": delivery.chunks_fetched,
+                    "bytes_reused": delivery.bytes_reused, "fallback": None}
+    else:
+        manifest, staging = _download_bundle(source, item, trusted, versions, limits, fresh)
+        transfer = {"method": "bundle", "fallback": delivery}
+    transfer.update(bytes=source.received, bundle_bytes=item["length"])
     if (manifest.name, manifest.version, manifest.sequence, manifest.platform, manifest.variant) != (
             name, release["version"], release["sequence"], item["platform"], item["variant"]):
         shutil.rmtree(staging, ignore_errors=True)
@@ -178,10 +184,11 @@ def pull(repo: str | Path, channel: str, name: str, trusted: Sequence[PublicKey]
                              **({"via": "experiment"} if offer is not None else {})}
     _save_state(dest, state)
     _prune(versions, keep={final.name, _previous_target(installed)})
+    remember(model_dir, final.name, manifest, keep={final.name, _previous_target(installed)})
     report = _report(dest, state, name, channel, experiment, group, device, release, item, "updated", events, now)
     if report is not None and on_arm is not None:
         on_arm(report)
-    return _result("updated", name, channel, index, release, item, current, bucket, report)
+    return replace(_result("updated", name, channel, index, release, item, current, bucket, report), transfer=transfer)
 
 
 def record_event(dest: str | Path, name: str, event: str, value: float | int | None = None, *,
@@ -253,6 +260,23 @@ def _attribute(dest: Path, state: dict[str, Any], name: str, attribution: dict[s
     if not groups:
         state.pop("experiments")
     _save_state(dest, state)
+
+
+def _download_bundle(source: Source, item: dict[str, Any], trusted, versions: Path, limits: Limits, fresh: list[Path]):
+    """The whole bundle, streamed with its pinned length and hash, verified and unpacked: (manifest, staging)."""
+    download = versions / f".download-{uuid.uuid4().hex}.zip"
+    try:
+        source.download_pinned(item["path"], item["length"], item["sha256"], download)
+        verified, staging = unpack_to_temp(download, trusted, versions, limits)
+    except BaseException:
+        download.unlink(missing_ok=True)
+        for directory in reversed(fresh):  # a refused first install leaves no empty directories behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    finally:
+        download.unlink(missing_ok=True)
+    return verified.manifest, staging
 
 
 def _fetch_index(source: Source, channel: str, trusted, state: dict, now: Clock) -> dict[str, Any]:

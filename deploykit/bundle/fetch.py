@@ -19,14 +19,20 @@ from typing import BinaryIO, Iterator
 from deploykit.core.errors import InputError, IntegrityError
 
 _CHUNK = 1 << 16
-_SAFE_PATH = re.compile(r"^(channels/[a-z0-9][a-z0-9_-]{0,63}\.json|releases/[0-9a-f]{64}\.json|bundles/[0-9a-f]{64}\.zip)$")
+_SAFE_PATH = re.compile(r"^(channels/[a-z0-9][a-z0-9_-]{0,63}\.json|releases/[0-9a-f]{64}\.json|bundles/[0-9a-f]{64}\.zip"
+                        r"|manifests/[0-9a-f]{64}\.json|chunks/[0-9a-f]{2}/[0-9a-f]{64})$")
 TIMEOUT_SECONDS = 30
+
+
+class NotInRepository(InputError):
+    """The server (HTTP 404 or 410) or the directory has no such file."""
 
 
 class Source:
     """A repository root: ``http(s)://...`` or a local directory (``file://`` or a plain path)."""
 
     def __init__(self, location: str | Path):
+        self.received = 0  # body bytes read so far, over every request (``pull`` reports them)
         text = str(location)
         if text.startswith(("http://", "https://")):
             self.url = text.rstrip("/") + "/"
@@ -52,6 +58,7 @@ class Source:
                 if not chunk:
                     return
                 read += len(chunk)
+                self.received += len(chunk)
                 if read > cap:
                     raise IntegrityError(f"{relative}: body longer than its declared {cap} bytes; stopped reading")
                 yield chunk
@@ -60,14 +67,14 @@ class Source:
         if self.root is not None:
             path = self.root / relative
             if not path.is_file():
-                raise InputError(f"{path} not found in the repository")
+                raise NotInRepository(f"{path} not found in the repository")
             return open(path, "rb")
         url = urllib.parse.urljoin(self.url, relative)
         request = urllib.request.Request(url, headers={"Accept-Encoding": "identity", "User-Agent": "deploykit-pull"})
         try:
             response = urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)  # noqa: S310 - http(s) only, checked above
         except urllib.error.HTTPError as exc:
-            raise InputError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            raise (NotInRepository if exc.code in (404, 410) else InputError)(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise InputError(f"{url}: {getattr(exc, 'reason', exc)}") from None
         declared = response.headers.get("Content-Length")

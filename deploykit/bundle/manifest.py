@@ -126,7 +126,7 @@ class Manifest:
 
     @property
     def files(self) -> tuple[FileEntry, ...]:
-        return tuple(FileEntry(**f) for f in self.raw["files"])
+        return tuple(FileEntry(f["path"], f["role"], f["length"], f["sha256"]) for f in self.raw["files"])  # chunks: delta.py
 
     @property
     def total_bytes(self) -> int:

@@ -8,6 +8,8 @@ file never changes once written and CDNs can cache it forever):
     channels/<channel>.json   signed DSSE envelope: version counter, expiry, per model the release
                               (hash + length), rollout percent + salt, and the previous release
     keys/<keyid>.pub          the publisher's public key, for convenience only (trust comes from pinning)
+    manifests/<sha256>.json   each bundle's signed manifest on its own, pinned by the release (delta updates)
+    chunks/<ab>/<sha256>      every file's chunks, content-addressed (delta.py: what a delta update fetches)
 
 Publishing is atomic: bundles and releases are written first (unreferenced until the index names
 them), then the index replaces the old one with a single rename. A lock file serializes publishers.
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deploykit.bundle.delta import store as store_chunks
 from deploykit.bundle.manifest import CHANNEL_SCHEMA, RELEASE_SCHEMA, canonical_json, parse_json, validate
 from deploykit.bundle.signing import CHANNEL_PAYLOAD_TYPE, PublicKey, SigningKey, sign_envelope, verify_envelope
 from deploykit.bundle.verify import VerifiedBundle, verify_bundle
@@ -161,9 +164,15 @@ def _store_release(repo: Path, name: str, group: list[VerifiedBundle]) -> dict[s
             os.replace(tmp, target)
         entries.append({"platform": item.manifest.platform, "variant": item.manifest.variant,
                         "path": f"bundles/{item.sha256}.zip", "sha256": item.sha256, "length": item.length})
+        manifest_ref = store_chunks(repo, item.path, item.manifest)  # chunks/ and manifests/ (delta.py)
+        if manifest_ref is not None:
+            entries[-1]["manifest"] = manifest_ref
     first = group[0].manifest
     release = {"schema": RELEASE_SCHEMA, "name": name, "version": first.version, "sequence": first.sequence,
                "bundles": entries}
+    legacy = dict(release, bundles=[{k: v for k, v in e.items() if k != "manifest"} for e in entries])
+    if (repo / "releases" / f"{hashlib.sha256(canonical_json(legacy)).hexdigest()}.json").exists():
+        release = legacy  # published before delta updates: keep the release the channel pins (a rollout may grow)
     validate(release, "release", f"release of {name}", error=DeployKitError)
     data = canonical_json(release)
     digest = hashlib.sha256(data).hexdigest()

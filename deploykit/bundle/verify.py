@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from deploykit.bundle.archive import Limits, SafeZip, create_exclusive, safe_join
+from deploykit.bundle.chunking import tiling_problem
 from deploykit.bundle.manifest import MANIFEST_NAME, Manifest
 from deploykit.bundle.signing import MANIFEST_PAYLOAD_TYPE, PublicKey, verify_envelope
 from deploykit.core.errors import InputError, IntegrityError
@@ -78,6 +79,9 @@ def _check_listing(label: str, names: list[str], manifest: Manifest, limits: Lim
     model = manifest.model
     if not any(p == model or p.startswith(model + "/") for p in listed):
         raise IntegrityError(f"{label}: the manifest's model path {model!r} matches no file")
+    for entry in manifest.raw["files"]:  # delta updates rebuild files from these: they must tile each file
+        if problem := tiling_problem(entry):
+            raise IntegrityError(f"{label}: {entry['path']}: {problem}")
 
 
 def _unpack(archive: SafeZip, manifest: Manifest, target: Path, fresh: bool) -> None:

@@ -67,6 +67,8 @@ PULL_HELP = """Install the channel's current model the way an app should: the re
 
 Checks the index signature, that versions only grow and the index has not expired, then the release and bundle hashes and lengths while streaming, every file against the signed manifest; unpacks into a temporary directory and switches DEST/NAME/current to it in one step. Remembers the highest versions seen in DEST/.deploykit-state.json.
 
+Updates are deltas by default: when a version is installed, pull reads the new bundle's signed manifest (stored beside it in the repository), fetches only the chunks (content-addressed pieces of each file, one per tensor where the format allows) that the installed files do not hold, rebuilds every file and checks its sha256 against the signed manifest before installing; a missing or altered chunk is refused like a tampered bundle (exit 4, nothing installed). When a delta would not be smaller, or with --no-delta, it fetches the whole bundle. The output says which, and how many bytes were fetched.
+
 When the channel runs an experiment on the model (`deploykit experiment start`), the device's arm decides before the rollout; the output names the arm, and --events appends an install event (once per device and arm) to a JSONL log that `deploykit experiment record` and `report` continue.
 
 [bold]Examples[/]
@@ -220,13 +222,14 @@ def pull(
     platform: Annotated[Optional[str], typer.Option("--platform", help="android or ios, when the release has both.")] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help="Variant, when the release has several (an experiment's arm sets its own).")] = None,
     events: Annotated[Optional[Path], typer.Option("--events", help="JSONL event log: an install event when the device's experiment arm is in place.")] = None,
+    no_delta: Annotated[bool, typer.Option("--no-delta", help="Always fetch the whole bundle (default: only the chunks the installed version lacks).")] = False,
     json_output: JsonOutput = False,
 ) -> None:
     from deploykit.bundle.client import pull as run
     from deploykit.bundle.signing import load_public_key
 
     result = run(repo, channel, name, [load_public_key(k) for k in trusted_key], dest, device_id=device_id,
-                 platform=platform, variant=variant, events=events)
+                 platform=platform, variant=variant, delta=not no_delta, events=events)
     if result.status == "not-in-rollout":
         line = f"{name}: this device (bucket {result.bucket:.2f}) is outside the rollout and there is no previous release"
     else:
@@ -236,7 +239,16 @@ def pull(
             line += f" [experiment {result.experiment}, arm {result.arm}]"
         elif result.status == "kept":
             line += " (the installed model, from an experiment arm, is newer than the channel's offer)"
+    if result.transfer:
+        line += "\n" + _transfer_line(result.transfer)
     _emit(result.to_json(), json_output, [line])
+
+
+def _transfer_line(t: dict) -> str:
+    if t["method"] == "delta":
+        return (f"  {t['bytes']} bytes fetched as a delta: {t['chunks_fetched']} of {t['chunks']} chunks, "
+                f"{t['bytes_reused']} bytes reused from the installed version (the whole bundle is {t['bundle_bytes']} bytes)")
+    return f"  {t['bytes']} bytes fetched: the whole bundle ({t['fallback']})"
 
 
 def verify_bundle(

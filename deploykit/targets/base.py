@@ -204,6 +204,12 @@ class Target:
     def bundle_payload(self, path: Path, artifact, slot: BundleSlot, scratch: Path, meta: BundleMeta) -> Payload:
         raise NotImplementedError
 
+    def weight_spans(self, files: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
+        """Bundle path -> (offset, length) of each tensor's bytes in that payload file (``files``: the payload's
+        paths -> bytes or a file), where the bundle cuts its delta-update chunks (``bundle.chunking``); files left out
+        are cut by content alone."""
+        return {}
+
     # -- the report ---------------------------------------------------------------------------------------
     @property
     def hatch(self) -> str | None:

@@ -207,6 +207,13 @@ class CoreML(Target):
         files = {f"{self.bundle_model}/{p.relative_to(package).as_posix()}": p for p in tree_files(package)}
         return Payload(files, compat, ("coreml:description.metadata", "coreml:feature descriptions", "coreml:com.deploykit.*"))
 
+    def weight_spans(self, files) -> dict[str, list[tuple[int, int]]]:
+        """Every blob of the package's weight files (the program's protobuf is cut by content)."""
+        from deploykit.formats.coreml.package import blob_spans
+
+        return {p: blob_spans(src if isinstance(src, (bytes, bytearray)) else Path(src).read_bytes())
+                for p, src in files.items() if p.startswith(self.bundle_model + "/") and "/weights/" in p and p.endswith(".bin")}
+
 
 TARGET = CoreML()
 

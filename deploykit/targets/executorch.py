@@ -145,6 +145,15 @@ class ExecuTorch(Target):
         return Payload({self.bundle_model: Path(path).read_bytes()},
                        compatibility(artifact, slot.platform, meta.min_android_api, dict(meta.tool_versions)))
 
+    def weight_spans(self, files) -> dict[str, list[tuple[int, int]]]:
+        """Every segment (delegate payloads, named data) and every constant tensor of the program."""
+        from deploykit.formats.pte.layout import segment_spans
+
+        source = files.get(self.bundle_model)
+        if source is None:
+            return {}
+        return {self.bundle_model: segment_spans(source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes())}
+
 
 TARGET = ExecuTorch()
 

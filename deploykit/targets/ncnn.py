@@ -182,6 +182,20 @@ class Ncnn(Target):
         return Payload({BUNDLE_PARAM: param_file.read_bytes(), BUNDLE_BIN: bin_file},
                        compatibility(artifact, slot.platform, meta.min_android_api, dict(meta.tool_versions), path))
 
+    def weight_spans(self, files) -> dict[str, list[tuple[int, int]]]:
+        """Every blob of the .bin, walked with the .param's layers as ncnn reads them."""
+        from deploykit.core.errors import InputError
+        from deploykit.formats.ncnn import param, weights
+
+        if BUNDLE_PARAM not in files or BUNDLE_BIN not in files:
+            return {}
+        text, data = (s if isinstance(s, (bytes, bytearray)) else Path(s).read_bytes() for s in (files[BUNDLE_PARAM], files[BUNDLE_BIN]))
+        try:
+            graph = param.parse(text.decode("utf-8"))
+        except (InputError, UnicodeDecodeError):
+            return {}
+        return {BUNDLE_BIN: weights.blob_spans(graph, data)}
+
 
 TARGET = Ncnn()
 

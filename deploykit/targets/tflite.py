@@ -228,6 +228,16 @@ class TFLite(Target):
         notes.append("runtime check: identical outputs" if same else "runtime check: skipped (model does not load here)")
         return Payload({self.bundle_model: embedded}, compat, tuple(notes))
 
+    def weight_spans(self, files) -> dict[str, list[tuple[int, int]]]:
+        """Every buffer of the flatbuffer."""
+        from deploykit.formats.tflite.layout import buffer_spans
+
+        return {self.bundle_model: buffer_spans(_data(files[self.bundle_model]))} if self.bundle_model in files else {}
+
+
+def _data(source) -> bytes:
+    return source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+
 
 def _described_name(path: Path) -> str:
     """The model name the artifact's metadata gives (``finish`` wrote it with the labels), else the file's stem."""

@@ -153,3 +153,23 @@ class BlobFile:
     def _corrupt(self, where: str, detail: str) -> InputError:
         return InputError(f"{self.path}: corrupt weight file: {detail} (reading {where})",
                           hint="re-save the model with coremltools; the file may be truncated")
+
+
+def blob_spans(data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of every blob's data in a weight.bin, walking its records in file order (each record
+    follows the previous blob's data at the next 64-byte boundary, as coremltools writes them); the walk stops
+    at the first record that does not check out. The bundle cuts its delta-update chunks here, keeping the
+    records (which hold absolute offsets) out of the chunks of the weights they describe."""
+    if len(data) < HEADER_SIZE:
+        return []
+    count, version = struct.unpack_from("<II", data, 0)
+    spans, offset = [], HEADER_SIZE
+    for _ in range(count if version == BLOB_VERSION else 0):
+        if offset + RECORD_SIZE > len(data):
+            break
+        sentinel, _, nbytes, data_offset, _ = _RECORD.unpack_from(data, offset)
+        if sentinel != SENTINEL or data_offset < offset + RECORD_SIZE or data_offset + nbytes > len(data):
+            break
+        spans.append((data_offset, nbytes))
+        offset = -(-(data_offset + nbytes) // RECORD_SIZE) * RECORD_SIZE
+    return spans

@@ -85,6 +85,39 @@ def tagged_blobs(graph, data: bytes) -> dict[str, list[tuple[int, int]]] | None:
     return spans if offset == len(data) else None
 
 
+def blob_spans(graph, data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of every blob of the .bin, walking it as ncnn's ``ModelBin`` reads it: a tagged blob is its
+    4-byte tag and its data (float32, fp16 or int8, padded to 4 bytes), a raw one float32. [] when a layer type's
+    reads or a tag are not known here, or the walk does not end exactly at the file's end. The bundle cuts its
+    delta-update chunks at these ranges."""
+    offset, spans = 0, []
+    for layer in graph.layers:
+        if layer.type in _WEIGHTLESS or (layer.type in _BLOBS and layer.param(19) == "1"):
+            continue
+        computed = _COMPUTED.get(layer.type)
+        reads = _BLOBS.get(layer.type) if computed is None else computed(layer)
+        if reads is None:
+            return []
+        for kind, key, flag in reads:
+            if flag is not None and (layer.param(flag) or "0") == "0":
+                continue
+            count = key if computed is not None else _volume(layer) if key == "volume" else _int(layer, key)
+            if kind == "raw":
+                length = 4 * count
+            elif offset + 4 > len(data):
+                return []
+            else:
+                tag = int.from_bytes(data[offset:offset + 4], "little")
+                body = {0: 4 * count, FP16_TAG: -(-2 * count // 4) * 4, INT8_TAG: -(-count // 4) * 4}.get(tag)
+                if body is None:
+                    return []
+                length = 4 + body
+            if length:
+                spans.append((offset, length))
+            offset += length
+    return spans if offset == len(data) else []
+
+
 def _int(layer, key: int, default: int = 0) -> int:
     value = layer.param(key)
     return default if value is None else int(float(value))
