@@ -21,12 +21,14 @@ def _artifact(target: str, variant: str = "fp16", **quantization) -> Artifact:
 
 
 def test_every_target_describes_itself():
-    assert list(TARGETS) == ["tflite", "coreml", "executorch"]
+    assert list(TARGETS) == ["tflite", "coreml", "executorch", "ncnn"]
     suffixes = [t.suffix for t in TARGETS.values()]
     assert len(set(suffixes)) == len(suffixes) and all(s.startswith(".") for s in suffixes)
     for name, target in TARGETS.items():
         assert isinstance(target, Target) and target.name == name and target.title and target.plot_title
-        assert target.bundle_model.startswith("model/model.") and target.bundle_model.endswith(target.suffix)
+        # an NCNN bundle names its .param (the .bin beside it): a suffix the target also reads
+        assert target.bundle_model.startswith("model/model.")
+        assert target.bundle_model.endswith((target.suffix, *target.also_reads))
         assert target.tool_packages and set(target.sources) <= {"keras", "torch", "onnx"}
         assert target.pixel_feed is None or (target.pixel_feed.kind in KINDS and target.pixel_feed.target == name)
         for method in ("make", "interface", "graph_check", "runner", "inspect", "bundle_slots", "bundle_payload"):
@@ -37,6 +39,7 @@ def test_an_artifact_is_found_by_its_suffix():
     assert for_path("dist/m.fp16.tflite").name == "tflite"
     assert for_path("dist/m.fp32.mlpackage/").name == "coreml" and for_path("old.mlmodel").name == "coreml"
     assert for_path("m.int8.pte").name == "executorch"
+    assert for_path("dist/m.fp16.ncnn").name == "ncnn" and for_path("pnnx/model.ncnn.param").name == "ncnn"
     with pytest.raises(InputError, match="cannot tell the artifact type of model.onnx"):
         for_path("model.onnx")
 
@@ -48,8 +51,8 @@ def test_targets_are_parsed_and_checked():
         parse_targets("tflit")
     with pytest.raises(UsageError, match="no target given"):
         parse_targets(" , ")
-    with pytest.raises(UsageError, match="unknown target 'ncnn'"):
-        get("ncnn")
+    with pytest.raises(UsageError, match="unknown target 'mnn'"):
+        get("mnn")
 
 
 def test_bundles_of_each_target_and_back():
