@@ -275,3 +275,29 @@ def test_cli_pull_prints_the_bytes_and_takes_no_delta(repo_v1_installed, keys, t
     assert json.loads(whole.stdout)["transfer"]["method"] == "bundle"
     helped = deploykit("pull", "--help")
     assert "--no-delta" in helped.stdout and "chunks" in helped.stdout
+
+
+def test_tensors_moved_by_a_converter_keep_their_chunks(versions):
+    """Chunks follow content, not position: the same model with its buffers stored in reverse order (a converter
+    that renumbers them; every offset in the file changes) still shares all its weights' chunks."""
+    from deploykit.bundle.chunking import chunk_list
+    from deploykit.formats.tflite.flatbuffer import read_model, write_model
+    from deploykit.formats.tflite.layout import buffer_spans
+
+    data = files_of(versions["v1"]["android"])["model/model.tflite"]
+    model = read_model(data)
+    order = [0] + list(range(len(model.buffers) - 1, 0, -1))  # buffer 0 stays the empty sentinel
+    position = {old: new for new, old in enumerate(order)}
+    model.buffers = [model.buffers[i] for i in order]
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            tensor.buffer = position[tensor.buffer]
+    for entry in model.metadata or []:
+        entry.buffer = position[entry.buffer]
+    moved = write_model(model, len(data))
+    assert buffer_spans(moved) != buffer_spans(data)
+    before = {c["sha256"] for c in chunk_list(data, buffer_spans(data))}
+    after = chunk_list(moved, buffer_spans(moved))
+    weights = sum(n for _, n in buffer_spans(moved))
+    shared = sum(c["length"] for c in after if c["sha256"] in before)
+    assert shared > 0.97 * weights, (shared, weights, len(moved))
