@@ -56,6 +56,9 @@ _NCNN_USAGE = {"ios": "swift/USAGE-ncnn.md.tmpl", "android": "kotlin/USAGE-ncnn.
 # The Swift updater of the runtimes whose model needs no compile step on the device (ExecuTorch, NCNN): one
 # fragment, rendered into each runtime's DeployKitModel.swift as {{swift_updater}}.
 _SWIFT_UPDATER = "swift/DeployKitUpdater.swift.tmpl"
+# Delta updates (the same steps as delta.py and DeployKitModel.kt's fetchDelta): one fragment, rendered into every iOS
+# updater (Core ML's DeployKitModel.swift and the fragment above) as {{swift_delta}}.
+_SWIFT_DELTA = "swift/DeployKitDelta.swift.tmpl"
 
 
 def _templates(platform: str, fmt: str | None) -> tuple[dict[str, str], str]:
@@ -106,6 +109,8 @@ def integration_files(manifest: dict[str, Any], bundle_file: str, trusted_key_ra
         templates = {**templates, helper[0]: helper[1]}
         section = SECTIONS[manifest["platform"]]
         context["detector_section"] = render(_read(root, section), context, section).strip()
+    if manifest["platform"] == "ios":
+        context["swift_delta"] = render(_read(root, _SWIFT_DELTA), context, _SWIFT_DELTA).rstrip()
     if manifest["platform"] == "ios" and manifest["format"] in ("executorch", "ncnn"):
         context["swift_updater"] = render(_read(root, _SWIFT_UPDATER), context, _SWIFT_UPDATER).strip()
     context["usage"] = render(_read(root, usage), context, usage).strip()

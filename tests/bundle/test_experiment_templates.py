@@ -311,22 +311,27 @@ def versions(converted, keys, labels_file, tmp_path_factory):
     return {v: make_bundles(converted, tmp_path_factory.mktemp(v), [key], labels_file, version=v) for v in ("1.0.0", "1.1.0")}
 
 
-@pytest.fixture(scope="module")
-def updater_jar(versions, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("updater-kotlin")
-    model = _android_file(versions["1.0.0"]["android"], "DeployKitModel.kt")
+def compile_updater(bundle: Path, root: Path, main: str) -> Path:
+    """``DeployKitModelUpdater`` as the Android ``bundle`` ships it (without the bitmap helpers, which need
+    android.graphics), its helpers, the Android stubs and ``main``, compiled into ``root/updater.jar``."""
+    model = _android_file(bundle, "DeployKitModel.kt")
     info = model[model.index("object DeployKitModelInfo {"):model.index("    /** A picture of any size")] + "}\n"
     imports = "\n".join(line for line in model.splitlines()
                         if line.startswith("import ") and not line.startswith("import android.graphics"))
     updater = model[model.index("/** Tink's Ed25519"):]
     (root / "Updater.kt").write_text(f"package com.deploykit.generated\n\n{imports}\n\n{info}\n{updater}")
     for name in ("DeployKitExperiment.kt", "BundleVerifier.kt"):
-        (root / name).write_text(_android_file(versions["1.0.0"]["android"], name))
+        (root / name).write_text(_android_file(bundle, name))
     for name, text in ANDROID_STUBS.items():
         (root / name).write_text(text)
-    (root / "Main.kt").write_text(UPDATER_MAIN)
+    (root / "Main.kt").write_text(main)
     return _compile(root, ["Updater.kt", "DeployKitExperiment.kt", "BundleVerifier.kt", *ANDROID_STUBS, "Main.kt"],
                     "updater.jar", clean="Updater.kt")
+
+
+@pytest.fixture(scope="module")
+def updater_jar(versions, tmp_path_factory) -> Path:
+    return compile_updater(versions["1.0.0"]["android"], tmp_path_factory.mktemp("updater-kotlin"), UPDATER_MAIN)
 
 
 def _device(group: str) -> str:

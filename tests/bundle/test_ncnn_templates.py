@@ -117,7 +117,7 @@ def test_the_updaters_install_both_files_and_only_ncnn_bundles(ncnn_bundles):
     model = _files(ncnn_bundles["android"])["integration/kotlin/DeployKitModel.kt"]
     assert 'const val MODEL_PATH = "model/model.ncnn.param"' in model
     assert 'const val VARIANT_PREFIX = "ncnn-"' in model and "val OTHER_VARIANT_PREFIXES = listOf<String>()" in model
-    assert 'putStringSet("modelFiles", verified.files.filter { it.role == "model" }' in model
+    assert 'putStringSet("modelFiles", files.filter { it.role == "model" }' in model
     assert "if (files.any { !File(dir, it).isFile }) return null" in model
     swift = _files(ncnn_bundles["ios"])["integration/swift/DeployKitModel.swift"]
     for line in ('public static let format = "ncnn"', 'public static let variantPrefix = "ncnn-"',
