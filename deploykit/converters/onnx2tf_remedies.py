@@ -45,6 +45,8 @@ class GraphFacts:
     captured_constants: int = 0  # branches reading outer initializers (see subgraph_constants)
     padded_average_pools: int = 0  # AveragePools whose explicit pads ONNX leaves out of the mean
     scalar_divisions: int = 0  # Divs by one float constant (see scalar_division)
+    pools_3d: int = 0  # MaxPools / AveragePools over three axes that split exactly into 2-D ones (see max_pool3d_as_2d)
+    constant_tiles: int = 0  # Tiles by constant repeats over rank >= 3 (see tile_as_concat)
 
     @classmethod
     def of(cls, model) -> "GraphFacts":
@@ -52,9 +54,10 @@ class GraphFacts:
         ops = frozenset(_all_op_types(graph))
         ranks = tuple((v.name, len(v.type.tensor_type.shape.dim)) for v in graph.input
                       if v.name not in {i.name for i in graph.initializer})
-        sites = rewrite_sites(model, "AveragePool" in ops)
+        sites = rewrite_sites(model, bool({"AveragePool", "MaxPool"} & ops))
         return cls(ops, ranks, sites["constant_lhs"], sites["single_axis_slices"], sites["subgraph_constants"],
-                   sites["average_pool_pads"], sites["scalar_division"])
+                   sites["average_pool_pads"], sites["scalar_division"],
+                   sites["max_pool3d_as_2d"] + sites["average_pool3d_as_2d"], sites["tile_as_concat"])
 
 
 @dataclass(frozen=True)
@@ -157,9 +160,9 @@ def _odd_rank_inputs(facts: GraphFacts) -> list[str]:
     return [name for name, rank in facts.input_ranks if rank in (3, 5)]
 
 
-def _rewrite(name: str, **params):
+def _rewrite(*names: str, **params):
     def add(settings: Settings, facts: GraphFacts) -> Settings:
-        return replace(settings, rewrites=settings.rewrites + (name,), params={**settings.params, **params})
+        return replace(settings, rewrites=settings.rewrites + names, params={**settings.params, **params})
 
     return add
 
@@ -184,6 +187,13 @@ REMEDIES: tuple[Remedy, ...] = (
            "replace_to_pseudo_operators for the graph's Erf/Asin/Acos/Atan: builtin-op formulas instead of Flex ops",
            lambda facts: bool(_pseudo_ops_present(facts)),
            _params(lambda facts: {"replace_to_pseudo_operators": _pseudo_ops_present(facts)})),
+    Remedy("onnx2tf:pool3d-as-2d",
+           "rewrite 3-D MaxPool / AveragePool as a 2-D pool over (H, W) and one over depth (onnx2tf writes "
+           "FlexMaxPool3D / FlexAvgPool3D)",
+           lambda facts: facts.pools_3d > 0, _rewrite("max_pool3d_as_2d", "average_pool3d_as_2d")),
+    Remedy("onnx2tf:tile-as-concat",
+           "rewrite Tile by constant repeats as Concats of copies (onnx2tf tiles an NHWC tensor by NCHW-ordered repeats)",
+           lambda facts: facts.constant_tiles > 0, _rewrite("tile_as_concat")),
     Remedy("onnx2tf:layout-fix",
            "when onnx2tf stops on a shape mismatch, transpose the input it laid out wrongly back (JSON from its error)",
            lambda facts: True, lambda settings, facts: replace(settings, layout_fix=True)),

@@ -1,11 +1,11 @@
 """ONNX -> TFLite with onnx2tf (onnx-tf no longer imports with current onnx), as a ladder of attempts.
 
 ``rungs`` gives plain onnx2tf on the prepared graph (``onnx_prepare``: input shapes fixed, opset
->= 13, onnxsim), then one rung per applicable remedy of ``onnx2tf_remedies`` (pseudo-ops for Flex
-ops, the layout fix for shape mismatches, the constant-operand rewrite, keeping odd-rank input
-shapes), each keeping the remedies below it. ``deploykit.converters.ladder.climb`` keeps the first
-candidate that passes parity. docs/conversion.md, "ONNX -> TFLite: the remedy ladder", explains
-each rung and the measurements behind the order.
+>= 13, onnxsim), then one rung per applicable remedy of ``onnx2tf_remedies`` (pseudo-ops and 3-D
+pools split into 2-D ones for Flex ops, Tile as Concat, the layout fix for shape mismatches, the
+constant-operand rewrite, keeping odd-rank input shapes, ...), each keeping the remedies below it.
+``deploykit.converters.ladder.climb`` keeps the first candidate that passes parity. docs/conversion.md,
+"ONNX -> TFLite: the remedy ladder", explains each rung and the measurements behind the order.
 
 Every candidate is checked for Select-TF (Flex) ops: one that needs them fails its rung with
 UnsupportedOperatorError unless ``options.allow_flex`` (--allow-flex). onnx2tf turns NCHW inputs
@@ -197,11 +197,15 @@ def _copy_model(prepared_path: Path, copy: Path) -> None:
 
 
 def _flex_remedy_text(plan) -> str:
+    """What the ladder tries against Flex ops, for the refusal's message: the first rung adding each remedy."""
+    tried = {}
     for name, _, settings in plan:
         ops = settings.params.get("replace_to_pseudo_operators")
-        if ops:
-            return f"onnx2tf's pseudo-op formulas for {', '.join(ops)} (rung {name})"
-    return ""
+        if ops and "pseudo" not in tried:
+            tried["pseudo"] = f"onnx2tf's pseudo-op formulas for {', '.join(ops)} (rung {name})"
+        if "max_pool3d_as_2d" in settings.rewrites and "pool3d" not in tried:
+            tried["pool3d"] = f"3-D pools split into 2-D ones (rung {name})"
+    return " and ".join(tried.values())
 
 
 def flex_aware_check(check, allow: bool):

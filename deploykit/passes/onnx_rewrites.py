@@ -11,23 +11,30 @@ from deploykit.passes.onnx_graph import (
     constant_lhs_sites,
     constant_values,
     onnx_shapes,
+    pool3d_plan,
     pool_correction,
     scalar_divisor_sites,
     slice_parameters,
     slice_parts,
+    tile_sites,
 )
 from deploykit.passes.registry import get
 
 
-def rewrite_sites(model, has_average_pools: bool = True) -> dict[str, int]:
-    """Rewrite name -> how many places of ``model`` it would change (0: the rewrite does not apply)."""
+def rewrite_sites(model, has_pools: bool = True) -> dict[str, int]:
+    """Rewrite name -> how many places of ``model`` it would change (0: the rewrite does not apply).
+    ``has_pools=False`` (no MaxPool or AveragePool in the graph) skips shape inference."""
     graph = model.graph
     values = constant_values(graph, slice_parameters(graph))
     outer = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    pools = 0
-    if has_average_pools:
+    pools, split = 0, {"MaxPool": 0, "AveragePool": 0}
+    if has_pools:
         shapes = onnx_shapes(model)
-        pools = sum(1 for n in graph.node if pool_correction(n, shapes) is not None)
+        for node in graph.node:
+            if pool3d_plan(node, shapes) is not None:
+                split[node.op_type] += 1  # its pads become the split's own correction, not average_pool_pads'
+            elif pool_correction(node, shapes) is not None:
+                pools += 1
     return {
         "constant_lhs": len(constant_lhs_sites(graph)),
         "single_axis_slices": sum(1 for n in graph.node if len(slice_parts(n, values) or ()) > 1),
@@ -35,6 +42,9 @@ def rewrite_sites(model, has_average_pools: bool = True) -> dict[str, int]:
                                   for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs) if captured(sub) & outer),
         "average_pool_pads": pools,
         "scalar_division": len(scalar_divisor_sites(graph)),
+        "max_pool3d_as_2d": split["MaxPool"],
+        "average_pool3d_as_2d": split["AveragePool"],
+        "tile_as_concat": len(tile_sites(graph)),
     }
 
 
