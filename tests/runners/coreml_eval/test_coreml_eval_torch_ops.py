@@ -53,6 +53,7 @@ def _grid(x):
 
 
 IMG = (1, 4, 8, 8)
+VOL = (1, 4, 5, 6, 7)
 # (id, module factory, input shape, MIL op the program must contain, also test an fp16 program)
 CASES = [
     ("conv3x3", lambda: nn.Conv2d(4, 8, 3, padding=1), IMG, "conv", True),
@@ -74,6 +75,12 @@ CASES = [
     ("avg_pool_ceil", lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True), IMG, "avg_pool", True),
     ("avg_pool_ceil_exclude", lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), IMG, "avg_pool", False),
     ("lp_pool", lambda: nn.LPPool2d(2, 2), IMG, "avg_pool", False),
+    ("conv3d_groups_dilated", lambda: nn.Conv3d(4, 6, 3, stride=(1, 2, 1), padding=(1, 2, 0), dilation=(1, 2, 1),
+                                                groups=2), VOL, "conv", True),
+    ("conv_transpose3d", lambda: nn.ConvTranspose3d(4, 3, (3, 2, 3), stride=(2, 1, 2), padding=1), VOL,
+     "conv_transpose", False),
+    ("max_pool3d", lambda: nn.MaxPool3d(3, (2, 1, 2), 1), VOL, "max_pool", False),
+    ("avg_pool3d_exclude_pad", lambda: nn.AvgPool3d(3, 2, 1, count_include_pad=False), VOL, "avg_pool", True),
     ("global_avg", lambda: nn.AdaptiveAvgPool2d(1), IMG, "reduce_mean", False),
     ("global_max", lambda: nn.AdaptiveMaxPool2d(1), IMG, "reduce_max", False),
     ("relu", lambda: nn.ReLU(), IMG, "relu", False),
