@@ -12,6 +12,8 @@ The rewrites themselves are tested in tests/passes/test_onnx_pool3d_and_tile.py.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -81,6 +83,7 @@ def pools_3d_net():
     return model
 
 
+@pytest.mark.heavy  # ~70 s: a CLI conversion through the ladder (bench/results/corpus.md covers the wheel's layers)
 def test_3d_pools_convert_without_flex_and_pass_parity(tmp_path):
     import onnx
     import onnxruntime as ort
@@ -106,6 +109,7 @@ def test_3d_pools_convert_without_flex_and_pass_parity(tmp_path):
     assert _rel(got["mean"], ref["mean"]) <= FP32_BOUND
 
 
+@pytest.mark.heavy  # ~55 s: a CLI conversion through the ladder
 def test_repeat_converts_to_the_right_layout_and_passes_parity(tmp_path):
     import onnx
     from onnx import numpy_helper

@@ -92,7 +92,7 @@ def test_verify_inspect_and_bench_take_the_pair(converted):
     assert json.loads(timed.stdout)[0]["median_ms"] > 0
 
 
-@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+@pytest.mark.parametrize("kind", ["onnx", pytest.param("torchscript", marks=pytest.mark.heavy)])
 def test_onnx_and_torchscript_sources(tmp_path, kind):
     source = save_onnx("resnet", tmp_path) if kind == "onnx" else save_torchscript("resnet", tmp_path)
     shape = [] if kind == "onnx" else ["--input", "x=1,3,32,32"]  # a TorchScript file records no input shapes
@@ -115,6 +115,7 @@ def test_schemes_ncnn_cannot_make_are_refused_with_the_reason(tmp_path, scheme, 
     assert not (tmp_path / "dist").exists()
 
 
+@pytest.mark.heavy  # ~35 s: two CLI processes that load torch and Keras
 def test_a_batch_of_two_and_a_keras_source_are_refused(tmp_path):
     from tests.conftest import save_keras
 
