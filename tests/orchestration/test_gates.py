@@ -107,6 +107,7 @@ def _digits_project(folder: Path, epochs: int) -> None:
         save_validation(x[4:104], y[4:104], folder / "validation")
 
 
+@pytest.mark.heavy  # heavy: ~2 min (trains and builds two models); the gate logic is covered by the fast tests above
 def test_a_worse_model_fails_the_gate_with_exit_1(tmp_path):
     from deploykit.bundle.signing import generate_keypair
 

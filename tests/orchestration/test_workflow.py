@@ -10,6 +10,8 @@ stages, `$GITHUB_OUTPUT` is a file, `${{ matrix.job }}` the matrix entry, and th
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import re
@@ -44,6 +46,7 @@ def _run_steps(job: dict, cwd: Path, env: dict, matrix_job: str | None = None) -
     return outputs
 
 
+@pytest.mark.heavy  # heavy: ~6 min under load (a whole CI matrix: plan, one build per slice, assemble); run with -m heavy
 def test_the_workflow_plans_builds_slices_and_assembles(tmp_path):
     workflow = yaml.safe_load(WORKFLOW.read_text())
     project = tmp_path / "clone"
