@@ -12,8 +12,6 @@ The rewrites themselves are tested in tests/passes/test_onnx_pool3d_and_tile.py.
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import subprocess
@@ -21,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO
 

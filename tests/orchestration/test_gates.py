@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from deploykit.core.errors import InputError
 from deploykit.orchestration.gates import check_gates, junit_xml, load_baseline
 from deploykit.orchestration.settings import GateLimits
-from deploykit.core.errors import InputError
 from tests.cli.test_convert_cmd import DEPLOYKIT, REPO
 
 

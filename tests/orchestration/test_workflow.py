@@ -10,8 +10,6 @@ stages, `$GITHUB_OUTPUT` is a file, `${{ matrix.job }}` the matrix entry, and th
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import re
@@ -19,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
