@@ -29,7 +29,9 @@ from deploykit.passes.onnx_rewrites import rewrite_sites
 # ops, mapped to onnx2tf's ``replace_to_pseudo_operators`` names. The Python API compares them in
 # lower case (only its command line lowers them): "Erf" is silently ignored and FlexErf stays.
 # "gelu" is deliberately absent: it swaps exact GELU for the tanh approximation (~1e-3 off).
-PSEUDO_OPS = {"Erf": "erf", "Asin": "asin", "Acos": "acos", "Atan": "atan"}
+# PRelu too: TFLite's PRELU takes rank 4 at most ("'tfl.prelu' op failed to verify ... within the rank 4" on
+# a PReLU over a 5-D tensor); the pseudo form relu(x) + (x - |x|) * (slope / 2) is exact (scaling by 2 and 1/2 is).
+PSEUDO_OPS = {"Erf": "erf", "Asin": "asin", "Acos": "acos", "Atan": "atan", "PRelu": "prelu"}
 
 MAX_LAYOUT_FIXES = 6  # onnx2tf re-runs per rung for the layout fix; each fixes one op's inputs
 
@@ -184,7 +186,8 @@ REMEDIES: tuple[Remedy, ...] = (
            "copy the outer initializers If/Loop branches read into the branches (onnx2tf: KeyError on them)",
            lambda facts: facts.captured_constants > 0, _rewrite("subgraph_constants")),
     Remedy("onnx2tf:pseudo-ops",
-           "replace_to_pseudo_operators for the graph's Erf/Asin/Acos/Atan: builtin-op formulas instead of Flex ops",
+           "replace_to_pseudo_operators for the graph's Erf/Asin/Acos/Atan/PRelu: builtin-op formulas instead of Flex "
+           "ops (and of a PRELU above rank 4)",
            lambda facts: bool(_pseudo_ops_present(facts)),
            _params(lambda facts: {"replace_to_pseudo_operators": _pseudo_ops_present(facts)})),
     Remedy("onnx2tf:pool3d-as-2d",

@@ -2,6 +2,10 @@
 old opsets upgraded, then constant folding and simplification with onnxsim (shape sub-graphs that
 exporters emit, Shape -> Gather -> Concat -> Reshape, collapse into constants).
 
+The opset upgrade happens when the source is loaded (``loaders.onnx_upgrade``), before the parity reference
+runs the graph, so the loaded graph already is the upgraded one; ``upgrade_opset`` records what the loader
+did (``SourceModel.opset``) and upgrades here only a source that no loader prepared.
+
 Both ONNX paths start from the same prepared model, made once per workspace. Each step that changed
 something is listed in ``Prepared.steps`` for the record. A step that fails leaves the model as it was
 (and says so in the steps): preparation makes conversion easier, it must never be the reason it fails.
@@ -12,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# onnx2coreml and onnx2tf both lower the opset-13+ forms (Split/Squeeze/Unsqueeze axes as inputs,
-# Upsample gone, BatchNormalization without spatial); older graphs are upgraded to this opset first.
-MIN_OPSET = 13
+from deploykit.loaders.onnx_upgrade import opset_of, upgrade
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def _prepare(source, workspace) -> Prepared:
     steps = []
     _fix_input_shapes(model, source.inputs)
     steps.append("fix_input_shapes: " + ", ".join(f"{t.name}={'x'.join(map(str, t.shape))}" for t in source.inputs))
-    model, note = _upgrade_opset(model)
+    model, note = _upgrade_opset(model, source.opset)
     if note:
         steps.append(note)
     model, note = _simplify(model)
@@ -85,21 +87,24 @@ def _fix_input_shapes(model, inputs) -> None:
     del model.graph.value_info[:]
 
 
-def opset_of(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _upgrade_opset(model):
-    from onnx import version_converter
-
-    before = opset_of(model)
-    if before >= MIN_OPSET:
+def _upgrade_opset(model, loaded: dict | None):
+    """``(model, step)``. ``loaded`` is what the loader did (``SourceModel.opset``): the graph is already the
+    upgraded one, or stays the file's own (the reference ran it as it is), so nothing changes here."""
+    if loaded is not None:
+        if "upgraded_to" in loaded:
+            return model, f"upgrade_opset: {loaded['file']} -> {loaded['upgraded_to']} (when loaded, before the parity " \
+                          "reference ran it)"
+        if "not_upgraded" in loaded:
+            return model, (f"upgrade_opset: kept opset {loaded['file']} ({loaded['not_upgraded'][:160]}; reference: "
+                           f"{loaded.get('reference')})")
         return model, None
-    try:
-        upgraded = version_converter.convert_version(model, MIN_OPSET)
-    except Exception as exc:  # the converter lacks an adapter for some old op: keep the graph as it is
-        return model, f"upgrade_opset: kept opset {before} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    return upgraded, f"upgrade_opset: {before} -> {MIN_OPSET}"
+    before = opset_of(model)
+    model, record = upgrade(model)
+    if "upgraded_to" in record:
+        return model, f"upgrade_opset: {before} -> {record['upgraded_to']}"
+    if "not_upgraded" in record:  # the converter lacks an adapter for some old op: the graph as it is
+        return model, f"upgrade_opset: kept opset {before} ({record['not_upgraded'][:160]})"
+    return model, None
 
 
 def _simplify(model):

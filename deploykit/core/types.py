@@ -74,6 +74,9 @@ class SourceModel:
     handle: Any = field(default=None, compare=False, repr=False)
     images: tuple = ()  # deploykit.image_io.ImageInput per input the artifacts take as pixels (--image-input)
     classifier: Any = None  # deploykit.labels.Classifier (--labels): the output whose classes have labels
+    # ONNX: the file's opset and what ran it: {"file": 6, "upgraded_to": 13} (the graph every stage got), or
+    # {"file": 6, "not_upgraded": why, "reference": "onnxruntime" | "onnx.reference"} (deploykit.loaders.onnx_loader)
+    opset: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -89,6 +92,8 @@ class SourceModel:
             data["image_inputs"] = {image.name: image.to_json() for image in self.images}
         if self.classifier is not None:
             data["classifier"] = self.classifier.to_json()
+        if self.opset is not None:  # records of other sources stay as they were
+            data["opset"] = dict(self.opset)
         return data
 
 

@@ -2,6 +2,13 @@
 
 Every tensor's external ``location`` is checked before any byte is read: relative, no ``..``, no
 symlink or hard link, and its real path inside the model's directory (CVE-2022-25882, CVE-2024-27318).
+
+A graph older than opset 13 is upgraded (``loaders.onnx_upgrade``) before anything runs it: the loaded
+``handle`` is the upgraded graph, which ONNX Runtime (the parity reference) and every converter then take.
+When it cannot be upgraded, or ONNX Runtime cannot run the upgraded graph, the file's own graph is kept and
+run as it is: by ONNX Runtime where its old kernels still exist, else by onnx's reference evaluator
+(``runners.onnx_reference_runner``). ``SourceModel.opset`` records which: ``{"file": 6, "upgraded_to": 13}``,
+or ``{"file": 6, "not_upgraded": why, "reference": "onnx.reference"}``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from pathlib import Path
 from deploykit.core.errors import InputError, UnsafeInputError
 from deploykit.core.hashing import sha256_file
 from deploykit.core.types import SourceModel, TensorSpec
+from deploykit.loaders.onnx_upgrade import upgrade
 from deploykit.loaders.shapes import resolve_inputs
 
 
@@ -43,11 +51,13 @@ def load(path: str, given: dict) -> SourceModel:
     initializers = {t.name for t in model.graph.initializer}
     declared = [_spec(v) for v in model.graph.input if v.name not in initializers]
     inputs = resolve_inputs(declared, given, framework="onnx")
-    outputs = _run_outputs(model, inputs, path)
+    upgraded, opset = upgrade(model)
+    model, outputs, opset = _run_outputs(model, upgraded, opset, inputs, path)
     name = (model.graph.name if model.graph.name and model.graph.name not in ("main_graph", "torch_jit", "graph")
             else Path(path).stem)
     digest = sha256_file(path)
-    return SourceModel("onnx", "onnx", path, digest, Path(path).stem or name, inputs, outputs, handle=model)
+    return SourceModel("onnx", "onnx", path, digest, Path(path).stem or name, inputs, outputs, handle=model,
+                       opset=opset)
 
 
 def _non_utf8_strings(message):
@@ -118,19 +128,62 @@ def _spec(value_info) -> TensorSpec:
     return TensorSpec(value_info.name, shape, dtype)
 
 
-def _run_outputs(model, inputs, path: str) -> tuple[TensorSpec, ...]:
-    """Run ONNX Runtime once on zeros: output shapes are often symbolic in the graph."""
+def _run_outputs(original, upgraded, opset: dict, inputs, path: str):
+    """``(graph, output specs, opset record)``: the graph the parity reference runs, run once on zeros (output
+    shapes are often symbolic in the graph).
+
+    The upgraded graph (or a current one) in ONNX Runtime; failing that, for an old graph, the file's own graph:
+    in ONNX Runtime where its old kernels still exist, else in onnx's reference evaluator."""
     import numpy as np
+
+    feeds = {t.name: np.zeros(t.shape, dtype=t.dtype) for t in inputs}
+    if "not_upgraded" not in opset:
+        try:
+            return upgraded, _specs(*_onnxruntime(upgraded, feeds)), opset
+        except Exception as exc:
+            if "upgraded_to" not in opset:  # a current graph: nothing else to try
+                raise InputError(f"ONNX Runtime cannot run {path}: {_first_line(exc)}",
+                                 hint="check --input shapes, or that the model uses standard ONNX operators") from exc
+            failed = exc
+        opset = {"file": opset["file"], "not_upgraded": f"ONNX Runtime cannot run the upgraded graph: "
+                                                         f"{_first_line(failed)}"}
+    try:
+        return original, _specs(*_onnxruntime(original, feeds)), {**opset, "reference": "onnxruntime"}
+    except Exception as exc:
+        by_runtime = exc
+    try:
+        return original, _specs(*_reference(original, feeds)), {**opset, "reference": "onnx.reference"}
+    except Exception as exc:
+        raise InputError(f"neither ONNX Runtime nor onnx's reference evaluator can run {path} (opset "
+                         f"{opset['file']}, {opset['not_upgraded']}): ONNX Runtime: {_first_line(by_runtime)}; "
+                         f"onnx.reference: {_first_line(exc)}",
+                         hint="check --input shapes, or that the model uses standard ONNX operators") from exc
+
+
+def _onnxruntime(model, feeds):
     import onnxruntime as ort
 
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        feeds = {t.name: np.zeros(t.shape, dtype=t.dtype) for t in inputs}
-        results = session.run(None, feeds)
-    except Exception as exc:
-        raise InputError(f"ONNX Runtime cannot run {path}: {str(exc).splitlines()[0][:300]}",
-                         hint="check --input shapes, or that the model uses standard ONNX operators") from exc
-    return tuple(
-        TensorSpec(o.name, tuple(r.shape), r.dtype.name, "NCHW" if r.ndim == 4 else None)
-        for o, r in zip(session.get_outputs(), results)
-    )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # an old opset's "only guarantees support for opset 7" warnings
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return [o.name for o in session.get_outputs()], session.run(None, feeds)
+
+
+def _reference(model, feeds):
+    from onnx.reference import ReferenceEvaluator
+
+    found = ReferenceEvaluator(model)
+    return list(found.output_names), found.run(None, feeds)
+
+
+def _specs(names, results) -> tuple[TensorSpec, ...]:
+    import numpy as np
+
+    results = [np.asarray(r) for r in results]
+    return tuple(TensorSpec(name, tuple(r.shape), r.dtype.name, "NCHW" if r.ndim == 4 else None)
+                 for name, r in zip(names, results))
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -1,6 +1,7 @@
 """Runners: one per framework and artifact type, each a context manager with ``infer(feeds)``.
 
-    runner_for_source(model)          # Keras, PyTorch or ONNX Runtime, on the already loaded model
+    runner_for_source(model)          # Keras, PyTorch or ONNX Runtime (onnx's reference evaluator where the
+                                      # loader chose it: source.opset["reference"]), on the already loaded model
     targets.runner_for(path)          # an artifact's runner, as its target says (deploykit.targets): LiteRT for
                                       # .tflite, Core ML (MLModel or numpy evaluator) for .mlpackage, the
                                       # ExecuTorch runtime (child process) for .pte
@@ -29,6 +30,10 @@ def runner_for_source(model) -> Runner:
         from deploykit.runners.torch_runner import TorchRunner
 
         return TorchRunner(model)
+    if model.framework == "onnx" and (model.opset or {}).get("reference") == "onnx.reference":
+        from deploykit.runners.onnx_reference_runner import OnnxReferenceRunner
+
+        return OnnxReferenceRunner(model)
     if model.framework == "onnx":
         from deploykit.runners.onnxrt_runner import OnnxRuntimeRunner
 

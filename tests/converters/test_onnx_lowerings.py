@@ -64,7 +64,7 @@ def test_opset9_graph_is_upgraded_and_converts_on_both_targets(tmp_path):
     report = deploykit.convert(path, to="tflite,coreml", out=tmp_path / "out")
     for artifact in report.artifacts:
         steps = {p["name"]: p.get("items") for p in artifact.passes}
-        assert steps["upgrade_opset"] == ["9 -> 13"], artifact.passes
+        assert steps["upgrade_opset"][0].startswith("9 -> 13 (when loaded"), artifact.passes
         assert artifact.parity["passed"] and artifact.parity["outputs"]["y"]["max_rel_error"] <= 1e-4
     assert report.artifacts[1].converter == "onnx->coreml (onnx2coreml)"
 

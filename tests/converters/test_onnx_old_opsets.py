@@ -1,0 +1,58 @@
+"""Issue 26.1, end to end: the six opset-6 layers of the `onnx` wheel's backend test data that stopped before
+converting ("ONNX Runtime cannot run ... BatchNormalization(6)") convert to TFLite and Core ML from the graph
+upgraded when loaded, and pass parity on the file's own input against a reference that matches the file's own
+expected output. About a minute per layer (heavy: `pytest -m heavy`; bench/corpus_onnx_layers.py runs all 117)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deploykit
+from deploykit.pipeline.request import VerifyOptions
+from tests.loaders.test_onnx_upgrade import DATA, SIX, _reference_matches_file, _tensors
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", SIX)
+def test_old_layer_converts_to_both_targets_and_passes_parity(name, tmp_path):
+    folder = DATA / name
+    source = deploykit.load_source(folder / "model.onnx")
+    assert _reference_matches_file(source, folder) == "onnxruntime"
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite,coreml", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    assert report.source["opset"] == {"file": 6, "upgraded_to": 13}
+    assert sorted(a.target for a in report.artifacts) == ["coreml", "tflite"] and not report.failures
+    for artifact in report.artifacts:
+        assert artifact.parity["passed"], (artifact.target, artifact.parity)
+        assert artifact.parity["inputs"] == "npz"
+        steps = {p["name"]: p.get("items") for p in artifact.passes}
+        assert steps["upgrade_opset"][0].startswith("6 -> 13 (when loaded")
+
+
+def test_prelu_takes_the_pseudo_ops_rung():
+    """TFLite's PRELU takes rank 4 at most; onnx2tf's pseudo PReLU (builtin RELU, ABS, SUB, MUL, ADD) is exact."""
+    from deploykit.converters.onnx2tf_remedies import GraphFacts, ladder
+
+    plan = ladder(GraphFacts(frozenset({"PRelu"}), (("x", 5),), 0))
+    assert [name for name, _, _ in plan][:2] == ["onnx2tf", "onnx2tf:pseudo-ops"]
+    assert plan[1][2].params["replace_to_pseudo_operators"] == ["prelu"]
+
+
+def test_rank5_prelu_converts_to_tflite(tmp_path):
+    """The wheel's PReLU over a 5-D input (opset 6, per-channel slope): plain onnx2tf stops on tfl.prelu's rank
+    limit; the pseudo-ops rung writes builtin ops and matches the file's output exactly."""
+    folder = DATA / "test_PReLU_3d_multiparam"
+    source = deploykit.load_source(folder / "model.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    (artifact,) = report.artifacts
+    assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
+                                                                       ("onnx2tf:pseudo-ops", "kept")]
+    assert "tfl.prelu" in artifact.attempts[0]["error"]
+    assert "PRELU" not in artifact.op_histogram and not any(op.startswith("Flex") for op in artifact.op_histogram)
+    assert artifact.parity["passed"] and max(o["max_rel_error"] for o in artifact.parity["outputs"].values()) == 0
