@@ -53,22 +53,11 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
 
 
 def _via_trace(source, out_path: Path, options) -> None:
-    import torch
-
     from deploykit.converters import coreml_torch_fixes
-    from deploykit.loaders.torch_loader import example_tensors
+    from deploykit.loaders.torch_loader import traced_module
 
     coreml_torch_fixes.install()
-    module = source.handle["module"]
-    if not source.handle["torchscript"]:
-        examples = example_tensors(source.inputs)
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                module = torch.jit.trace(module, examples if len(examples) > 1 else examples[0])
-        except Exception as exc:
-            raise ConversionError(f"{LABEL}: torch.jit.trace failed: {str(exc).splitlines()[0][:300]}",
-                                  hint="models with data-dependent control flow need torch.jit.script before saving") from exc
+    module = traced_module(source, LABEL, "models with data-dependent control flow need torch.jit.script before saving")
     mlmodel = run_ct_convert(
         module,
         label=LABEL, options=options,

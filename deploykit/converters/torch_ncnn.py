@@ -8,13 +8,11 @@
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 
 from deploykit.converters import Converted
 from deploykit.converters.ladder import Rung
 from deploykit.converters.ncnn_common import check_source, climb_ncnn, write_artifact
-from deploykit.core.errors import ConversionError
 
 LABEL = "torch->ncnn (torch.jit.trace + pnnx)"
 
@@ -36,18 +34,9 @@ def _via_trace(source, path: Path, options) -> None:
     import torch
 
     from deploykit.converters import pnnx_facade
-    from deploykit.loaders.torch_loader import example_tensors
+    from deploykit.loaders.torch_loader import traced_module
 
-    module = source.handle["module"]
-    if not source.handle["torchscript"]:
-        examples = example_tensors(source.inputs)
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                module = torch.jit.trace(module, examples if len(examples) > 1 else examples[0])
-        except Exception as exc:
-            raise ConversionError(f"{LABEL}: torch.jit.trace failed: {str(exc).splitlines()[0][:300]}",
-                                  hint="the onnx route exports with torch.export instead") from exc
+    module = traced_module(source, LABEL, "the onnx route exports with torch.export instead")
     with tempfile.TemporaryDirectory(prefix="deploykit-trace-") as scratch:
         traced = Path(scratch) / "model.pt"
         torch.jit.save(module, str(traced))

@@ -258,3 +258,25 @@ def _load_weights(model, path: Path) -> None:
     except RuntimeError as exc:
         raise UsageError(f"weights {path.name} do not fit the model: {str(exc).splitlines()[0][:300]}",
                          hint="check the entry point builds the same architecture the weights came from") from exc
+
+
+def traced_module(model, label: str, hint: str):
+    """A loaded PyTorch source as TorchScript: ``torch.jit.trace`` on its example inputs (a TorchScript source as it
+    is). What the jit.trace routes of the Core ML and NCNN paths convert; a failing trace is that route's
+    ConversionError (``hint``: the route to try instead)."""
+    import warnings
+
+    import torch
+
+    from deploykit.core.errors import ConversionError
+
+    module = model.handle["module"]
+    if model.handle["torchscript"]:
+        return module
+    examples = example_tensors(model.inputs)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            return torch.jit.trace(module, examples if len(examples) > 1 else examples[0])
+    except Exception as exc:
+        raise ConversionError(f"{label}: torch.jit.trace failed: {str(exc).splitlines()[0][:300]}", hint=hint) from exc

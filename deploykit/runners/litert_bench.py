@@ -63,7 +63,7 @@ def time_in_process(path: str | Path, *, threads: int = 1, warmup: int = 3, runs
     and for a convert that has LiteRT loaded already a new process would cost more than the timing itself."""
     once, load_ms = _prepared(str(path), threads, xnnpack)
     return {"threads": threads, "delegate": _delegate(xnnpack), "warmup": warmup, "runs": runs,
-            "load_ms": round(load_ms, 1), **_timings(once, warmup, runs)}
+            "load_ms": round(load_ms, 1), **timings(once, warmup, runs)}
 
 
 def _prepared(path: str, threads: int, xnnpack: bool):
@@ -96,7 +96,8 @@ def _prepared(path: str, threads: int, xnnpack: bool):
     return once, (time.perf_counter() - started) * 1000
 
 
-def _timings(once, warmup: int, runs: int) -> dict:
+def timings(once, warmup: int, runs: int) -> dict:
+    """Median, p90, mean and min of ``runs`` timed calls of ``once`` after ``warmup`` untimed ones (every runtime's loop)."""
     import time
 
     import numpy as np
@@ -139,11 +140,11 @@ def _child(request: dict) -> dict:
 
     baseline = peak_mb()
     once, load_ms = _prepared(request["path"], request["threads"], request["xnnpack"])
-    timings = _timings(once, request["warmup"], request["runs"])
+    figures = timings(once, request["warmup"], request["runs"])
     return {
         "artifact": request["path"], "size_bytes": Path(request["path"]).stat().st_size, "threads": request["threads"],
         "delegate": _delegate(request["xnnpack"]), "warmup": request["warmup"], "runs": request["runs"],
-        **timings, "load_ms": round(load_ms, 1),
+        **figures, "load_ms": round(load_ms, 1),
         "peak_rss_mb": round(peak_mb(), 1), "model_rss_mb": round(peak_mb() - baseline, 1),
     }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.core.errors import ConversionError
+from deploykit.runners.litert_bench import timings as _timings
 
 
 def _prepared(path, threads: int):
@@ -36,21 +37,6 @@ def _prepared(path, threads: int):
 
     once()
     return once, (time.perf_counter() - started) * 1000
-
-
-def _timings(once, warmup: int, runs: int) -> dict:
-    import time
-
-    for _ in range(warmup):
-        once()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        once()
-        times.append((time.perf_counter() - started) * 1000)
-    values = np.array(times)
-    return {"median_ms": round(float(np.median(values)), 3), "p90_ms": round(float(np.percentile(values, 90)), 3),
-            "mean_ms": round(float(values.mean()), 3), "min_ms": round(float(values.min()), 3)}
 
 
 def time_in_process(path, *, threads: int = 1, warmup: int = 3, runs: int = 10) -> dict:
