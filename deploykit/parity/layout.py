@@ -6,27 +6,43 @@ channels-last permutation for ranks 3 and 5, which onnx2tf also applies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from deploykit.core.layouts import NCHW_TO_NHWC, NHWC_TO_NCHW, permute
 from deploykit.core.types import TensorSpec
 
+# What a comparison's layout note ends with when the comparison, not the shape, chose the reading.
+SETTLED = "; the shape reads the same in both layouts, and this reading matched the source"
+
 
 @dataclass(frozen=True)
 class Binding:
     """Source tensor ``source`` is artifact tensor ``artifact``; ``order`` permutes a source array into the
-    artifact's layout (None: same layout). ``problem`` says why they cannot be compared, if so."""
+    artifact's layout (None: same layout). ``problem`` says why they cannot be compared, if so.
+
+    ``alternatives``: the channel moves under which the artifact's shape is the source's too (2x4x4x4, or a
+    2x3x3 signal): the shape cannot tell whether the converter moved the channel axis (onnx2tf moves it last
+    for every rank-3 to rank-5 tensor it can). The same-layout reading is tried first; ``pipeline.verify``
+    compares these readings when it does not match, and ``settled`` marks the one that did."""
 
     source: str
     artifact: str | None
     order: tuple[int, ...] | None = None
     problem: str | None = None
+    alternatives: tuple[tuple[int, ...], ...] = ()
+    settled: bool = False
 
     @property
     def note(self) -> str | None:
-        return None if self.order is None else f"transposed {self.order} (channels-first <-> channels-last)"
+        if self.order is None:
+            return None
+        return f"transposed {self.order} (channels-first <-> channels-last)" + (SETTLED if self.settled else "")
+
+    def reading(self, order: tuple[int, ...]) -> "Binding":
+        """This binding read with the channel move ``order`` (one of ``alternatives``)."""
+        return replace(self, order=order, alternatives=(), settled=True)
 
     def to_artifact(self, value: np.ndarray) -> np.ndarray:
         return value if self.order is None else np.ascontiguousarray(value.transpose(self.order))
@@ -86,7 +102,10 @@ def _bind_one(src: TensorSpec, art: TensorSpec, recorded_layout: str | None) -> 
         if permute(src_shape, order) == art_shape:
             return Binding(src.name, art.name, order)
     if _same(src_shape, art_shape):
-        return Binding(src.name, art.name)
+        identity, static = tuple(range(len(src_shape))), None not in src_shape + art_shape
+        readings = dict.fromkeys(o for o in channel_orders(len(src_shape))
+                                 if static and o != identity and permute(src_shape, o) == art_shape)
+        return Binding(src.name, art.name, alternatives=tuple(readings))
     for order in channel_orders(len(src_shape)):
         if _same(permute(src_shape, order), art_shape):
             return Binding(src.name, art.name, order)

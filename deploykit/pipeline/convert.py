@@ -140,11 +140,14 @@ def convert(request: ConvertRequest, progress=None) -> ConversionReport:
 def _verified(model, artifacts, staging: Path, checks: VerifyOptions, progress, verbose: bool):
     """(artifacts with their parity summaries, the parity reports): every artifact a stock runtime can run,
     against the source, at its default size and at every other size a flexible input accepts."""
-    from deploykit.pipeline.verify import verify_artifacts
+    from deploykit.pipeline.verify import settled_layouts, verify_artifacts
     from deploykit.pipeline.verify_sizes import check_other_sizes
 
     checkable = [a for a in artifacts if not a.select_tf_ops]
     reports = verify_artifacts(model, checkable, staging, checks, progress=progress, verbose=verbose)
+    settled = {a.path: settled_layouts(a, r) for a, r in zip(checkable, reports)}  # outputs whose shape read both ways
+    artifacts = [settled.get(a.path, a) for a in artifacts]
+    checkable = [settled[a.path] for a in checkable]
     summaries = {a.path: r.to_summary() for a, r in zip(checkable, reports)}
     if checkable:
         reports, summaries = check_other_sizes(model, checkable, staging, reports, summaries, checks,

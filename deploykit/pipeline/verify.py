@@ -33,7 +33,7 @@ from deploykit.parity.classifier_outputs import (
 from deploykit.parity.compare import Localization, ParityReport, compare_output
 from deploykit.parity.image_feeds import image_bindings, images_of, pixel_inputs, source_view
 from deploykit.parity.inputs import FLOAT_RANGE, InputSet, clip_range, load_data, random_inputs
-from deploykit.parity.layout import bind
+from deploykit.parity.layout import SETTLED, bind
 from deploykit.parity.profiles import get_profile, profile_for_variant
 from deploykit.parity.reference import conditioned
 from deploykit.pipeline.request import VerifyOptions
@@ -165,9 +165,7 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
                 continue
             bounded = RANGE if isinstance(b, ClassifierBinding) else ranges.get(b.source)
             noise = [[b.reference(run[b.source]) for run in sample_runs] for sample_runs in runs.noise]
-            results.append(compare_output(b.source, [b.reference(r[b.source]) for r in refs],
-                                          [b.to_source(o[b.artifact]) for o in outs], chosen, checks.tolerances,
-                                          artifact_name=b.artifact, layout=b.note, value_range=bounded, noise=noise))
+            results.append(_compared(b, refs, outs, chosen, checks, bounded, noise))
         location = None
         failed = [r for r in results if not r.passed]
         if checks.localize and failed:
@@ -177,6 +175,48 @@ def _verify(model: SourceModel, path: Path, target: str, recorded: Artifact | No
     wrong_labels = label_problems(outs, classifier)
     return ParityReport(**header, inputs=feeds.origin, outputs=tuple(results), localization=location,
                         seconds=_since(started), problem="; ".join(wrong_labels) or None)
+
+
+def _compared(b, refs, outs, profile, checks: VerifyOptions, bounded, noise):
+    """One output's comparison. An artifact output whose shape reads the same in both layouts (``b.alternatives``)
+    is compared as the same layout first; when that does not match, each channel move is tried, and the first
+    that matches is the result (its layout note says so; ``settled_layouts`` carries it into the record)."""
+
+    def compare(binding):
+        return compare_output(binding.source, [binding.reference(r[binding.source]) for r in refs],
+                              [binding.to_source(o[binding.artifact]) for o in outs], profile, checks.tolerances,
+                              artifact_name=binding.artifact, layout=binding.note, value_range=bounded, noise=noise)
+
+    result = compare(b)
+    for order in () if result.passed else b.alternatives:
+        other = compare(b.reading(order))
+        if other.passed:
+            return other
+    return result
+
+
+def settled_layouts(artifact: Artifact, report: ParityReport) -> Artifact:
+    """``artifact`` with the layouts its parity check settled: an output whose shape reads the same in both
+    layouts, which matched the source only with its channel axis moved (``_compared``), is recorded so
+    (``layout``, ``layout_changes``), as a shape that differs would have been."""
+    moved = {o.artifact_name: o.layout for o in report.outputs if o.layout and o.layout.endswith(SETTLED)}
+    if not moved:
+        return artifact
+    outputs, notes = [], []
+    for spec in artifact.outputs:
+        if spec.name not in moved:
+            outputs.append(spec)
+            continue
+        rank = len(spec.shape)
+        if rank == 4 and spec.layout in ("NCHW", "NHWC"):
+            other = "NHWC" if spec.layout == "NCHW" else "NCHW"
+            notes.append(f"{spec.name}: {spec.layout} -> {other} (its shape reads the same in both; parity settled it)")
+            outputs.append(replace(spec, layout=other))
+        else:
+            notes.append(f"{spec.name}: channels-first -> channels-last (its shape reads the same in both; parity "
+                         "settled it)")
+            outputs.append(replace(spec, layout=None))
+    return replace(artifact, outputs=tuple(outputs), layout_changes=tuple(artifact.layout_changes) + tuple(notes))
 
 
 def _choose_profile(profile, recorded: Artifact | None):

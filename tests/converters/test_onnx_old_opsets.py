@@ -56,3 +56,22 @@ def test_rank5_prelu_converts_to_tflite(tmp_path):
     assert "tfl.prelu" in artifact.attempts[0]["error"]
     assert "PRELU" not in artifact.op_histogram and not any(op.startswith("Flex") for op in artifact.op_histogram)
     assert artifact.parity["passed"] and max(o["max_rel_error"] for o in artifact.parity["outputs"].values()) == 0
+
+
+def test_output_that_reads_both_ways_is_settled_and_recorded(tmp_path):
+    """AvgPool2d: 2x3x6x6 -> 2x3x3x3, which onnx2tf writes channels-last as 2x3x3x3. Compared as NCHW it failed
+    at 1.3 while the artifact was right; now the comparison settles it, the record says NHWC, and a later
+    `deploykit verify` reads the record's layout."""
+    folder = DATA / "test_AvgPool2d"
+    source = deploykit.load_source(folder / "model.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    (artifact,) = report.artifacts
+    assert artifact.parity["passed"] and artifact.attempts[0]["outcome"] == "kept"
+    (output,) = artifact.outputs
+    assert output.shape == (2, 3, 3, 3) and output.layout == "NHWC"
+    assert any("parity settled it" in note for note in artifact.layout_changes)
+    again = deploykit.verify(folder / "model.onnx", tmp_path / "out" / artifact.path, data=str(data))
+    assert again.passed and again.outputs[0].layout == "transposed (0, 2, 3, 1) (channels-first <-> channels-last)"
