@@ -49,6 +49,7 @@ class GraphFacts:
     scalar_divisions: int = 0  # Divs by one float constant (see scalar_division)
     pools_3d: int = 0  # MaxPools / AveragePools over three axes that split exactly into 2-D ones (see max_pool3d_as_2d)
     constant_tiles: int = 0  # Tiles by constant repeats over rank >= 3 (see tile_as_concat)
+    dilated_convs: int = 0  # dilated Convs onnx2tf cannot write with builtin ops (see dilated_conv_as_dense)
 
     @classmethod
     def of(cls, model) -> "GraphFacts":
@@ -59,7 +60,8 @@ class GraphFacts:
         sites = rewrite_sites(model, bool({"AveragePool", "MaxPool"} & ops))
         return cls(ops, ranks, sites["constant_lhs"], sites["single_axis_slices"], sites["subgraph_constants"],
                    sites["average_pool_pads"], sites["scalar_division"],
-                   sites["max_pool3d_as_2d"] + sites["average_pool3d_as_2d"], sites["tile_as_concat"])
+                   sites["max_pool3d_as_2d"] + sites["average_pool3d_as_2d"], sites["tile_as_concat"],
+                   sites["dilated_conv_as_dense"])
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,10 @@ REMEDIES: tuple[Remedy, ...] = (
     Remedy("onnx2tf:tile-as-concat",
            "rewrite Tile by constant repeats as Concats of copies (onnx2tf tiles an NHWC tensor by NCHW-ordered repeats)",
            lambda facts: facts.constant_tiles > 0, _rewrite("tile_as_concat")),
+    Remedy("onnx2tf:dense-dilated-conv",
+           "rewrite a Conv dilated and strided at once, or a dilated 3-D Conv, as an undilated Conv with zeros between "
+           "the kernel's taps (onnx2tf stops on the first, writes FlexSpaceToBatchND for the second)",
+           lambda facts: facts.dilated_convs > 0, _rewrite("dilated_conv_as_dense")),
     Remedy("onnx2tf:layout-fix",
            "when onnx2tf stops on a shape mismatch, transpose the input it laid out wrongly back (JSON from its error)",
            lambda facts: True, lambda settings, facts: replace(settings, layout_fix=True)),

@@ -6,6 +6,7 @@ ladder applies them to a private copy of the prepared model (``onnx2tf_remedies.
 
 from __future__ import annotations
 
+from deploykit.passes.onnx_dilated_conv import dilated_conv_sites
 from deploykit.passes.onnx_graph import (
     captured,
     constant_lhs_sites,
@@ -45,6 +46,7 @@ def rewrite_sites(model, has_pools: bool = True) -> dict[str, int]:
         "max_pool3d_as_2d": split["MaxPool"],
         "average_pool3d_as_2d": split["AveragePool"],
         "tile_as_concat": len(tile_sites(graph)),
+        "dilated_conv_as_dense": len(dilated_conv_sites(graph)),
     }
 
 

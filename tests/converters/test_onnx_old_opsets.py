@@ -75,3 +75,20 @@ def test_output_that_reads_both_ways_is_settled_and_recorded(tmp_path):
     assert any("parity settled it" in note for note in artifact.layout_changes)
     again = deploykit.verify(folder / "model.onnx", tmp_path / "out" / artifact.path, data=str(data))
     assert again.passed and again.outputs[0].layout == "transposed (0, 2, 3, 1) (channels-first <-> channels-last)"
+
+
+def test_dilated_strided_conv3d_converts_to_tflite_without_flex(tmp_path):
+    """The wheel's Conv3d_dilated_strided: plain onnx2tf stops ("strides > 1 not supported in conjunction with
+    dilation_rate > 1"); the rung onnx2tf:dense-dilated-conv writes an undilated CONV_3D with a zero-filled kernel."""
+    folder = DATA / "test_Conv3d_dilated_strided"
+    source = deploykit.load_source(folder / "model.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    (artifact,) = report.artifacts
+    assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
+                                                                       ("onnx2tf:dense-dilated-conv", "kept")]
+    assert "dilation_rate" in artifact.attempts[0]["error"]
+    assert "CONV_3D" in artifact.op_histogram and not any(op.startswith("Flex") for op in artifact.op_histogram)
+    assert artifact.parity["passed"]
