@@ -45,7 +45,27 @@ def upgrade(model):
     except Exception as exc:  # the converter lacks an adapter for some old op
         text = str(exc).strip().splitlines()
         return model, {"file": before, "not_upgraded": f"{type(exc).__name__}: {text[0][:200] if text else ''}".strip()}
+    _current_ir(upgraded)
     return upgraded, {"file": before, "upgraded_to": MIN_OPSET}
+
+
+def _current_ir(model) -> None:
+    """The IR version the upgraded opset needs, in place. The version converter leaves it as it was: an IR 3 file
+    (PyTorch's exports at opset 6) then holds the constants the adapters add (Split's sizes) as initializers that
+    are not graph inputs, which IR 3 forbids, and onnxsim refuses the graph ("_v_7 in initializer but not in
+    graph input"). IR 3 listed every initializer among the inputs because it had to; from IR 4 a listed one is an
+    input with a default value, so they leave the inputs: they are the weights they always were."""
+    from onnx import helper
+
+    needed = helper.find_min_ir_version_for([helper.make_opsetid("", MIN_OPSET)])
+    if model.ir_version >= needed:
+        return
+    if model.ir_version < 4:
+        weights = {t.name for t in model.graph.initializer}
+        kept = [v for v in model.graph.input if v.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+    model.ir_version = needed
 
 
 def _channel_slopes(model):

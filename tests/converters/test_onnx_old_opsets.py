@@ -92,3 +92,13 @@ def test_dilated_strided_conv3d_converts_to_tflite_without_flex(tmp_path):
     assert "dilation_rate" in artifact.attempts[0]["error"]
     assert "CONV_3D" in artifact.op_histogram and not any(op.startswith("Flex") for op in artifact.op_histogram)
     assert artifact.parity["passed"]
+
+
+def test_split_of_an_old_graph_converts_to_tflite_without_flex(tmp_path):
+    """The wheel's test_operator_chunk (Split-6 of a 1-D tensor into [2, 1]): upgraded at IR 3, onnxsim refused
+    the graph and onnx2tf wrote the sizes' Constant as a captured int64 tensor, hence FlexSplitV; at IR 7 the graph
+    is simplified and SPLIT_V is builtin."""
+    folder = DATA.parent / "pytorch-operator" / "test_operator_chunk"
+    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out")
+    (artifact,) = report.artifacts
+    assert not any(op.startswith("Flex") for op in artifact.op_histogram) and artifact.parity["passed"]

@@ -53,6 +53,20 @@ def test_old_layer_is_upgraded_when_loaded_and_its_reference_matches_the_file(na
     assert next(o.version for o in source.handle.opset_import if o.domain in ("", "ai.onnx")) == 13
     assert isinstance(runner_for_source(source), OnnxRuntimeRunner)
     assert _reference_matches_file(source, folder) == "onnxruntime"
+    # IR 3 listed the weights among the inputs; the upgraded graph has the IR opset 13 needs, weights as weights
+    assert source.handle.ir_version == 7
+    assert [v.name for v in source.handle.graph.input] == [t.name for t in source.inputs]
+
+
+def test_upgraded_ir3_graph_is_simplified(tmp_path):
+    """The version converter turns Split-6's sizes into an initializer; kept at IR 3 the graph was invalid (an
+    initializer that is no input) and onnxsim refused it, leaving a Constant onnx2tf writes as FlexSplitV."""
+    from deploykit.converters import Workspace
+    from deploykit.converters.onnx_prepare import prepared
+
+    source = load_source(DATA.parent / "pytorch-operator" / "test_operator_chunk" / "model.onnx")
+    steps = prepared(source, Workspace(root=tmp_path)).steps
+    assert "onnxsim: 2 -> 1 nodes" in steps, steps
 
 
 @pytest.mark.parametrize("name", ["test_PReLU_1d_multiparam", "test_PReLU_2d_multiparam", "test_PReLU_3d_multiparam"])
