@@ -268,8 +268,14 @@ def tabulate(records: Path) -> tuple[list[dict], list[str]]:
     lines += [f"| both | {both} | {total} | {100 * both / max(total, 1):.1f} % |", "",
               f"The parity reference matched the file's own expected output on {references} of {total} graphs "
               f"(runners: {', '.join(f'{k} {v}' for k, v in sorted(runners.items()))}); {upgraded} graphs were "
-              "upgraded to opset 13 when loaded.", "",
-              "| group | graph | opset | ops | reference vs output_0.pb | tflite | coreml | s | reason |",
+              "upgraded to opset 13 when loaded.", ""]
+    failures = [(r["graph"], t, _reason(r, t).removeprefix(f"{t}: ")) for r in rows for t in TARGETS
+                if not (r["targets"].get(t) or {}).get("passed")]
+    if failures:
+        lines += ["Failures, each with its reason:", ""]
+        lines += [f"- `{graph}` on {target}: {reason}" for graph, target, reason in failures]
+        lines.append("")
+    lines += ["| group | graph | opset | ops | reference vs output_0.pb | tflite | coreml | s | reason |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ref = r.get("reference") or {}
