@@ -51,12 +51,6 @@ _FLOAT64_COREML = ("a float64 graph, and the file's input is uninitialized memor
                    "near 7e-310): Core ML computes in float32 at most, where those values are Inf, so the artifact's "
                    "outputs are Inf where the source's are finite; no float32 artifact can pass on this input")
 WHY: dict[tuple[str, str], str] = {
-    ("test_MaxPool2d_stride_padding_dilation", "tflite"):
-        "a dilated MaxPool (dilations 10, kernel 60x80): onnx2tf writes TensorFlow's Dilation2D, which TFLite has no "
-        "builtin for (FlexDilation2D); the ladder has no exact rewrite for it",
-    ("test_MaxPool2d_stride_padding_dilation", "coreml"):
-        "onnx2coreml lowers MaxPool without its dilations (MIL max_pool has none): the artifact computes an undilated "
-        "60x80 pool, 97x97 instead of 43x25, and deploykit's parity refuses it",
     ("test_operator_permute2", "coreml"):
         "a rank-6 Transpose (1x1x1x1x1x1): Core ML takes tensors of rank 5 at most (coremltools: 'Core ML only "
         "supports tensors with rank <= 5'), on both routes",

@@ -50,6 +50,7 @@ class GraphFacts:
     pools_3d: int = 0  # MaxPools / AveragePools over three axes that split exactly into 2-D ones (see max_pool3d_as_2d)
     constant_tiles: int = 0  # Tiles by constant repeats over rank >= 3 (see tile_as_concat)
     dilated_convs: int = 0  # dilated Convs onnx2tf cannot write with builtin ops (see dilated_conv_as_dense)
+    dilated_max_pools: int = 0  # dilated MaxPools, which onnx2tf writes as Dilation2D (see dilated_max_pool_as_phases)
 
     @classmethod
     def of(cls, model) -> "GraphFacts":
@@ -61,7 +62,7 @@ class GraphFacts:
         return cls(ops, ranks, sites["constant_lhs"], sites["single_axis_slices"], sites["subgraph_constants"],
                    sites["average_pool_pads"], sites["scalar_division"],
                    sites["max_pool3d_as_2d"] + sites["average_pool3d_as_2d"], sites["tile_as_concat"],
-                   sites["dilated_conv_as_dense"])
+                   sites["dilated_conv_as_dense"], sites["dilated_max_pool_as_phases"])
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,9 @@ REMEDIES: tuple[Remedy, ...] = (
            "rewrite a Conv dilated and strided at once, or a dilated 3-D Conv, as an undilated Conv with zeros between "
            "the kernel's taps (onnx2tf stops on the first, writes FlexSpaceToBatchND for the second)",
            lambda facts: facts.dilated_convs > 0, _rewrite("dilated_conv_as_dense")),
+    Remedy("onnx2tf:phased-dilated-pool",
+           "rewrite a dilated MaxPool as an undilated one over the input's phases (onnx2tf writes FlexDilation2D)",
+           lambda facts: facts.dilated_max_pools > 0, _rewrite("dilated_max_pool_as_phases")),
     Remedy("onnx2tf:layout-fix",
            "when onnx2tf stops on a shape mismatch, transpose the input it laid out wrongly back (JSON from its error)",
            lambda facts: True, lambda settings, facts: replace(settings, layout_fix=True)),

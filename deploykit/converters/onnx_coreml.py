@@ -17,12 +17,15 @@ from deploykit.core.flexible import has_flexible, refuse
 from deploykit.formats import coremltools_facade
 
 DIRECT = "onnx->coreml (onnx2coreml)"
+# onnx2coreml lowers MaxPool without its dilations (MIL max_pool has none), so the direct route rewrites a dilated
+# one exactly first (passes/onnx_dilated_max_pool.py) and says so in the converter it records.
+DIRECT_PHASED = "onnx->coreml (onnx2coreml, phased-dilated-pool)"
 FALLBACK = "onnx->coreml (onnx2tf SavedModel -> coremltools, fallback)"
 
 
 def rungs(source, options, workspace) -> list[Rung]:
     return [
-        Rung("onnx2coreml", DIRECT, lambda path: _direct(source, path, options, workspace),
+        Rung("onnx2coreml", _direct_label(source, workspace), lambda path: _direct(source, path, options, workspace),
              "direct ONNX -> MIL lowering; keeps the ONNX layout"),
         Rung("onnx2tf-savedmodel", FALLBACK, lambda path: _via_onnx2tf(source, path, options, workspace),
              "onnx2tf's TensorFlow SavedModel through coremltools' TF frontend; inputs become NHWC"),
@@ -35,6 +38,30 @@ def convert(source, out_path: Path, options, workspace) -> Converted:
     return climb_coreml(rungs(source, options, workspace), source, out_path, options, workspace, "ONNX -> Core ML")
 
 
+def _direct_label(source, workspace) -> str:
+    from deploykit.converters.onnx_prepare import prepared
+    from deploykit.passes.onnx_dilated_max_pool import dilated_max_pool_sites
+
+    try:
+        model = prepared(source, workspace).model
+    except Exception:  # the rung itself reports it, when it runs
+        return DIRECT
+    return DIRECT_PHASED if dilated_max_pool_sites(model) else DIRECT
+
+
+def _without_dilated_max_pools(model):
+    from deploykit.passes.onnx_dilated_max_pool import dilated_max_pool_as_phases, dilated_max_pool_sites
+
+    if not dilated_max_pool_sites(model):
+        return model
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    dilated_max_pool_as_phases(copy)
+    return copy
+
+
 def _direct(source, path: Path, options, workspace) -> None:
     ct = coremltools_facade.package()
     from deploykit.converters import onnx2coreml_facade
@@ -43,7 +70,8 @@ def _direct(source, path: Path, options, workspace) -> None:
     from deploykit.converters.onnx_prepare import prepared
     from deploykit.core.names import feature_names
 
-    model = _with_branch_weights(_with_safe_names(prepared(source, workspace).model, feature_names))
+    model = _with_branch_weights(_with_safe_names(_without_dilated_max_pools(prepared(source, workspace).model),
+                                                  feature_names))
     # onnx2coreml saturates constants into fp16's range when told the program is fp16 (a Clip's max of
     # 3.4e38 becomes 65504). An op kept in float32 must keep its constants: openWakeWord's melspectrogram
     # clips a power spectrum of up to 1e12 before its log.

@@ -7,6 +7,7 @@ ladder applies them to a private copy of the prepared model (``onnx2tf_remedies.
 from __future__ import annotations
 
 from deploykit.passes.onnx_dilated_conv import dilated_conv_sites
+from deploykit.passes.onnx_dilated_max_pool import dilated_max_pool_plan
 from deploykit.passes.onnx_graph import (
     captured,
     constant_lhs_sites,
@@ -28,10 +29,11 @@ def rewrite_sites(model, has_pools: bool = True) -> dict[str, int]:
     graph = model.graph
     values = constant_values(graph, slice_parameters(graph))
     outer = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    pools, split = 0, {"MaxPool": 0, "AveragePool": 0}
+    pools, split, dilated = 0, {"MaxPool": 0, "AveragePool": 0}, 0
     if has_pools:
         shapes = onnx_shapes(model)
         for node in graph.node:
+            dilated += dilated_max_pool_plan(node, shapes) is not None
             if pool3d_plan(node, shapes) is not None:
                 split[node.op_type] += 1  # its pads become the split's own correction, not average_pool_pads'
             elif pool_correction(node, shapes) is not None:
@@ -47,6 +49,7 @@ def rewrite_sites(model, has_pools: bool = True) -> dict[str, int]:
         "average_pool3d_as_2d": split["AveragePool"],
         "tile_as_concat": len(tile_sites(graph)),
         "dilated_conv_as_dense": len(dilated_conv_sites(graph)),
+        "dilated_max_pool_as_phases": dilated,
     }
 
 

@@ -102,3 +102,40 @@ def test_split_of_an_old_graph_converts_to_tflite_without_flex(tmp_path):
     report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out")
     (artifact,) = report.artifacts
     assert not any(op.startswith("Flex") for op in artifact.op_histogram) and artifact.parity["passed"]
+
+
+@pytest.mark.heavy
+def test_dilated_max_pool_converts_to_both_targets(tmp_path):
+    """The wheel's MaxPool2d_stride_padding_dilation (kernel 60x80, dilations 10, on 1000x1000): onnx2tf wrote
+    FlexDilation2D and onnx2coreml dropped the dilations (97x97 instead of 43x25); the rewrite into an undilated
+    pool over the input's phases gives both targets the file's expected output exactly."""
+    folder = DATA / "test_MaxPool2d_stride_padding_dilation"
+    source = deploykit.load_source(folder / "model.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite,coreml", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    tflite, coreml = sorted(report.artifacts, key=lambda a: a.target != "tflite")
+    assert [(a["name"], a["outcome"]) for a in tflite.attempts] == [("onnx2tf", "failed"),
+                                                                     ("onnx2tf:phased-dilated-pool", "kept")]
+    assert not any(op.startswith("Flex") for op in tflite.op_histogram)
+    assert coreml.converter == "onnx->coreml (onnx2coreml, phased-dilated-pool)"
+    for artifact in (tflite, coreml):
+        assert artifact.parity["passed"], artifact.parity
+        assert max(o["max_rel_error"] for o in artifact.parity["outputs"].values()) == 0.0, artifact.parity
+
+
+def test_small_dilated_max_pool_converts_to_coreml_directly(tmp_path):
+    """A dilated, strided, padded MaxPool: the direct route lowers it exactly after the rewrite, so the fallback
+    through onnx2tf (which changes the interface to NHWC) is never needed."""
+    import onnx
+
+    from tests.passes.test_onnx_dilated_max_pool import CASES, _pool
+
+    x_shape, y_shape, attrs = CASES["2d strided padded"]
+    onnx.save(_pool(x_shape, y_shape, **attrs), tmp_path / "pool.onnx")
+    report = deploykit.convert(tmp_path / "pool.onnx", to="coreml", out=tmp_path / "out")
+    (artifact,) = report.artifacts
+    assert artifact.converter == "onnx->coreml (onnx2coreml, phased-dilated-pool)"
+    assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2coreml", "kept")]
+    assert artifact.parity["passed"] and artifact.parity["outputs"]["y"]["max_rel_error"] == 0.0, artifact.parity
