@@ -51,6 +51,7 @@ class GraphFacts:
     constant_tiles: int = 0  # Tiles by constant repeats over rank >= 3 (see tile_as_concat)
     dilated_convs: int = 0  # dilated Convs onnx2tf cannot write with builtin ops (see dilated_conv_as_dense)
     dilated_max_pools: int = 0  # dilated MaxPools, which onnx2tf writes as Dilation2D (see dilated_max_pool_as_phases)
+    float64_places: int = 0  # float64 inputs, weights, constants, Casts: no TFLite kernel takes them (see float64_as_float32)
 
     @classmethod
     def of(cls, model) -> "GraphFacts":
@@ -62,7 +63,7 @@ class GraphFacts:
         return cls(ops, ranks, sites["constant_lhs"], sites["single_axis_slices"], sites["subgraph_constants"],
                    sites["average_pool_pads"], sites["scalar_division"],
                    sites["max_pool3d_as_2d"] + sites["average_pool3d_as_2d"], sites["tile_as_concat"],
-                   sites["dilated_conv_as_dense"], sites["dilated_max_pool_as_phases"])
+                   sites["dilated_conv_as_dense"], sites["dilated_max_pool_as_phases"], sites["float64_as_float32"])
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,9 @@ def _params(make: Callable[[GraphFacts], dict]):
 
 
 REMEDIES: tuple[Remedy, ...] = (
+    Remedy("onnx2tf:float32",
+           "compute a float64 graph in float32, as Core ML does (TFLite has no float64 kernels: FlexAddV2 and the like)",
+           lambda facts: facts.float64_places > 0, _rewrite("float64_as_float32")),
     Remedy("onnx2tf:subgraph-constants",
            "copy the outer initializers If/Loop branches read into the branches (onnx2tf: KeyError on them)",
            lambda facts: facts.captured_constants > 0, _rewrite("subgraph_constants")),

@@ -19,7 +19,7 @@ from deploykit.passes import onnx_constant_lhs, onnx_single_axis_slices  # noqa:
 from deploykit.passes import onnx_subgraph_constants, onnx_average_pool_pads  # noqa: F401
 from deploykit.passes import onnx_scalar_division  # noqa: F401
 from deploykit.passes import onnx_max_pool3d, onnx_average_pool3d, onnx_tile_as_concat  # noqa: F401
-from deploykit.passes import onnx_dilated_max_pool  # noqa: F401
+from deploykit.passes import onnx_dilated_max_pool, onnx_float64_as_float32  # noqa: F401
 from deploykit.passes import onnx_dilated_conv  # noqa: F401
 from deploykit.passes import silu_as_sigmoid_mul  # noqa: F401  (aten: ExecuTorch fp16)
 from deploykit.passes.registry import PassResult, PassSelection, all_passes, names, parse_passes, register_pass

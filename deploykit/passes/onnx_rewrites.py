@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from deploykit.passes.onnx_dilated_conv import dilated_conv_sites
 from deploykit.passes.onnx_dilated_max_pool import dilated_max_pool_plan
+from deploykit.passes.onnx_float64_as_float32 import float64_tensors
 from deploykit.passes.onnx_graph import (
     captured,
     constant_lhs_sites,
@@ -50,6 +51,7 @@ def rewrite_sites(model, has_pools: bool = True) -> dict[str, int]:
         "tile_as_concat": len(tile_sites(graph)),
         "dilated_conv_as_dense": len(dilated_conv_sites(graph)),
         "dilated_max_pool_as_phases": dilated,
+        "float64_as_float32": float64_tensors(model),
     }
 
 

@@ -139,3 +139,22 @@ def test_small_dilated_max_pool_converts_to_coreml_directly(tmp_path):
     assert artifact.converter == "onnx->coreml (onnx2coreml, phased-dilated-pool)"
     assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2coreml", "kept")]
     assert artifact.parity["passed"] and artifact.parity["outputs"]["y"]["max_rel_error"] == 0.0, artifact.parity
+
+
+def test_float64_graph_converts_to_tflite_in_float32(tmp_path):
+    """The wheel's test_operator_add_size1_broadcast (a PyTorch DoubleTensor Add): onnx2tf kept float64, which no
+    TFLite kernel takes (FlexAddV2); the rung onnx2tf:float32 computes it in float32, as Core ML does, and the
+    artifact's interface is float32."""
+    folder = DATA.parent / "pytorch-operator" / "test_operator_add_size1_broadcast"
+    source = deploykit.load_source(folder / "model.onnx")
+    assert {t.dtype for t in source.inputs} == {"float64"}
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
+                               verify_options=VerifyOptions(data=str(data)))
+    (artifact,) = report.artifacts
+    assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
+                                                                       ("onnx2tf:float32", "kept")]
+    assert "FlexAddV2" in artifact.attempts[0]["error"]
+    assert {t.dtype for t in artifact.inputs} == {"float32"} and artifact.op_histogram == {"ADD": 1}
+    assert artifact.parity["passed"], artifact.parity
