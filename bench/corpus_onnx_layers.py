@@ -260,11 +260,14 @@ def tabulate(records: Path) -> tuple[list[dict], list[str]]:
               f"The parity reference matched the file's own expected output on {references} of {total} graphs "
               f"(runners: {', '.join(f'{k} {v}' for k, v in sorted(runners.items()))}); {upgraded} graphs were "
               "upgraded to opset 13 when loaded.", ""]
-    failures = [(r["graph"], t, _reason(r, t).removeprefix(f"{t}: ")) for r in rows for t in TARGETS
-                if not (r["targets"].get(t) or {}).get("passed")]
+    failures = {}  # (graph, reason) -> targets: a reason both targets share is listed once
+    for r in rows:
+        for t in TARGETS:
+            if not (r["targets"].get(t) or {}).get("passed"):
+                failures.setdefault((r["graph"], _reason(r, t).removeprefix(f"{t}: ")), []).append(t)
     if failures:
         lines += ["Failures, each with its reason:", ""]
-        lines += [f"- `{graph}` on {target}: {reason}" for graph, target, reason in failures]
+        lines += [f"- `{graph}` on {' and '.join(targets)}: {reason}" for (graph, reason), targets in failures.items()]
         lines.append("")
     lines += ["| group | graph | opset | ops | reference vs output_0.pb | tflite | coreml | s | reason |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
