@@ -217,6 +217,7 @@ def test_onnx_external_data_inside_directory_loads(tmp_path):
     assert model.outputs[0].shape == (1, 4)
 
 
+@pytest.mark.heavy  # ~100 s: every route of both ladders; tests/cli/test_convert_cmd.py checks the Core ML refusal by default
 def test_unsupported_operator(tmp_path):
     entry = tmp_path / "det.py"
     entry.write_text("import torch\n\nclass Det(torch.nn.Module):\n    def forward(self, x):\n"
