@@ -7,6 +7,7 @@ One module per responsibility, read top to bottom in the order data flows:
                     (model_signing_facade.py: the one place model-signing is called)
     manifest.py     the manifest's JSON Schema (schemas/), canonical JSON, the typed view
     templates.py    Swift / Kotlin / README integration files rendered from the manifest
+    readme_sections.py  the README's prose sections (I/O tables, preprocessing, requirements, accelerators)
     archive.py      deterministic zip writing; defensive zip reading with limits
     chunking.py     where files are cut into content-addressed chunks (per tensor, content-defined elsewhere)
     builder.py      artifacts + report -> bundles; each artifact's target says which bundles it gives and
