@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploykit.passes.onnx_graph import fresh, onnx_shapes
+from deploykit.passes.onnx_graph import fresh, onnx_element_types, onnx_shapes
 from deploykit.passes.registry import register_pass
 
 
@@ -77,7 +77,7 @@ def dilated_max_pool_as_phases(model) -> int:
     graph = model.graph
     if not any(n.op_type == "MaxPool" for n in graph.node):
         return 0
-    shapes, types = onnx_shapes(model), _element_types(model)
+    shapes, types = onnx_shapes(model), onnx_element_types(model)
     taken = {n.name for n in graph.node} | {o for n in graph.node for o in n.output} | {i.name for i in graph.initializer}
     nodes, changed = [], 0
     for node in graph.node:
@@ -94,17 +94,6 @@ def dilated_max_pool_as_phases(model) -> int:
         del graph.node[:]
         graph.node.extend(nodes)
     return changed
-
-
-def _element_types(model) -> dict[str, int]:
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    graph = inferred.graph
-    return {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input)}
 
 
 def _as_2d(plan: DilatedPool) -> DilatedPool:

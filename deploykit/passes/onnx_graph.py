@@ -288,7 +288,8 @@ def dtype_of(model, name: str):
     return np.float32
 
 
-def onnx_shapes(model) -> dict[str, tuple]:
+def _inferred_values(model) -> list:
+    """Every value_info, input and output of ``model`` after ONNX shape inference (as declared where it fails)."""
     import onnx
 
     try:
@@ -296,8 +297,16 @@ def onnx_shapes(model) -> dict[str, tuple]:
     except Exception:
         inferred = model
     graph = inferred.graph
+    return list(graph.value_info) + list(graph.input) + list(graph.output)
+
+
+def onnx_element_types(model) -> dict[str, int]:
+    return {value.name: value.type.tensor_type.elem_type for value in _inferred_values(model)}
+
+
+def onnx_shapes(model) -> dict[str, tuple]:
     shapes = {}
-    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+    for value in _inferred_values(model):
         dims = value.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
             shapes[value.name] = tuple(int(d.dim_value) for d in dims)

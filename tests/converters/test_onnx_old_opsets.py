@@ -13,16 +13,20 @@ from deploykit.pipeline.request import VerifyOptions
 from tests.loaders.test_onnx_upgrade import DATA, SIX, _reference_matches_file, _tensors
 
 
+def _convert_with_its_data(folder, to: str, tmp_path):
+    """``deploykit.convert`` of a wheel graph, parity on the graph's own input (its input_*.pb as --data)."""
+    source = deploykit.load_source(folder / "model.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
+    return deploykit.convert(folder / "model.onnx", to=to, out=tmp_path / "out", verify_options=VerifyOptions(data=str(data)))
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("name", SIX)
 def test_old_layer_converts_to_both_targets_and_passes_parity(name, tmp_path):
     folder = DATA / name
-    source = deploykit.load_source(folder / "model.onnx")
-    assert _reference_matches_file(source, folder) == "onnxruntime"
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite,coreml", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    assert _reference_matches_file(deploykit.load_source(folder / "model.onnx"), folder) == "onnxruntime"
+    report = _convert_with_its_data(folder, "tflite,coreml", tmp_path)
     assert report.source["opset"] == {"file": 6, "upgraded_to": 13}
     assert sorted(a.target for a in report.artifacts) == ["coreml", "tflite"] and not report.failures
     for artifact in report.artifacts:
@@ -45,11 +49,7 @@ def test_rank5_prelu_converts_to_tflite(tmp_path):
     """The wheel's PReLU over a 5-D input (opset 6, per-channel slope): plain onnx2tf stops on tfl.prelu's rank
     limit; the pseudo-ops rung writes builtin ops and matches the file's output exactly."""
     folder = DATA / "test_PReLU_3d_multiparam"
-    source = deploykit.load_source(folder / "model.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    report = _convert_with_its_data(folder, "tflite", tmp_path)
     (artifact,) = report.artifacts
     assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
                                                                        ("onnx2tf:pseudo-ops", "kept")]
@@ -63,17 +63,13 @@ def test_output_that_reads_both_ways_is_settled_and_recorded(tmp_path):
     at 1.3 while the artifact was right; now the comparison settles it, the record says NHWC, and a later
     `deploykit verify` reads the record's layout."""
     folder = DATA / "test_AvgPool2d"
-    source = deploykit.load_source(folder / "model.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    report = _convert_with_its_data(folder, "tflite", tmp_path)
     (artifact,) = report.artifacts
     assert artifact.parity["passed"] and artifact.attempts[0]["outcome"] == "kept"
     (output,) = artifact.outputs
     assert output.shape == (2, 3, 3, 3) and output.layout == "NHWC"
     assert any("parity settled it" in note for note in artifact.layout_changes)
-    again = deploykit.verify(folder / "model.onnx", tmp_path / "out" / artifact.path, data=str(data))
+    again = deploykit.verify(folder / "model.onnx", tmp_path / "out" / artifact.path, data=str(tmp_path / "data.npz"))
     assert again.passed and again.outputs[0].layout == "transposed (0, 2, 3, 1) (channels-first <-> channels-last)"
 
 
@@ -81,11 +77,7 @@ def test_dilated_strided_conv3d_converts_to_tflite_without_flex(tmp_path):
     """The wheel's Conv3d_dilated_strided: plain onnx2tf stops ("strides > 1 not supported in conjunction with
     dilation_rate > 1"); the rung onnx2tf:dense-dilated-conv writes an undilated CONV_3D with a zero-filled kernel."""
     folder = DATA / "test_Conv3d_dilated_strided"
-    source = deploykit.load_source(folder / "model.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    report = _convert_with_its_data(folder, "tflite", tmp_path)
     (artifact,) = report.artifacts
     assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
                                                                        ("onnx2tf:dense-dilated-conv", "kept")]
@@ -110,11 +102,7 @@ def test_dilated_max_pool_converts_to_both_targets(tmp_path):
     FlexDilation2D and onnx2coreml dropped the dilations (97x97 instead of 43x25); the rewrite into an undilated
     pool over the input's phases gives both targets the file's expected output exactly."""
     folder = DATA / "test_MaxPool2d_stride_padding_dilation"
-    source = deploykit.load_source(folder / "model.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite,coreml", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    report = _convert_with_its_data(folder, "tflite,coreml", tmp_path)
     tflite, coreml = sorted(report.artifacts, key=lambda a: a.target != "tflite")
     assert [(a["name"], a["outcome"]) for a in tflite.attempts] == [("onnx2tf", "failed"),
                                                                      ("onnx2tf:phased-dilated-pool", "kept")]
@@ -146,12 +134,8 @@ def test_float64_graph_converts_to_tflite_in_float32(tmp_path):
     TFLite kernel takes (FlexAddV2); the rung onnx2tf:float32 computes it in float32, as Core ML does, and the
     artifact's interface is float32."""
     folder = DATA.parent / "pytorch-operator" / "test_operator_add_size1_broadcast"
-    source = deploykit.load_source(folder / "model.onnx")
-    assert {t.dtype for t in source.inputs} == {"float64"}
-    data = tmp_path / "data.npz"
-    np.savez(data, **dict(zip((t.name for t in source.inputs), _tensors(folder, "input"))))
-    report = deploykit.convert(folder / "model.onnx", to="tflite", out=tmp_path / "out",
-                               verify_options=VerifyOptions(data=str(data)))
+    assert {t.dtype for t in deploykit.load_source(folder / "model.onnx").inputs} == {"float64"}
+    report = _convert_with_its_data(folder, "tflite", tmp_path)
     (artifact,) = report.artifacts
     assert [(a["name"], a["outcome"]) for a in artifact.attempts] == [("onnx2tf", "failed"),
                                                                        ("onnx2tf:float32", "kept")]
