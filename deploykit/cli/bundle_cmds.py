@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from deploykit.cli.options import JsonOutput
+from deploykit.cli.output import emit
 
 TrustedKeys = Annotated[list[Path], typer.Option("--trusted-key", "-k", help="Publisher public key (.pub); repeat to trust several.")]
 
@@ -114,16 +115,6 @@ def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
         raise UsageError(f"{flag} {text!r}: give numbers separated by commas, e.g. 0.485,0.456,0.406") from None
 
 
-def _emit(data: dict, json_output: bool, lines: list[str]) -> None:
-    if json_output:
-        from deploykit.cli.output import stdout_json
-
-        stdout_json(data)
-    else:
-        for line in lines:
-            typer.echo(line)
-
-
 def keygen(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for NAME.key and NAME.pub.")],
     name: Annotated[str, typer.Option("--name", help="File name stem.")] = "deploykit",
@@ -135,14 +126,14 @@ def keygen(
         from deploykit.bundle.openssf import generate_model_signing_keypair
 
         private, public, hint = generate_model_signing_keypair(out, name, force=force)
-        _emit({"private_key": str(private), "public_key": str(public), "type": "ecdsa-p256", "hint": hint}, json_output,
+        emit({"private_key": str(private), "public_key": str(public), "type": "ecdsa-p256", "hint": hint}, json_output,
               [f"private key {private} (ECDSA P-256 for model-signing, mode 0600: keep it secret)",
                f"public key  {public}", f"key hint    {hint} (sha256 of the .ms.pub, recorded in each signature)"])
         return
     from deploykit.bundle.signing import generate_keypair
 
     private, public, keyid = generate_keypair(out, name, force=force)
-    _emit({"private_key": str(private), "public_key": str(public), "keyid": keyid}, json_output,
+    emit({"private_key": str(private), "public_key": str(public), "keyid": keyid}, json_output,
           [f"private key {private} (mode 0600: keep it secret)", f"public key  {public}", f"key id      {keyid}"])
 
 
@@ -185,7 +176,7 @@ def bundle(
         pub = model_signing_key.with_suffix(".pub") if model_signing_key.suffix == ".key" else "PUB"
         lines.append(f"model-signing/model.sig in each: unzip a bundle into DIR, then `model_signing verify key DIR "
                      f"--signature DIR/model-signing/model.sig --public_key {pub}`")
-    _emit({"bundles": [b.to_json() for b in built]}, json_output, lines)
+    emit({"bundles": [b.to_json() for b in built]}, json_output, lines)
 
 
 def publish(
@@ -209,7 +200,7 @@ def publish(
     lines = [f"channel {result.channel} version {result.version} (expires {result.expires}) in {result.repo}"]
     for model, entry in sorted(result.models.items()):
         lines.append(f"  {model} {entry['version']} sequence {entry['sequence']} rollout {entry['rollout']['percent']:g}%")
-    _emit(result.to_json(), json_output, lines)
+    emit(result.to_json(), json_output, lines)
 
 
 def pull(
@@ -241,7 +232,7 @@ def pull(
             line += " (the installed model, from an experiment arm, is newer than the channel's offer)"
     if result.transfer:
         line += "\n" + _transfer_line(result.transfer)
-    _emit(result.to_json(), json_output, [line])
+    emit(result.to_json(), json_output, [line])
 
 
 def _transfer_line(t: dict) -> str:
@@ -262,6 +253,6 @@ def verify_bundle(
 
     result = run(bundle_path, [load_public_key(k) for k in trusted_key], threshold=threshold)
     m = result.manifest
-    _emit(result.to_json(), json_output,
+    emit(result.to_json(), json_output,
           [f"OK {bundle_path}: {m.name} {m.version} (sequence {m.sequence}, {m.platform}/{m.variant}), "
            f"{len(m.files)} files verified, signed by {', '.join(k[:16] for k in result.keyids)}"])

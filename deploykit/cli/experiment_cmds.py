@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from deploykit.cli.options import JsonOutput
+from deploykit.cli.output import emit
 
 EXPERIMENT_HELP = """Experiments between model versions: sticky, disjoint device cohorts served from a signed channel.
 
@@ -72,16 +73,6 @@ def register(root: typer.Typer) -> None:
     root.add_typer(group, name="experiment")
 
 
-def _emit(data: dict, json_output: bool, lines: list[str]) -> None:
-    if json_output:
-        from deploykit.cli.output import stdout_json
-
-        stdout_json(data)
-    else:
-        for line in lines:
-            typer.echo(line)
-
-
 def _channel_lines(result, model: str) -> list[str]:
     lines = [f"channel {result.channel} version {result.version} (expires {result.expires}) in {result.repo}"]
     experiment = result.models[model].get("experiment")
@@ -119,7 +110,7 @@ def start(
                                 replace=replace)
     result = start_experiment(repo, channel, options, load_signing_key(sign_key),
                               bundle_keys=[load_public_key(k) for k in bundle_key or ()], expires_days=expires_days)
-    _emit(result.to_json(), json_output, _channel_lines(result, model))
+    emit(result.to_json(), json_output, _channel_lines(result, model))
 
 
 def end(
@@ -136,7 +127,7 @@ def end(
 
     result = end_experiment(repo, channel, model, load_signing_key(sign_key), at=parse_moment(at, "--at"),
                             expires_days=expires_days)
-    _emit(result.to_json(), json_output, _channel_lines(result, model))
+    emit(result.to_json(), json_output, _channel_lines(result, model))
 
 
 def record(
@@ -152,7 +143,7 @@ def record(
     written = record_event(dest, name, event, value, events=events)
     line = (f"{written['experiment']}/{written['arm']}: {event}" + ("" if value is None else f" = {value:g}")
             if written else f"{name}: the installed model is no experiment arm's; nothing recorded")
-    _emit({"recorded": written}, json_output, [line])
+    emit({"recorded": written}, json_output, [line])
 
 
 def report(
@@ -165,7 +156,7 @@ def report(
     from deploykit.bundle.events import summarize
 
     summary = summarize(events, metric=metric, experiment=experiment, control=control)
-    _emit(summary.to_json(), json_output, report_lines(summary))
+    emit(summary.to_json(), json_output, report_lines(summary))
 
 
 def report_lines(summary) -> list[str]:

@@ -29,6 +29,17 @@ def stdout_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def emit(data: dict, json_output: bool, lines: list[str]) -> None:
+    """A command's result: ``data`` as JSON on stdout with --json, else ``lines`` for a reader."""
+    if json_output:
+        stdout_json(data)
+    else:
+        import typer
+
+        for line in lines:
+            typer.echo(line)
+
+
 class StepProgress:
     """One line per step: a spinner while it runs, then a check mark and its duration."""
 
