@@ -3,6 +3,9 @@ once per test session (all xdist workers share them), for the delta-update tests
 
 from __future__ import annotations
 
+import base64
+import json
+import zipfile
 from pathlib import Path
 
 SHAPE = (1, 3, 32, 32)
@@ -62,3 +65,18 @@ def bundle_version(dist: Path, out: Path, key, version: str, labels: Path) -> di
                             sign_keys=(key,))
     built = bundle([dist / "net.fp32.tflite", dist / "net.fp32.mlpackage"], options)
     return {b.manifest["platform"]: b.path for b in built}
+
+
+def manifest_of(bundle: Path) -> dict:
+    """The signed manifest's payload of a bundle zip."""
+    with zipfile.ZipFile(bundle) as archive:
+        return json.loads(base64.b64decode(json.loads(archive.read("manifest.json"))["payload"]))
+
+
+def files_of(bundle: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(bundle) as archive:
+        return {n: archive.read(n) for n in archive.namelist() if n != "manifest.json"}
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -27,7 +27,7 @@ from deploykit.bundle.client import pull
 from deploykit.bundle.delta import chunk_path
 from deploykit.bundle.repository import publish
 from tests.bundle.bundle_helpers import NAME, serve, tree_snapshot
-from tests.bundle.delta_helpers import bundle_version, converted_versions
+from tests.bundle.delta_helpers import bundle_version, converted_versions, files_of, manifest_of, tree_bytes
 from tests.bundle.test_experiment_templates import _run, compile_updater, needs_kotlin
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
@@ -110,20 +110,6 @@ class Device:
                 out["transfer"] = dict(zip(("method", "bytes", "bundle_bytes", "chunks", "chunks_fetched", "bytes_reused"),
                                            [fields[0], *map(int, fields[1:6])]), fallback=None if fields[6] == "null" else fields[6])
         return out
-
-
-def manifest_of(bundle: Path) -> dict:
-    with zipfile.ZipFile(bundle) as archive:
-        return json.loads(base64.b64decode(json.loads(archive.read("manifest.json"))["payload"]))
-
-
-def files_of(bundle: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(bundle) as archive:
-        return {n: archive.read(n) for n in archive.namelist() if n != "manifest.json"}
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def chunk_ids(bundle: Path) -> dict[str, int]:

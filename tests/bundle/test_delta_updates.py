@@ -4,7 +4,6 @@ the whole bundle when a delta would not be smaller."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import zipfile
@@ -17,7 +16,7 @@ from deploykit.bundle.delta import chunk_path
 from deploykit.bundle.repository import publish
 from deploykit.core.errors import IntegrityError
 from tests.bundle.bundle_helpers import NAME, rewrite_zip, serve, tree_snapshot
-from tests.bundle.delta_helpers import bundle_version, converted_versions
+from tests.bundle.delta_helpers import bundle_version, converted_versions, files_of, manifest_of, tree_bytes
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +26,6 @@ def versions(tmp_path_factory, keys, labels_file):
     out = tmp_path_factory.mktemp("delta-bundles")
     return {"v1": bundle_version(dists["v1"], out / "v1", keys["publisher"][0], "1.0.0", labels_file),
             "v2": bundle_version(dists["v2"], out / "v2", keys["publisher"][0], "1.1.0", labels_file)}
-
-
-def manifest_of(bundle: Path) -> dict:
-    with zipfile.ZipFile(bundle) as archive:
-        return json.loads(base64.b64decode(json.loads(archive.read("manifest.json"))["payload"]))
-
-
-def files_of(bundle: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(bundle) as archive:
-        return {n: archive.read(n) for n in archive.namelist() if n != "manifest.json"}
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
