@@ -253,6 +253,17 @@ def safe_join(root: Path, relative: str) -> Path:
     return target
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one (temporary file, fsync,
+    rename), never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def create_exclusive(path: Path):
     """Open a new file for writing; never follow a symlink and never replace an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from deploykit.bundle.archive import Limits, SafeZip, create_exclusive, safe_join
+from deploykit.bundle.archive import Limits, SafeZip, create_exclusive, safe_join, write_atomic
 from deploykit.bundle.chunking import tiling_problem
 from deploykit.bundle.fetch import NotInRepository, Source
 from deploykit.bundle.manifest import MANIFEST_NAME, Manifest, canonical_json
@@ -92,12 +92,7 @@ def _write_once(target: Path, data: bytes) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    write_atomic(target, data)
 
 
 # -- pull -----------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deploykit.bundle.archive import write_atomic
 from deploykit.bundle.delta import store as store_chunks
 from deploykit.bundle.manifest import CHANNEL_SCHEMA, RELEASE_SCHEMA, canonical_json, parse_json, validate
 from deploykit.bundle.signing import CHANNEL_PAYLOAD_TYPE, PublicKey, SigningKey, sign_envelope, verify_envelope
@@ -128,8 +129,8 @@ def _sign_index(repo: Path, channel: str, sign_key: SigningKey, current: dict[st
              "expires": format_time(now() + dt.timedelta(days=expires_days)), "models": models}
     validate(index, "channel", f"channel index {channel}", error=DeployKitError)
     envelope = sign_envelope(canonical_json(index), CHANNEL_PAYLOAD_TYPE, [sign_key])
-    _write_atomic(repo / "keys" / f"{sign_key.keyid}.pub", _public_pem(sign_key))
-    _write_atomic(repo / "channels" / f"{channel}.json", envelope)
+    write_atomic(repo / "keys" / f"{sign_key.keyid}.pub", _public_pem(sign_key))
+    write_atomic(repo / "channels" / f"{channel}.json", envelope)
     return PublishResult(repo=repo, channel=channel, version=version, expires=index["expires"], models=models)
 
 
@@ -176,7 +177,7 @@ def _store_release(repo: Path, name: str, group: list[VerifiedBundle]) -> dict[s
     validate(release, "release", f"release of {name}", error=DeployKitError)
     data = canonical_json(release)
     digest = hashlib.sha256(data).hexdigest()
-    _write_atomic(repo / "releases" / f"{digest}.json", data)
+    write_atomic(repo / "releases" / f"{digest}.json", data)
     return {"version": first.version, "sequence": first.sequence,
             "release": {"path": f"releases/{digest}.json", "sha256": digest, "length": len(data)}}
 
@@ -217,15 +218,6 @@ def _public_pem(key: SigningKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return key.private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
